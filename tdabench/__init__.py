@@ -1,0 +1,7 @@
+"""tdabench: gradient-based training-data attribution measured against further training.
+
+Conventions (see DESIGN.md): score matrices are float arrays of shape (n_test, n_train); a positive
+score means that removing (down-weighting) the training instance *increases* the target.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,111 @@
+"""The task context: everything an estimator or the gold standard may use, and nothing else.
+
+It holds the final model's parameters θᶠ (detached), the train/test splits and the functional
+forms of the model, the per-example loss, the regulariser and the target, so that callers can use
+torch.func (grad, vmap) on them. The final model is trained from the spec once and cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from tdabench.task.cache import atomic_save_tensors, atomic_write_json, cache_root, check_settings, load_tensors
+from tdabench.task.data import Dataset, Split, load_dataset
+from tdabench.task.models import build_model
+from tdabench.task.objective import OutputFn, l2_penalty, make_target, per_example_loss
+from tdabench.task.spec import TaskSpec
+from tdabench.task.training import evaluate, train_module
+
+FINAL_MODEL_FORMAT = 1  # raise when training code changes the numbers a spec produces
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """Final model + data. Functional helpers take `params` so they can be vmapped and differentiated."""
+
+    spec: TaskSpec
+    model: nn.Module
+    params: Tensors
+    buffers: Tensors
+    data: Dataset
+    final_metrics: dict[str, dict[str, float]]
+    target_name: str
+    _target_fn: OutputFn = field(repr=False)
+    _loss_fn: OutputFn = field(repr=False)
+
+    @property
+    def train(self) -> Split:
+        return self.data.train
+
+    @property
+    def test(self) -> Split:
+        return self.data.test
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.spec.dtype)
+
+    @property
+    def l2(self) -> float:
+        return self.spec.objective.l2
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    def outputs(self, params: Tensors, x: torch.Tensor) -> torch.Tensor:
+        """Model outputs (B, n_outputs) for inputs x (B, ...)."""
+        return functional_call(self.model, (params, self.buffers), (x,))
+
+    def loss(self, params: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-example training loss ℓ(z; θ), shape (B,), without the regulariser."""
+        return self._loss_fn(self.outputs(params, x), y)
+
+    def target(self, params: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-example attribution target f(z; θ), shape (B,)."""
+        return self._target_fn(self.outputs(params, x), y)
+
+    def regularizer(self, params: Tensors) -> torch.Tensor:
+        """(l2 / 2) ||θ||², the part of the risk that no training instance owns."""
+        return l2_penalty(params, self.l2)
+
+    def with_target(self, name: str) -> "TaskContext":
+        return replace(self, target_name=name, _target_fn=make_target(name, self.spec.objective))
+
+
+def final_model_settings(spec: TaskSpec) -> dict[str, Any]:
+    return {"format": FINAL_MODEL_FORMAT, "spec_hash": spec.spec_hash, "spec": spec.to_dict()}
+
+
+def _final_model_entry(spec: TaskSpec, root: Path) -> Path:
+    return root / "final_models" / f"{spec.name}-v{spec.version}-{spec.spec_hash[7:23]}"
+
+
+def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | None = None) -> TaskContext:
+    """Load the data, train (or load from the cache) the final model, and assemble the context."""
+    dtype = getattr(torch, spec.dtype)
+    data = load_dataset(spec.data, spec.objective.loss == "squared", dtype)
+    model = build_model(spec.model, data.train.x.shape[1], data.n_outputs, dtype)
+    entry = _final_model_entry(spec, cache_dir or cache_root())
+    settings = final_model_settings(spec)
+    if check_settings(entry, settings) and (entry / "model.safetensors").exists():
+        model.load_state_dict(load_tensors(entry / "model.safetensors"))
+    else:
+        train_module(model, data.train, spec.objective, spec.training)
+        atomic_save_tensors(entry / "model.safetensors", model.state_dict())
+        atomic_write_json(entry / "settings.json", settings)
+    metrics = {"train": evaluate(model, data.train, spec.objective),
+               "test": evaluate(model, data.test, spec.objective)}
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    target = target or spec.target
+    return TaskContext(spec, model, params, buffers, data, metrics, target,
+                       make_target(target, spec.objective), per_example_loss(spec.objective))

@@ -1,0 +1,51 @@
+"""Per-example losses, the training risk and the attribution targets, as functions of model outputs.
+
+Risk: R(θ) = mean_i loss(z_i; θ) + (l2 / 2) ||θ||². Squared loss is (f(x) − y)² (no ½), so that
+ordinary least squares has Hessian 2XᵀX/n. Targets f(z; θ) map outputs of shape (B, n_outputs) and
+labels (B,) to per-example values (B,).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from tdabench.errors import UnknownNameError
+from tdabench.task.spec import ObjectiveSpec
+
+OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def per_example_loss(spec: ObjectiveSpec) -> OutputFn:
+    """loss(outputs (B, C), y (B,)) -> (B,), without the regulariser."""
+    if spec.loss == "cross-entropy":
+        return lambda out, y: F.cross_entropy(out, y, reduction="none")
+    return lambda out, y: (out.squeeze(-1) - y) ** 2
+
+
+def l2_penalty(params: dict[str, torch.Tensor], l2: float) -> torch.Tensor:
+    """(l2 / 2) Σ ||θ||²; a plain 0 when l2 == 0 (works inside vmap and grad)."""
+    total = sum((p * p).sum() for p in params.values())
+    return 0.5 * l2 * total
+
+
+def _margin(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log p_y − log(1 − p_y): the log-odds of the true class."""
+    logp = F.log_softmax(out, dim=-1)
+    true = logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    others = logp.scatter(-1, y.unsqueeze(-1), float("-inf")).logsumexp(-1)
+    return true - others
+
+
+TARGETS = ("loss", "margin")
+
+
+def make_target(name: str, spec: ObjectiveSpec) -> OutputFn:
+    """Attribution target f(outputs, y) -> (B,). 'loss' is the per-example loss (the default)."""
+    if name == "loss":
+        return per_example_loss(spec)
+    if name == "margin" and spec.loss == "cross-entropy":
+        return _margin
+    raise UnknownNameError("target", name, [t for t in TARGETS if t == "loss" or spec.loss == "cross-entropy"])

@@ -1,0 +1,74 @@
+"""Functional SGD and Adam(W) on dicts of tensors, with PyTorch's update rules.
+
+Works on one model's parameters or on K stacked copies (leading dimension K): every update is
+elementwise, and `active` (shape (K,), or a scalar) freezes the copies whose batch was empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tdabench.task.spec import OptimizerSpec
+
+Tensors = dict[str, torch.Tensor]
+
+
+def _blend(active: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    mask = active.reshape(active.shape + (1,) * (new.dim() - active.dim()))
+    return torch.where(mask, new, old)
+
+
+@dataclass(frozen=True)
+class FunctionalOptimizer:
+    """`init(params)` gives the state; `step(params, grads, state, active)` gives new params and state."""
+
+    spec: OptimizerSpec
+
+    def init(self, params: Tensors) -> Tensors:
+        state = {f"m.{k}": torch.zeros_like(v) for k, v in params.items()}
+        if self.spec.optimizer in ("adam", "adamw"):
+            state |= {f"v.{k}": torch.zeros_like(v) for k, v in params.items()}
+        first = next(iter(params.values()))
+        return state | {"count": torch.zeros((), dtype=first.dtype)}
+
+    def step(self, params: Tensors, grads: Tensors, state: Tensors,
+             active: torch.Tensor) -> tuple[Tensors, Tensors]:
+        count = state["count"] + active.to(state["count"].dtype)
+        new_params, new_state = {}, {"count": count}
+        for k, p in params.items():
+            update = self._sgd if self.spec.optimizer == "sgd" else self._adam
+            p_new, slots = update(k, p, grads[k], state, count)
+            new_params[k] = _blend(active, p_new, p)
+            new_state |= {s: _blend(active, v, state[s]) for s, v in slots.items()}
+        return new_params, new_state
+
+    def _sgd(self, k: str, p, g, state, count):
+        s = self.spec
+        if s.weight_decay:
+            g = g + s.weight_decay * p
+        if not s.momentum:
+            return p - s.lr * g, {f"m.{k}": state[f"m.{k}"]}
+        buf = s.momentum * state[f"m.{k}"] + g  # first step: buf = g, as in torch.optim.SGD
+        return p - s.lr * buf, {f"m.{k}": buf}
+
+    def _adam(self, k: str, p, g, state, count, beta1=0.9, beta2=0.999, eps=1e-8):
+        s = self.spec
+        if s.optimizer == "adamw":
+            p = p * (1 - s.lr * s.weight_decay)
+        elif s.weight_decay:
+            g = g + s.weight_decay * p
+        m = beta1 * state[f"m.{k}"] + (1 - beta1) * g
+        v = beta2 * state[f"v.{k}"] + (1 - beta2) * g * g
+        c = count.reshape(count.shape + (1,) * (p.dim() - count.dim())).clamp(min=1)
+        m_hat, v_hat = m / (1 - beta1 ** c), v / (1 - beta2 ** c)
+        return p - s.lr * m_hat / (v_hat.sqrt() + eps), {f"m.{k}": m, f"v.{k}": v}
+
+
+def torch_optimizer(spec: OptimizerSpec, parameters) -> torch.optim.Optimizer:
+    """The torch.optim equivalent of `FunctionalOptimizer(spec)` (the sequential reference uses it)."""
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    cls = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
+    return cls(parameters, lr=spec.lr, weight_decay=spec.weight_decay)

@@ -1,0 +1,61 @@
+"""The data order shared by paired runs: one permutation per (seed, epoch), chunked into batches.
+
+Copy k of a paired run either removes instance r_k from the permutation ("removal": later batches
+shift by one) or keeps the batches and scales r_k's loss weight by (1 − ε) ("downweight").
+r_k = -1 is the reference copy. The batch loss of copy k is Σ_j w_kj loss_kj / Σ_j m_kj, where the
+mask m marks real (not padded) entries: a mean over the real batch in removal mode, and over the
+nominal batch in downweight mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of epoch `epoch` (0-based) under `seed`; identical for every copy of a paired run."""
+    return np.random.default_rng([seed, epoch, 20240917]).permutation(n)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step for K copies: indices (K, B), loss weights (K, B), real-entry mask (K, B)."""
+
+    index: np.ndarray
+    weight: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def active(self) -> np.ndarray:
+        """(K,) bool: copies with at least one real entry (an empty batch is no step at all)."""
+        return self.mask.sum(1) > 0
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def epoch_batches(perm: np.ndarray, removed: np.ndarray, batch_size: int,
+                  mode: str = "removal", epsilon: float = 1.0) -> Iterator[Batch]:
+    """Yield the batches of one epoch for copies with removed instances `removed` (K,), -1 = none."""
+    n, k = len(perm), len(removed)
+    n_steps = steps_per_epoch(n, batch_size)
+    width = n_steps * batch_size
+    order = np.full((k, width), -1, dtype=np.int64)
+    weight = np.ones((k, width))
+    if mode == "removal":
+        for row, r in enumerate(removed):
+            kept = perm if r < 0 else perm[perm != r]
+            order[row, : len(kept)] = kept
+    else:
+        order[:, :n] = perm
+        weight[:, :n] -= epsilon * (perm[None, :] == removed[:, None])
+    mask = (order >= 0).astype(np.float64)
+    weight *= mask
+    index = np.where(order >= 0, order, 0)
+    for s in range(n_steps):
+        cols = slice(s * batch_size, (s + 1) * batch_size)
+        yield Batch(index[:, cols], weight[:, cols], mask[:, cols])

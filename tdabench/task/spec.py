@@ -1,0 +1,236 @@
+"""Task specs: YAML files validated into frozen dataclasses.
+
+A spec names the data, the model, the objective, the recipe that trains the final model, the
+further-training recipe of the gold standard and the target. Every field is checked on load; a
+malformed spec raises :class:`SpecError` naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tdabench.errors import SpecError
+
+Modality = Literal["tabular", "image", "text"]
+OptimizerName = Literal["sgd", "adam", "adamw"]
+LossName = Literal["cross-entropy", "squared"]
+HorizonUnit = Literal["epoch", "step"]
+GoldMode = Literal["removal", "downweight"]
+DType = Literal["float32", "float64"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data comes from and how it is split. `source` is 'sklearn:<loader name>'."""
+
+    source: str
+    test_fraction: float = 0.3
+    split_seed: int = 0
+    standardize: bool = True
+    standardize_target: bool = False
+    max_train: int | None = None
+    max_test: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.test_fraction < 1.0, "test_fraction", "a number in (0, 1)", self.test_fraction)
+        _check(":" in self.source, "source", "'<provider>:<name>', e.g. 'sklearn:load_breast_cancer'", self.source)
+        for name in ("max_train", "max_test"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, name, "a positive integer or null", value)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture. `kind: mlp` with `hidden: []` is a linear model (logistic/linear regression)."""
+
+    kind: Literal["mlp"] = "mlp"
+    hidden: tuple[int, ...] = ()
+    activation: Literal["relu", "tanh"] = "relu"
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(all(h > 0 for h in self.hidden), "hidden", "a list of positive layer widths", self.hidden)
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """Training risk R(θ) = mean_i loss(z_i; θ) + (l2 / 2) ||θ||²."""
+
+    loss: LossName = "cross-entropy"
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.l2 >= 0.0, "l2", "a non-negative number", self.l2)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One training recipe: optimizer, learning rate, batch size and length (epochs)."""
+
+    optimizer: OptimizerName = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "lr", "a positive number", self.lr)
+        _check(0.0 <= self.momentum < 1.0, "momentum", "a number in [0, 1)", self.momentum)
+        _check(self.batch_size > 0, "batch_size", "a positive integer", self.batch_size)
+        _check(self.epochs > 0, "epochs", "a positive integer", self.epochs)
+
+
+@dataclass(frozen=True)
+class GoldSpec:
+    """The gold standard's further-training recipe and its default evaluation settings."""
+
+    further_training: OptimizerSpec = field(default_factory=OptimizerSpec)
+    horizon_unit: HorizonUnit = "epoch"
+    horizons: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
+    seeds: int = 5
+    mode: GoldMode = "removal"
+    epsilon: float = 1.0
+    n_train_evaluated: int = 100
+    n_test: int = 100
+
+    def __post_init__(self) -> None:
+        _check(len(self.horizons) > 0 and all(h > 0 for h in self.horizons), "horizons",
+               "a non-empty list of positive integers", self.horizons)
+        _check(list(self.horizons) == sorted(set(self.horizons)), "horizons", "strictly increasing", self.horizons)
+        _check(self.seeds > 0, "seeds", "a positive integer", self.seeds)
+        _check(self.n_train_evaluated > 0, "n_train_evaluated", "a positive integer", self.n_train_evaluated)
+        _check(self.n_test > 0, "n_test", "a positive integer", self.n_test)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A whole task. `spec_hash` identifies the settings that determine every number of a run."""
+
+    name: str
+    version: int
+    modality: Modality
+    data: DataSpec
+    model: ModelSpec
+    objective: ObjectiveSpec
+    training: OptimizerSpec
+    gold_standard: GoldSpec
+    target: str = "loss"
+    dtype: DType = "float64"
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 over the canonical JSON of every field except the free-text description."""
+        payload = {k: v for k, v in self.to_dict().items() if k != "description"}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return f"sha256:{digest}"
+
+
+class _FieldError(Exception):
+    def __init__(self, field: str, expected: str, got: object) -> None:
+        super().__init__(field)
+        self.field, self.expected, self.got = field, expected, got
+
+
+def _check(ok: bool, field: str, expected: str, got: object) -> None:
+    if not ok:
+        raise _FieldError(field, expected, got)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            type(None): "null"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Convert a YAML value to type `tp`, raising _FieldError(path, ...) when it does not fit."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin is Literal:
+        _check(value in typing.get_args(tp), path, _describe(tp), value)
+        return value
+    if origin in (tuple, list):
+        _check(isinstance(value, (list, tuple)), path, _describe(tp), value)
+        return tuple(_convert(v, typing.get_args(tp)[0], f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, path)
+            except _FieldError:
+                continue
+        raise _FieldError(path, _describe(tp), value)
+    if tp is type(None):
+        _check(value is None, path, "null", value)
+        return None
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), path, "a number", value)
+        return float(value)
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), path, "an integer", value)
+        return value
+    _check(isinstance(value, tp), path, _describe(tp), value)
+    return value
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    where = path or "<top level>"
+    _check(isinstance(raw, dict), where, _describe(cls), raw)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    _check(not unknown, f"{path + '.' if path else ''}{unknown[0] if unknown else ''}",
+           "no such field; known fields: " + ", ".join(sorted(names)), None)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        sub = f"{path}.{f.name}" if path else f.name
+        if f.name in raw:
+            kwargs[f.name] = _convert(raw[f.name], hints[f.name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise _FieldError(sub, "a value (the field is required)", None)
+    try:
+        return cls(**kwargs)
+    except _FieldError as err:  # raised by __post_init__ with the bare field name
+        raise _FieldError(f"{path}.{err.field}" if path else err.field, err.expected, err.got) from None
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> TaskSpec:
+    """Validate a spec given as a mapping; `source` names it in error messages."""
+    try:
+        return _build(TaskSpec, raw, "")
+    except _FieldError as err:
+        raise SpecError(source, err.field, err.expected, err.got) from None
+
+
+def load_spec(path: str | Path) -> TaskSpec:
+    """Read and validate one YAML spec file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise SpecError(str(path), "<file>", "a readable YAML file", str(err)) from None
+    except yaml.YAMLError as err:
+        raise SpecError(str(path), "<file>", "valid YAML", str(err).splitlines()[0]) from None
+    return parse_spec(raw, str(path))
