@@ -16,6 +16,8 @@ Tensors = dict[str, torch.Tensor]
 
 
 def _blend(active: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    if bool(active.all()):
+        return new
     mask = active.reshape(active.shape + (1,) * (new.dim() - active.dim()))
     return torch.where(mask, new, old)
 

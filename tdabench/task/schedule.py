@@ -15,9 +15,16 @@ from typing import Iterator
 import numpy as np
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The order of epoch `epoch` (0-based) under `seed`; identical for every copy of a paired run."""
-    return np.random.default_rng([seed, epoch, 20240917]).permutation(n)
+TRAINING_STREAM, FURTHER_TRAINING_STREAM = 0, 1
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, stream: int = TRAINING_STREAM) -> np.ndarray:
+    """The order of epoch `epoch` (0-based) under `seed`; identical for every copy of a paired run.
+
+    `stream` separates the final model's training orders from the further-training ones, so that
+    further-training seed 0 does not replay the final model's first epochs.
+    """
+    return np.random.default_rng([stream, seed, epoch]).permutation(n)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -9,38 +11,50 @@ from torch import nn
 from tdabench.task.data import Split
 from tdabench.task.objective import l2_penalty, per_example_loss
 from tdabench.task.optim import torch_optimizer
-from tdabench.task.schedule import epoch_batches, epoch_permutation
+from tdabench.task.schedule import TRAINING_STREAM, epoch_batches, epoch_permutation
 from tdabench.task.spec import ObjectiveSpec, OptimizerSpec
 
 
 def train_module(model: nn.Module, data: Split, objective: ObjectiveSpec, recipe: OptimizerSpec,
                  epochs: int | None = None, removed: int = -1, mode: str = "removal",
-                 epsilon: float = 1.0, seed: int | None = None,
-                 on_epoch=None) -> nn.Module:
-    """Train `model` in place for `epochs` epochs with the schedule of `seed` (default recipe.seed).
+                 epsilon: float = 1.0, seed: int | None = None, stream: int = TRAINING_STREAM,
+                 on_step: Callable[[int], None] | None = None,
+                 on_epoch: Callable[[int], None] | None = None) -> nn.Module:
+    """Train `model` in place for `epochs` epochs with the schedule of (`seed`, `stream`).
 
-    `removed`/`mode`/`epsilon` describe one copy of a paired run (see schedule.py); `on_epoch(e)` is
-    called after every epoch e (1-based). This is also the sequential reference of the gold standard.
+    `removed`/`mode`/`epsilon` describe one copy of a paired run (see schedule.py). `on_step(t)` is
+    called after global step t (1-based, the reference run's clock: a copy whose batch is empty skips
+    the update but not the call) and `on_epoch(e)` after epoch e. This plain loop is the sequential
+    reference that the vectorised gold standard is tested against.
     """
     loss_fn = per_example_loss(objective)
     optimizer = torch_optimizer(recipe, model.parameters())
     seed = recipe.seed if seed is None else seed
+    step = 0
     for epoch in range(epochs or recipe.epochs):
-        perm = epoch_permutation(len(data), seed, epoch)
+        perm = epoch_permutation(len(data), seed, epoch, stream)
         for batch in epoch_batches(perm, np.array([removed]), recipe.batch_size, mode, epsilon):
-            if not batch.active[0]:
-                continue
-            idx = torch.as_tensor(batch.index[0])
-            w = torch.as_tensor(batch.weight[0], dtype=data.x.dtype)
-            losses = loss_fn(model(data.x[idx]), data.y[idx])
-            loss = (w * losses).sum() / float(batch.mask[0].sum())
-            loss = loss + l2_penalty(dict(model.named_parameters()), objective.l2)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            step += 1
+            if batch.active[0]:
+                _sgd_step(model, optimizer, loss_fn, data, batch, objective.l2)
+            if on_step is not None:
+                on_step(step)
         if on_epoch is not None:
             on_epoch(epoch + 1)
     return model
+
+
+def _sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, data: Split, batch,
+              l2: float) -> None:
+    """One optimizer step on the batch loss Σ w·loss / Σ mask + (l2/2)||θ||²."""
+    idx = torch.as_tensor(batch.index[0])
+    w = torch.as_tensor(batch.weight[0], dtype=data.x.dtype)
+    losses = loss_fn(model(data.x[idx]), data.y[idx])
+    loss = (w * losses).sum() / float(batch.mask[0].sum())
+    loss = loss + l2_penalty(dict(model.named_parameters()), l2)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
 
 
 @torch.no_grad()

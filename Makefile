@@ -1,0 +1,33 @@
+# One-command set-up, run and test. `make setup` creates .venv in the repo root if missing and
+# installs the pinned CPU build of torch (a bare `torch` requirement would pull a multi-GB CUDA build).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tdabench-installed
+ARGS ?=
+
+.PHONY: setup compare test test-slow benchmark leaderboard clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+compare: setup
+	$(BIN)/tdabench compare $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+benchmark: setup
+	$(BIN)/python benchmarks/gold_standard_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

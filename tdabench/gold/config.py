@@ -1,0 +1,97 @@
+"""Settings of one gold-standard run, validated on construction and hashed for the cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tdabench.errors import TdabenchError
+from tdabench.task.schedule import steps_per_epoch
+from tdabench.task.spec import GoldSpec, OptimizerSpec
+
+GOLD_FORMAT = 1  # raise when the training code changes the numbers a config produces
+
+
+@dataclass(frozen=True)
+class GoldConfig:
+    """What to further-train and where to record it.
+
+    `train_idx`/`test_idx` index the training and test splits; `horizons` count epochs or steps
+    (`horizon_unit`) of the `recipe`; `seeds` paired runs are averaged; `chunk_size` copies train
+    together in one vmapped step (None = all instances of a seed at once; the numbers do not depend
+    on it).
+    """
+
+    recipe: OptimizerSpec
+    train_idx: tuple[int, ...]
+    test_idx: tuple[int, ...]
+    horizons: tuple[int, ...]
+    horizon_unit: str = "epoch"
+    seeds: int = 5
+    mode: str = "removal"
+    epsilon: float = 1.0
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.horizons or min(self.horizons) < 1:
+            raise TdabenchError(f"horizons must be positive integers, got {list(self.horizons)}")
+        if list(self.horizons) != sorted(set(self.horizons)):
+            raise TdabenchError(f"horizons must be strictly increasing, got {list(self.horizons)}")
+        if self.seeds < 1:
+            raise TdabenchError(f"seeds must be at least 1, got {self.seeds}")
+        if self.mode not in ("removal", "downweight"):
+            raise TdabenchError(f"mode must be 'removal' or 'downweight', got '{self.mode}'")
+        if self.horizon_unit not in ("epoch", "step"):
+            raise TdabenchError(f"horizon unit must be 'epoch' or 'step', got '{self.horizon_unit}'")
+        if len(set(self.train_idx)) != len(self.train_idx) or not self.train_idx:
+            raise TdabenchError("train_idx must be non-empty and free of repeats")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise TdabenchError(f"chunk_size must be positive, got {self.chunk_size}")
+
+    def horizon_steps(self, n_train: int) -> list[int]:
+        """Each horizon as a number of optimizer steps (the reference run's clock)."""
+        per_epoch = steps_per_epoch(n_train, self.recipe.batch_size)
+        return [h * per_epoch if self.horizon_unit == "epoch" else h for h in self.horizons]
+
+    def settings(self, spec_hash: str) -> dict[str, Any]:
+        """Everything that determines the numbers (chunk_size excluded), for the cache check."""
+        fields = dataclasses.asdict(self)
+        fields.pop("chunk_size")
+        return {"format": GOLD_FORMAT, "spec_hash": spec_hash, **json.loads(json.dumps(fields))}
+
+    def key(self, spec_hash: str) -> str:
+        blob = json.dumps(self.settings(spec_hash), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def select_indices(n: int, k: int, seed: int, what: str) -> tuple[int, ...]:
+    """k distinct indices of range(n) drawn with `seed`, sorted; all of them when k >= n is allowed."""
+    if k > n:
+        raise TdabenchError(f"cannot evaluate {k} {what}: the split has only {n}")
+    if k == n:
+        return tuple(range(n))
+    return tuple(int(i) for i in np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False)))
+
+
+def config_from_spec(spec: GoldSpec, n_train: int, n_test: int, *, seeds: int | None = None,
+                     horizons: tuple[int, ...] | None = None, mode: str | None = None,
+                     epsilon: float | None = None, n_train_evaluated: int | None = None,
+                     n_test_evaluated: int | None = None, selection_seed: int = 0,
+                     chunk_size: int | None = None) -> GoldConfig:
+    """The spec's defaults, overridden by whatever the caller passes."""
+    n_eval = spec.n_train_evaluated if n_train_evaluated is None else n_train_evaluated
+    n_tst = spec.n_test if n_test_evaluated is None else n_test_evaluated
+    return GoldConfig(
+        recipe=spec.further_training,
+        train_idx=select_indices(n_train, min(n_eval, n_train) if n_train_evaluated is None else n_eval,
+                                 selection_seed, "training instances"),
+        test_idx=select_indices(n_test, min(n_tst, n_test) if n_test_evaluated is None else n_tst,
+                                selection_seed + 1, "test points"),
+        horizons=tuple(horizons or spec.horizons), horizon_unit=spec.horizon_unit,
+        seeds=spec.seeds if seeds is None else seeds, mode=mode or spec.mode,
+        epsilon=spec.epsilon if epsilon is None else epsilon, chunk_size=chunk_size)

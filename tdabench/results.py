@@ -1,0 +1,271 @@
+"""The results file of one (task, run), schema version 1 (DESIGN.md §6), and its CSV twin.
+
+`Results.to_json()` gives the §6 layout; fields may be added, none renamed or removed without
+raising SCHEMA_VERSION. Files are written atomically and never hold NaN or Infinity (None → null).
+A record's `n_test` counts the test points whose agreement was defined (the mean is over them) and
+`n_skipped` the undefined ones (saturated points, DESIGN.md §7).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tdabench.errors import TdabenchError
+from tdabench.metrics import Summary
+
+SCHEMA_VERSION = 1
+CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon",
+               "horizon_unit", "metric", "mean", "sem", "n_test", "n_skipped",
+               "source_distribution", "source_version")
+_TOP_KEYS = ("schema_version", "tdabench_version", "git_hash", "date", "task", "gold_standard",
+             "records", "cost", "errors")
+
+
+def _finite_or_none(name: str, value: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite or None, got {value}")
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `d` that are fields of `cls` (keys added by a newer tdabench are ignored)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+@dataclass(frozen=True)
+class Record:
+    """Agreement of one estimator (with `params`) with the gold standard at one horizon and metric.
+
+    `source` is {"distribution": ..., "version": ...} for an estimator from a plugin, else None.
+    """
+
+    estimator: str
+    params: dict
+    horizon: int
+    metric: str
+    mean: float | None
+    sem: float | None
+    n_test: int
+    n_skipped: int
+    source: dict | None = None
+
+    def __post_init__(self) -> None:
+        _finite_or_none("mean", self.mean)
+        _finite_or_none("sem", self.sem)
+
+    @classmethod
+    def from_summary(cls, estimator: str, params: dict, horizon: int, metric: str,
+                     summary: Summary, source: dict | None = None) -> Record:
+        """The record of a `metrics.Summary` (n_test = summary.n)."""
+        return cls(estimator, dict(params), horizon, metric, summary.mean, summary.sem,
+                   summary.n, summary.n_skipped, source)
+
+
+@dataclass(frozen=True)
+class NoiseCeiling:
+    """Spearman–Brown-corrected split-half agreement of the gold standard (None if undefined)."""
+
+    horizon: int
+    metric: str
+    value: float | None
+
+    def __post_init__(self) -> None:
+        _finite_or_none("noise ceiling", self.value)
+
+
+@dataclass(frozen=True)
+class GoldSummary:
+    """The gold-standard settings a results file was scored against."""
+
+    mode: str
+    seeds: int
+    horizon_unit: str
+    horizons: list[int]
+    n_train_evaluated: int
+    n_test: int
+    centered: bool
+    noise_ceiling: list[NoiseCeiling]
+    epsilon: float | None = None
+    steps_per_epoch: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("mode", "seeds", "horizon_unit", "horizons",
+                                           "n_train_evaluated", "n_test", "centered")}
+        d["noise_ceiling"] = [vars(c).copy() for c in self.noise_ceiling]
+        return {**d, "epsilon": self.epsilon, "steps_per_epoch": self.steps_per_epoch}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> GoldSummary:
+        ceilings = [NoiseCeiling(**_known(NoiseCeiling, c)) for c in d["noise_ceiling"]]
+        keep = _known(cls, d)
+        return cls(**{**keep, "horizons": list(d["horizons"]), "noise_ceiling": ceilings})
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Task identity; `details` are extra keys merged into the JSON "task" object."""
+
+    name: str
+    version: int
+    spec_hash: str
+    details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clash = {"name", "version", "spec_hash"} & set(self.details)
+        if clash:
+            raise ValueError(f"task details must not redefine {sorted(clash)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "spec_hash": self.spec_hash,
+                **self.details}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TaskInfo:
+        details = {k: v for k, v in d.items() if k not in ("name", "version", "spec_hash")}
+        return cls(d["name"], d["version"], d["spec_hash"], details)
+
+
+@dataclass(frozen=True)
+class Results:
+    """One results file. `cost` = {"gold_standard_s": s, "estimators": {name: {"fit_s", "score_s",
+    "peak_mem_mb"}}}; `errors` = {estimator: message}; `extra` = further top-level keys.
+    `origin` (the file it was read from) is not serialised and not compared."""
+
+    task: TaskInfo
+    gold_standard: GoldSummary
+    records: list[Record]
+    cost: dict
+    errors: dict[str, str]
+    tdabench_version: str
+    git_hash: str | None
+    date: str
+    extra: dict = field(default_factory=dict)
+    origin: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        clash = set(_TOP_KEYS) & set(self.extra)
+        if clash:
+            raise ValueError(f"extra keys must not redefine {sorted(clash)}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The DESIGN.md §6 layout, then the `extra` keys."""
+        return {"schema_version": SCHEMA_VERSION, "tdabench_version": self.tdabench_version,
+                "git_hash": self.git_hash, "date": self.date, "task": self.task.to_json(),
+                "gold_standard": self.gold_standard.to_json(),
+                "records": [vars(r).copy() for r in self.records], "cost": self.cost,
+                "errors": dict(self.errors), **self.extra}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], origin: str = "<results>") -> Results:
+        """Parse a §6 dict; a missing or different schema_version or a missing key raises
+        TdabenchError naming `origin`."""
+        version = d.get("schema_version") if isinstance(d, dict) else None
+        if version != SCHEMA_VERSION:
+            found = "no schema_version" if version is None else f"schema_version {version!r}"
+            raise TdabenchError(f"{origin}: results file has {found}; this tdabench reads "
+                                f"schema_version {SCHEMA_VERSION}")
+        try:
+            return cls(TaskInfo.from_json(d["task"]), GoldSummary.from_json(d["gold_standard"]),
+                       [Record(**_known(Record, r)) for r in d["records"]], d["cost"], d["errors"],
+                       d["tdabench_version"], d["git_hash"], d["date"],
+                       {k: v for k, v in d.items() if k not in _TOP_KEYS}, origin)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise TdabenchError(f"{origin}: malformed results file ({type(exc).__name__}: {exc})")
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy scalars and arrays → Python numbers and lists."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} to a results file")
+
+
+def params_json(params: Any) -> str:
+    """Canonical JSON of an estimator's params (sorted keys; numpy scalars as numbers)."""
+    return json.dumps(params, sort_keys=True, default=_json_default)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then os.replace it over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv_cell(value: Any) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def results_csv(results: Results) -> str:
+    """One row per record, columns CSV_COLUMNS; None → empty cell, floats in full precision."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    t, unit = results.task, results.gold_standard.horizon_unit
+    for r in results.records:
+        src = r.source or {}
+        row = (t.name, t.version, t.spec_hash, r.estimator, params_json(r.params),
+               r.horizon, unit, r.metric, r.mean, r.sem, r.n_test, r.n_skipped,
+               src.get("distribution"), src.get("version"))
+        writer.writerow([_csv_cell(v) for v in row])
+    return buf.getvalue()
+
+
+def write_results(results: Results, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write `out_dir/results.json` and `out_dir/results.csv` atomically; returns both paths.
+
+    Raises ValueError if any number is NaN or infinite (JSON is written with allow_nan=False).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results.to_json(), indent=2, allow_nan=False, default=_json_default) + "\n"
+    json_path, csv_path = out / "results.json", out / "results.csv"
+    atomic_write_text(json_path, text)
+    atomic_write_text(csv_path, results_csv(results))
+    return json_path, csv_path
+
+
+def read_results(path_or_dir: str | Path) -> Results:
+    """Read a results file, given either the file or the folder holding `results.json`."""
+    path = Path(path_or_dir)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TdabenchError(f"{path}: no such results file") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TdabenchError(f"{path}: cannot read results file ({exc})") from None
+    return Results.from_json(data, origin=str(path))
+
+
+def git_hash() -> str | None:
+    """HEAD commit of the repository holding this package (best effort; None on any failure)."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None
+
+
+def now_iso() -> str:
+    """The current UTC time in ISO 8601, to the second, e.g. 2024-05-01T12:00:00+00:00."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,30 @@
+"""Small float64 tasks for the gold-standard tests, built from in-memory specs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tdabench.task import TaskContext, build_context, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spec_dict(task: str = "breast-cancer-mlp", **overrides: Any) -> dict:
+    """A built-in spec as a dict, with dotted-path overrides like {'model.hidden': [8]}."""
+    raw = yaml.safe_load((ROOT / "tasks" / f"{task}.yaml").read_text())
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = copy.deepcopy(value)
+    return raw
+
+
+def small_context(cache: Path, task: str = "breast-cancer-mlp", **overrides: Any) -> TaskContext:
+    defaults = {"model.hidden": [8], "training.epochs": 3, "data.max_train": 40, "data.max_test": 12}
+    return build_context(parse_spec(spec_dict(task, **(defaults | overrides))), cache)
