@@ -25,6 +25,8 @@ from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
 from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
+from tdabench.task.context import load_task_data
+from tdabench.task.objective import make_target
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,12 @@ class EstimatorOutcome:
 
 
 def default_requests() -> tuple[EstimatorRequest, ...]:
-    """Every built-in estimator with its default parameters."""
-    return tuple(EstimatorRequest(n) for n in estimator_names() if estimators.origin(n).kind == "built-in")
+    """Every estimator that ships with tdabench, with its default parameters (no plugins, nothing
+    registered at run time by other code)."""
+    def shipped(name: str) -> bool:
+        origin = estimators.origin(name)
+        return origin.kind == "built-in" and origin.target.startswith("tdabench.")
+    return tuple(EstimatorRequest(n) for n in estimator_names() if shipped(n))
 
 
 def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tuple[EstimatorRequest, Estimator]]]:
@@ -66,12 +72,13 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
     labels = [r.label for r in requests]
     if len(set(labels)) != len(labels):
         raise TdabenchError(f"an estimator is listed twice: {', '.join(labels)}")
-    ctx = build_context(spec, options.cache_dir, options.target)
+    data = load_task_data(spec)
     cfg = config_from_spec(
-        spec.gold_standard, len(ctx.train), len(ctx.test), seeds=options.seeds, horizons=options.horizons,
+        spec.gold_standard, len(data.train), len(data.test), seeds=options.seeds, horizons=options.horizons,
         mode=options.mode, epsilon=options.epsilon, n_train_evaluated=options.n_train,
         n_test_evaluated=options.n_test, chunk_size=options.chunk_size)
-    return ctx, cfg, made
+    make_target(options.target or spec.target, spec.objective)  # an unknown target fails before training
+    return build_context(spec, options.cache_dir, options.target, data), cfg, made
 
 
 def _check_scores(scores: np.ndarray, expected: tuple[int, ...]) -> None:

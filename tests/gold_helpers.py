@@ -28,3 +28,17 @@ def spec_dict(task: str = "breast-cancer-mlp", **overrides: Any) -> dict:
 def small_context(cache: Path, task: str = "breast-cancer-mlp", **overrides: Any) -> TaskContext:
     defaults = {"model.hidden": [8], "training.epochs": 3, "data.max_train": 40, "data.max_test": 12}
     return build_context(parse_spec(spec_dict(task, **(defaults | overrides))), cache)
+
+
+SMALL_COMPARE = {"model.hidden": [8], "training.epochs": 5, "data.max_train": 40, "data.max_test": 12,
+                 "gold_standard.n_train_evaluated": 10, "gold_standard.n_test": 8,
+                 "gold_standard.seeds": 2, "gold_standard.horizons": [1, 3]}
+
+
+def write_small_spec(folder: Path, name: str = "small-bc", **overrides: Any) -> Path:
+    """A small breast-cancer MLP spec file for end-to-end command-line tests."""
+    raw = spec_dict(**(SMALL_COMPARE | overrides))
+    raw["name"] = name
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

@@ -89,10 +89,16 @@ def _final_model_entry(spec: TaskSpec, root: Path) -> Path:
     return root / "final_models" / f"{spec.name}-v{spec.version}-{spec.spec_hash[7:23]}"
 
 
-def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | None = None) -> TaskContext:
+def load_task_data(spec: TaskSpec) -> Dataset:
+    """The task's train/test splits (cheap: no training)."""
+    return load_dataset(spec.data, spec.objective.loss == "squared", getattr(torch, spec.dtype))
+
+
+def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | None = None,
+                  data: Dataset | None = None) -> TaskContext:
     """Load the data, train (or load from the cache) the final model, and assemble the context."""
     dtype = getattr(torch, spec.dtype)
-    data = load_dataset(spec.data, spec.objective.loss == "squared", dtype)
+    data = data or load_task_data(spec)
     model = build_model(spec.model, data.train.x.shape[1], data.n_outputs, dtype)
     entry = _final_model_entry(spec, cache_dir or cache_root())
     settings = final_model_settings(spec)

@@ -1,0 +1,62 @@
+"""Speed of the vectorised gold standard against the plain sequential loop, in one process.
+
+Both compute one seed of paired further training on the same task, evaluated instances and horizons;
+the script reports wall seconds for each, the speed-up, and the largest difference between their
+results (they must agree). Usage:
+
+    .venv/bin/python benchmarks/gold_standard_speed.py [--task breast-cancer-mlp] [--n-train 100]
+        [--horizons 1,2,5,10,20,50] [--out benchmarks/results/gold_standard_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tdabench.gold import config_from_spec, paired_differences, paired_differences_sequential
+from tdabench.task import build_context, find_spec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="breast-cancer-mlp")
+    parser.add_argument("--n-train", type=int, default=100)
+    parser.add_argument("--n-test", type=int, default=100)
+    parser.add_argument("--horizons", default=None, help="comma-separated; default: the task's")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gold_standard_speed.json"))
+    args = parser.parse_args()
+    spec = find_spec(args.task)
+    ctx = build_context(spec, Path(tempfile.mkdtemp()))
+    horizons = tuple(int(h) for h in args.horizons.split(",")) if args.horizons else None
+    cfg = config_from_spec(spec.gold_standard, len(ctx.train), len(ctx.test), seeds=1, horizons=horizons,
+                           n_train_evaluated=args.n_train, n_test_evaluated=args.n_test)
+    start = time.perf_counter()
+    fast, _ = paired_differences(ctx, cfg, args.seed)
+    vectorised_s = time.perf_counter() - start
+    start = time.perf_counter()
+    slow, _ = paired_differences_sequential(ctx, cfg, args.seed)
+    sequential_s = time.perf_counter() - start
+    report = {
+        "task": spec.name, "spec_hash": spec.spec_hash, "n_train_evaluated": len(cfg.train_idx),
+        "n_test": len(cfg.test_idx), "horizons": list(cfg.horizons), "horizon_unit": cfg.horizon_unit,
+        "steps": cfg.horizon_steps(len(ctx.train))[-1], "copies": len(cfg.train_idx) + 1,
+        "vectorised_s": round(vectorised_s, 2), "sequential_s": round(sequential_s, 2),
+        "speedup": round(sequential_s / vectorised_s, 2),
+        "max_abs_difference": float(np.abs(fast - slow).max()), "max_abs_value": float(np.abs(slow).max()),
+        "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""`check_estimator`: the estimator contract as assertions (like scikit-learn's check_estimator).
+
+Use it in a plugin's test suite::
+
+    from tdabench.testing import check_estimator
+    def test_contract():
+        check_estimator(MyEstimator())
+
+Every failed check raises AssertionError naming the check. Nothing is written to disk: the small
+contexts built here are trained in memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import torch
+
+from tdabench.errors import TdabenchError
+from tdabench.estimators.base import Estimator, clone
+from tdabench.task.context import TaskContext
+from tdabench.task.data import Dataset, Split
+from tdabench.task.models import build_model
+from tdabench.task.objective import make_target, per_example_loss
+from tdabench.task.spec import TaskSpec, parse_spec
+from tdabench.task.training import evaluate, train_module
+
+PLANTED_SPEC = {
+    "name": "check-estimator-planted", "version": 1, "modality": "tabular",
+    "description": "Synthetic two-class blobs; training instance 0 is an exact copy of test point 0.",
+    "data": {"source": "synthetic:planted-duplicate", "standardize": False},
+    "model": {"kind": "mlp", "hidden": []},
+    "objective": {"loss": "cross-entropy", "l2": 0.01},
+    "training": {"optimizer": "sgd", "lr": 0.1, "batch_size": 8, "epochs": 10, "seed": 0},
+    "gold_standard": {}, "target": "loss", "dtype": "float64",
+}
+
+
+def context_from_splits(spec: TaskSpec, train: Split, test: Split, n_outputs: int) -> TaskContext:
+    """Train `spec`'s model on the given splits (in memory, no cache) and assemble a TaskContext."""
+    model = build_model(spec.model, int(train.x.shape[1]), n_outputs, getattr(torch, spec.dtype))
+    train_module(model, train, spec.objective, spec.training)
+    data = Dataset(train, test, n_outputs, spec.objective.loss == "cross-entropy")
+    metrics = {"train": evaluate(model, train, spec.objective), "test": evaluate(model, test, spec.objective)}
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    return TaskContext(spec, model, params, buffers, data, metrics, spec.target,
+                       make_target(spec.target, spec.objective), per_example_loss(spec.objective))
+
+
+@functools.lru_cache(maxsize=1)
+def planted_duplicate_context(n_train: int = 40, n_test: int = 8, seed: int = 0) -> TaskContext:
+    """Logistic regression on 2 blobs in 4 features plus a 5th feature that is 0 everywhere except
+    at the planted point x = (0, 0, 0, 0, 3), y = 1: test point 0, copied as training instance 0."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n_train + n_test - 2)  # the planted point completes both splits
+    x = np.zeros((len(y), 5))
+    x[:, :4] = rng.normal(size=(len(y), 4)) * 0.5
+    x[:, 0] += np.where(y == 1, 1.5, -1.5)
+    planted_x, planted_y = np.array([[0.0, 0.0, 0.0, 0.0, 3.0]]), np.array([1])
+    train_x, train_y = np.vstack([planted_x, x[: n_train - 1]]), np.concatenate([planted_y, y[: n_train - 1]])
+    test_x, test_y = np.vstack([planted_x, x[n_train - 1:]]), np.concatenate([planted_y, y[n_train - 1:]])
+    to_split = lambda a, b: Split(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.long))
+    return context_from_splits(parse_spec(PLANTED_SPEC, "<planted duplicate>"), to_split(train_x, train_y),
+                               to_split(test_x, test_y), 2)
+
+
+def check_estimator(estimator: Estimator, context: TaskContext | None = None) -> None:
+    """Check parameters, fitting, shapes, order, finiteness, determinism, horizons and sign.
+
+    `context` is used for all checks but the sign check (default: the planted-duplicate context);
+    the sign check always uses `planted_duplicate_context()`.
+    """
+    context = planted_duplicate_context() if context is None else context
+    check_params(estimator)
+    check_unfitted(estimator)
+    fitted = clone(estimator).fit(context)
+    check_shapes(fitted, context)
+    check_order(fitted, context)
+    check_determinism(estimator, context)
+    check_horizons(fitted, context)
+    check_describe(fitted)
+    check_planted_duplicate(estimator)
+
+
+def check_params(estimator: Estimator) -> None:
+    """get_params round trip: rebuilding from the params, and set_params(**get_params()), change nothing."""
+    params = estimator.get_params()
+    rebuilt = type(estimator)(**estimator.get_params(deep=False)).get_params()
+    assert repr(rebuilt) == repr(params), (
+        f"{type(estimator).__name__}(**get_params()) has other params: {rebuilt} != {params}; "
+        "__init__ must store its arguments unchanged")
+    assert estimator.set_params(**params) is estimator, "set_params must return self"
+    assert repr(estimator.get_params()) == repr(params), "set_params(**get_params()) changed the params"
+
+
+def check_unfitted(estimator: Estimator) -> None:
+    try:
+        clone(estimator).score(np.array([0]), np.array([0]))
+    except TdabenchError:
+        return
+    except Exception as err:
+        raise AssertionError(f"score before fit must raise TdabenchError, raised {err!r}") from err
+    raise AssertionError("score before fit must raise TdabenchError, it returned scores")
+
+
+def _index_sets(n_test: int, n_train: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    unsorted = lambda n: rng.permutation(n)[: min(n, 5)][::-1].copy()
+    return [(np.arange(n_test), np.arange(n_train)), (unsorted(n_test), unsorted(n_train)),
+            (np.array([n_test - 1]), np.array([n_train // 2]))]
+
+
+def check_shapes(fitted: Estimator, context: TaskContext) -> None:
+    """Shape (n_test, n_train), float64 and finite, for sorted, unsorted and single indices."""
+    for test_idx, train_idx in _index_sets(len(context.test), len(context.train)):
+        scores = fitted.score(test_idx, train_idx)
+        where = f"score(test_idx={test_idx.tolist()}, train_idx={train_idx.tolist()})"
+        assert isinstance(scores, np.ndarray), f"{where} returned {type(scores).__name__}, not a numpy array"
+        expected = (len(test_idx), len(train_idx))
+        assert scores.shape == expected, f"{where} has shape {scores.shape}, expected {expected}"
+        assert scores.dtype == np.float64, f"{where} has dtype {scores.dtype}, expected float64"
+        assert np.isfinite(scores).all(), f"{where} has {np.size(scores) - np.isfinite(scores).sum()} non-finite values"
+
+
+def _tolerance(context: TaskContext) -> float:
+    return 1e-7 if context.dtype == torch.float64 else 1e-3
+
+
+def check_order(fitted: Estimator, context: TaskContext) -> None:
+    """Rows follow test_idx and columns follow train_idx: a permuted call gives the permuted matrix."""
+    n_test, n_train = len(context.test), len(context.train)
+    full = fitted.score(np.arange(n_test), np.arange(n_train))
+    rng = np.random.default_rng(1)
+    test_idx, train_idx = rng.permutation(n_test), rng.permutation(n_train)
+    permuted = fitted.score(test_idx, train_idx)
+    tol = _tolerance(context)
+    ok = permuted.shape == (n_test, n_train) and np.allclose(
+        permuted, full[np.ix_(test_idx, train_idx)], rtol=tol, atol=tol * max(np.abs(full).max(), 1e-300))
+    assert ok, "scores on permuted indices are not the permuted scores: rows must follow test_idx, columns train_idx"
+
+
+def check_determinism(estimator: Estimator, context: TaskContext) -> None:
+    """Two fits on the same context give identical scores."""
+    idx_test, idx_train = _index_sets(len(context.test), len(context.train))[1]
+    first = clone(estimator).fit(context).score(idx_test, idx_train)
+    second = clone(estimator).fit(context).score(idx_test, idx_train)
+    assert np.array_equal(first, second), (
+        f"not deterministic: two fits on the same context differ by up to {np.nanmax(np.abs(first - second)):.3g}; "
+        "seed every random choice from the estimator's parameters")
+
+
+def check_horizons(fitted: Estimator, context: TaskContext) -> None:
+    """score_horizons has shape (n_steps, n_test, n_train); equals score when not horizon-dependent."""
+    test_idx, train_idx = _index_sets(len(context.test), len(context.train))[1]
+    steps = [1, 3, 10]
+    scores = fitted.score_horizons(test_idx, train_idx, steps)
+    expected = (len(steps), len(test_idx), len(train_idx))
+    assert scores.shape == expected, f"score_horizons has shape {scores.shape}, expected {expected}"
+    assert np.isfinite(scores).all(), "score_horizons has non-finite values"
+    if not fitted.horizon_dependent:
+        tol = _tolerance(context)
+        single = fitted.score(test_idx, train_idx)
+        assert np.allclose(scores, single[None], rtol=tol, atol=tol * max(np.abs(single).max(), 1e-300)), (
+            "score_horizons differs from score although horizon_dependent is False")
+
+
+def check_describe(fitted: Estimator) -> None:
+    described = fitted.describe()
+    assert isinstance(described, dict), f"describe() must return a dict, got {type(described).__name__}"
+    try:
+        json.dumps(described)
+    except (TypeError, ValueError) as err:
+        raise AssertionError(f"describe() is not JSON-serialisable: {err}") from err
+
+
+def check_planted_duplicate(estimator: Estimator, top: int = 3) -> None:
+    """Training instance 0 is a copy of test point 0: score[0, 0] > 0 and among the `top` largest of row 0."""
+    context = planted_duplicate_context()
+    row = clone(estimator).fit(context).score(np.array([0]), np.arange(len(context.train)))[0]
+    assert row[0] > 0, (
+        f"sign: the exact duplicate of the test point scores {row[0]:.3g} <= 0; a positive score must mean "
+        "that removing the training instance increases the target (test loss)")
+    rank = int((row > row[0]).sum())
+    assert rank < top, (f"sign: the exact duplicate of the test point ranks {rank + 1} of {len(row)} "
+                        f"(score {row[0]:.3g}, largest {row.max():.3g}); expected it among the top {top}")

@@ -1,0 +1,53 @@
+"""Shared fixtures. The cache goes to a session temp dir; torch uses 2 threads; tiny float64 tasks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import pytest
+import torch
+
+from tdabench.task import TaskContext, build_context, parse_spec
+
+_CACHE_DIR: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _CACHE_DIR
+    _CACHE_DIR = tempfile.mkdtemp(prefix="tdabench-test-cache-")
+    os.environ["TDABENCH_CACHE"] = _CACHE_DIR
+    torch.set_num_threads(2)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_DIR is not None:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+
+
+def tiny_spec(name: str, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A small float64 task spec on 60 training and 20 test points; `sections` override whole sections."""
+    raw: dict[str, Any] = {
+        "name": name, "version": 1, "modality": "tabular",
+        "data": {"source": "sklearn:load_breast_cancer", "max_train": 60, "max_test": 20},
+        "model": {"kind": "mlp", "hidden": [], "init_seed": 0},
+        "objective": {"loss": "cross-entropy", "l2": 0.01},
+        "training": {"optimizer": "sgd", "lr": 0.1, "batch_size": 16, "epochs": 5, "seed": 0},
+        "gold_standard": {}, "target": "loss", "dtype": "float64",
+    }
+    return raw | sections
+
+
+@pytest.fixture(scope="session")
+def tiny_logreg_context() -> TaskContext:
+    """L2-regularised (l2 = 0.01) logistic regression with 2 output logits, 62 parameters."""
+    return build_context(parse_spec(tiny_spec("tiny-logreg")))
+
+
+@pytest.fixture(scope="session")
+def tiny_mlp_context() -> TaskContext:
+    """MLP 30→8→2 (tanh, so the Hessian differs from Gauss–Newton), l2 = 0.01, 266 parameters."""
+    model = {"kind": "mlp", "hidden": [8], "activation": "tanh", "init_seed": 0}
+    return build_context(parse_spec(tiny_spec("tiny-mlp", model=model)))
