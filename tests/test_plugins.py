@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,11 @@ PLUGINS = Path(__file__).parent / "plugins"
 
 
 def pip_install(package: Path, target: Path) -> None:
+    """Install a copy of `package` (so the build leaves nothing in the source tree) into `target`."""
+    source = target.parent / f"src-{package.name}"
+    shutil.copytree(package, source, dirs_exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(package)], check=True, timeout=300,
+                    "--no-index", "--target", str(target), str(source)], check=True, timeout=300,
                    capture_output=True)
 
 
@@ -34,7 +38,7 @@ def run_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("site")
+    target = tmp_path_factory.mktemp("plugin") / "site"
     pip_install(PLUGINS / "example", target)
     assert any(target.glob("tdabench_example_plugin-0.3.1.dist-info"))
     return target
