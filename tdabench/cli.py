@@ -28,8 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tdabench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     lister = sub.add_parser("list", help="list tasks and estimators")
+    lister.set_defaults(handler=cmd_list)
     lister.add_argument("--json", action="store_true", help="machine-readable output")
     cmp = sub.add_parser("compare", help="compare estimators with the further-training gold standard")
+    cmp.set_defaults(handler=cmd_compare)
     cmp.add_argument("--task", default=None, help="task name or spec file (default: breast-cancer-mlp)")
     cmp.add_argument("--estimators", default=None,
                      help="comma-separated, e.g. 'grad-dot,if-explicit(damping=0.1)' (default: all built-ins)")
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     board = sub.add_parser("leaderboard", help="Markdown and CSV tables from results files")
+    board.set_defaults(handler=cmd_leaderboard)
     board.add_argument("--results", type=Path, nargs="+", required=True, help="results folders or files")
     board.add_argument("--out", type=Path, default=Path("leaderboard"))
     board.add_argument("--metric", default="cosine")
@@ -76,7 +79,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tdabench.compare import CompareOptions, run_compare
+    from tdabench.compare import CompareOptions, headline, run_compare
     from tdabench.leaderboard import render_terminal_table
     from tdabench.metrics import METRICS
     from tdabench.results import write_results
@@ -93,6 +96,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress)
     results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
+    print(headline(results))
     print(render_terminal_table(results, args.metric))
     print(f"\nwrote {json_path} and {csv_path}")
     return 0
@@ -110,9 +114,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"list": cmd_list, "compare": cmd_compare, "leaderboard": cmd_leaderboard}[args.command]
     try:
-        return command(args)
+        return args.handler(args)
     except TdabenchError as err:
         print(f"tdabench: error: {err}", file=sys.stderr)
         return 2

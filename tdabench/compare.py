@@ -154,12 +154,25 @@ def task_info(ctx: TaskContext, cfg: GoldConfig) -> TaskInfo:
     return TaskInfo(spec.name, spec.version, spec.spec_hash, details)
 
 
+def headline(results: Results) -> str:
+    """One line on the final model and one on the gold standard, printed above the table."""
+    task, gold = results.task.details, results.gold_standard
+    quality = ", ".join(f"{split} {name} {value:.3f}" for split, metrics in task["final_model"].items()
+                        for name, value in metrics.items())
+    return (f"final model: {task['n_params']} parameters; {quality}\n"
+            f"gold standard: {gold.mode}, {gold.seeds} seeds, {gold.n_train_evaluated} training instances x "
+            f"{gold.n_test} test points, target '{task['target']}', computed in "
+            f"{results.cost['gold_standard_s']:.1f} s (0 = cached)")
+
+
 def run_compare(options: CompareOptions) -> Results:
     """The whole comparison; the caller writes or prints the returned Results."""
     ctx, cfg, made = prepare(options)
     gold = run_gold_standard(ctx, cfg, options.cache_dir, progress=options.progress)
     records, costs, errors = [], {}, {}
-    for request, estimator in tqdm(made, desc="estimators", disable=not options.progress, leave=False):
+    bar = tqdm(made, desc="estimators", disable=not options.progress, leave=False)
+    for request, estimator in bar:
+        bar.set_postfix_str(request.label)
         outcome = run_estimator(request, estimator, ctx, gold, options.centered)
         records += outcome.records
         if outcome.error is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -115,6 +116,16 @@ def test_resume_after_interruption_gives_same_numbers(tmp_path, mlp_ctx):
     fresh = run_gold_standard(mlp_ctx, cfg, tmp_path / "b", progress=False)
     np.testing.assert_array_equal(resumed.per_seed, fresh.per_seed)
     assert resumed.per_seed.shape == (3, 2, 2, 3)
+
+
+def test_more_seeds_later_reuse_the_seeds_on_disk(tmp_path, mlp_ctx):
+    cfg = GoldConfig(RECIPES["sgd"], train_idx=(0, 4), test_idx=(0, 1), horizons=(1,), seeds=2)
+    two = run_gold_standard(mlp_ctx, cfg, tmp_path, progress=False)
+    computed = []
+    three = run_gold_standard(mlp_ctx, dataclasses.replace(cfg, seeds=3), tmp_path, progress=False,
+                              after_seed=computed.append)
+    assert computed == [2]
+    np.testing.assert_array_equal(three.per_seed[:2], two.per_seed)
 
 
 def test_gold_cache_with_other_settings_is_refused(tmp_path, mlp_ctx):

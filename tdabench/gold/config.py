@@ -59,9 +59,14 @@ class GoldConfig:
         return [h * per_epoch if self.horizon_unit == "epoch" else h for h in self.horizons]
 
     def settings(self, spec_hash: str) -> dict[str, Any]:
-        """Everything that determines the numbers (chunk_size excluded), for the cache check."""
+        """Everything that determines one seed's numbers, for the cache check.
+
+        `seeds` is left out (seed s gives the same numbers whatever the total, so asking for more
+        seeds later reuses the ones on disk), and so is `chunk_size` (it changes no number).
+        """
         fields = dataclasses.asdict(self)
         fields.pop("chunk_size")
+        fields.pop("seeds")
         return {"format": GOLD_FORMAT, "spec_hash": spec_hash, **json.loads(json.dumps(fields))}
 
     def key(self, spec_hash: str) -> str:
