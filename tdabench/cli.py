@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--target", default=None, help="attribution target (default: the spec's, 'loss')")
     cmp.add_argument("--centered", action="store_true", help="center the gold standard per test point")
     cmp.add_argument("--chunk-size", type=int, default=None, help="copies trained together per vmapped step")
-    cmp.add_argument("--metric", default="cosine", help="metric shown in the terminal table")
+    cmp.add_argument("--metric", default="pearson",
+                     help="metric shown in the terminal table (all three are in results.json)")
     cmp.add_argument("--out", type=Path, default=Path("runs/latest"), help="folder for results.json/.csv")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     board.set_defaults(handler=cmd_leaderboard)
     board.add_argument("--results", type=Path, nargs="+", required=True, help="results folders or files")
     board.add_argument("--out", type=Path, default=Path("leaderboard"))
-    board.add_argument("--metric", default="cosine")
+    board.add_argument("--metric", default="pearson")
     return parser
 
 

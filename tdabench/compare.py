@@ -20,7 +20,7 @@ from tdabench.costs import measure
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator
 from tdabench.gold import GoldConfig, GoldStandard, config_from_spec, run_gold_standard
-from tdabench.metrics import METRICS, agreement, noise_ceiling
+from tdabench.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
 from tdabench.selection import EstimatorRequest
@@ -135,8 +135,12 @@ def _source(name: str) -> dict | None:
 
 def gold_summary(gold: GoldStandard, centered: bool, steps_per_epoch: int) -> GoldSummary:
     cfg = gold.config
-    ceilings = [NoiseCeiling(h, m, noise_ceiling(gold.seeds_at(i, centered), m))
-                for i, h in enumerate(cfg.horizons) for m in METRICS]
+    ceilings = []
+    for i, h in enumerate(cfg.horizons):
+        for m in METRICS:
+            rel = reliability(gold.seeds_at(i, centered), m)
+            ceilings.append(NoiseCeiling(h, m, None if rel is None else rel.ceiling,
+                                         None if rel is None else rel.reliability))
     return GoldSummary(cfg.mode, cfg.seeds, cfg.horizon_unit, list(cfg.horizons), len(cfg.train_idx),
                        len(cfg.test_idx), centered, ceilings,
                        epsilon=cfg.epsilon if cfg.mode == "downweight" else None,

@@ -9,6 +9,8 @@ skipped by `summarize`; a NaN never reaches a Summary (DESIGN.md §7).
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,26 +110,78 @@ def _check_per_seed(per_seed: np.ndarray) -> np.ndarray:
     return a
 
 
-def noise_ceiling(per_seed: np.ndarray, metric: str) -> float | None:
+@dataclass(frozen=True)
+class Reliability:
+    """How reproducible the seed-averaged gold standard is, at one horizon and metric.
+
+    `split_half`: mean over half-splits of the seeds of the row-mean agreement between the two
+    half-averages. `reliability`: its Spearman–Brown correction 2r/(1+r), an estimate of the
+    agreement between two independent S-seed gold standards. `ceiling`: √max(reliability, 0), the
+    agreement a perfect, noise-free estimator is expected to reach with this S-seed gold standard
+    (gold = signal + noise, cos(signal, gold) = √reliability). Estimators above it are fitting noise
+    or the estimate itself is noisy (few seeds).
+    """
+
+    split_half: float
+    reliability: float
+    ceiling: float
+    n_splits: int
+
+
+def _half_splits(n_seeds: int, max_splits: int, seed: int) -> list[np.ndarray]:
+    """Boolean masks of the first half (⌊S/2⌋ seeds): every split when there are at most
+    `max_splits` of them, else `max_splits` distinct random ones drawn with `seed`."""
+    half = n_seeds // 2
+    total = math.comb(n_seeds, half) // (1 if n_seeds % 2 else 2)
+    if total <= max_splits:
+        combos = itertools.combinations(range(n_seeds), half)
+        # with S even, a split and its complement are the same split: keep the one holding seed 0
+        chosen = [np.array(c) for c in combos if n_seeds % 2 or c[0] == 0]
+    else:
+        rng, seen, chosen = np.random.default_rng(seed), set(), []
+        while len(chosen) < max_splits:
+            pick = tuple(sorted(rng.choice(n_seeds, size=half, replace=False).tolist()))
+            if pick not in seen:
+                seen.add(pick)
+                chosen.append(np.array(pick))
+    masks = []
+    for first in chosen:
+        mask = np.zeros(n_seeds, dtype=bool)
+        mask[first] = True
+        masks.append(mask)
+    return masks
+
+
+def reliability(per_seed: np.ndarray, metric: str, max_splits: int = 20, seed: int = 0) -> Reliability | None:
     """Split-half reliability of the seed-averaged gold standard, Spearman–Brown corrected.
 
-    per_seed: (S, n_test, n_train), the paired differences of each seed at one horizon. The seeds
-    are split deterministically into the first ⌊S/2⌋ and the remaining ⌈S/2⌉; r is the mean over
-    defined rows of `row_agreement(mean of half 1, mean of half 2, metric)`, and the
-    Spearman–Brown correction is applied to that mean: r_full = 2r / (1 + r), an estimate of the
-    agreement between two independent S-seed gold standards. (For cosine the correction is the
-    same heuristic.) None when S < 2, no row is defined, or r = −1.
+    per_seed: (S, n_test, n_train), the paired differences of each seed at one horizon. For each
+    half-split (⌊S/2⌋ seeds against the other ⌈S/2⌉; all splits, or `max_splits` random ones) r_k is
+    the mean over defined rows of `row_agreement(mean of half 1, mean of half 2, metric)`;
+    r = mean_k r_k, reliability = max(2r/(1+r), −1) (for cosine the same correction, as a
+    heuristic). None when S < 2 or no row is defined in any split.
     """
     a = _check_per_seed(per_seed)
     if metric not in _ROW_METRICS:
         raise UnknownNameError("metric", metric, list(METRICS))
-    half = a.shape[0] // 2
-    if half == 0:
+    if a.shape[0] < 2:
         return None
-    r = summarize(row_agreement(a[:half].mean(axis=0), a[half:].mean(axis=0), metric)).mean
-    if r is None or r <= -1.0:
+    values = []
+    for mask in _half_splits(a.shape[0], max_splits, seed):
+        r = summarize(row_agreement(a[mask].mean(axis=0), a[~mask].mean(axis=0), metric)).mean
+        if r is not None:
+            values.append(r)
+    if not values:
         return None
-    return float(2.0 * r / (1.0 + r))
+    r = float(np.mean(values))
+    full = max(2.0 * r / max(1.0 + r, 1e-300), -1.0)  # bounded below: r → −1 would diverge
+    return Reliability(r, full, math.sqrt(max(full, 0.0)), len(values))
+
+
+def noise_ceiling(per_seed: np.ndarray, metric: str, max_splits: int = 20) -> float | None:
+    """`reliability(...).ceiling`: the expected agreement of a perfect estimator (None if undefined)."""
+    rel = reliability(per_seed, metric, max_splits)
+    return None if rel is None else rel.ceiling
 
 
 def seed_statistics(per_seed: np.ndarray) -> dict[str, np.ndarray]:

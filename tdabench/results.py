@@ -73,14 +73,21 @@ class Record:
 
 @dataclass(frozen=True)
 class NoiseCeiling:
-    """Spearman–Brown-corrected split-half agreement of the gold standard (None if undefined)."""
+    """The gold standard's noise ceiling at one horizon and metric (see `metrics.reliability`).
+
+    `value`: √reliability, the agreement a perfect estimator is expected to reach with this gold
+    standard; `reliability`: the Spearman–Brown-corrected split-half agreement (DESIGN.md §5).
+    None where undefined.
+    """
 
     horizon: int
     metric: str
     value: float | None
+    reliability: float | None = None
 
     def __post_init__(self) -> None:
         _finite_or_none("noise ceiling", self.value)
+        _finite_or_none("reliability", self.reliability)
 
 
 @dataclass(frozen=True)

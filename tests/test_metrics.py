@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from tdabench.errors import UnknownNameError
-from tdabench.metrics import (METRICS, Summary, agreement, noise_ceiling, row_agreement,
+from tdabench.metrics import (METRICS, Summary, agreement, noise_ceiling, reliability, row_agreement,
                               seed_statistics, summarize)
 
 X = np.array([[1.0, 2.0, 3.0]])
@@ -106,14 +106,33 @@ def _halves_with_r_half() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("metric", ["cosine", "pearson"])
 def test_noise_ceiling_spearman_brown_hand_case(metric: str) -> None:
+    """S = 2, one split, r = 0.5: reliability 2r/(1+r) = 2/3, ceiling √(2/3)."""
     a, b = _halves_with_r_half()
-    assert noise_ceiling(np.stack([a, b]), metric) == pytest.approx(2 / 3, abs=1e-14)
+    rel = reliability(np.stack([a, b]), metric)
+    assert (rel.split_half, rel.n_splits) == (pytest.approx(0.5, abs=1e-14), 1)
+    assert rel.reliability == pytest.approx(2 / 3, abs=1e-14)
+    assert noise_ceiling(np.stack([a, b]), metric) == pytest.approx(np.sqrt(2 / 3), abs=1e-14)
 
 
-def test_noise_ceiling_split_is_first_half_vs_rest() -> None:
-    # S = 3: seed 0 vs mean of seeds 1, 2 (= b) gives r = 0.5; any other split would not
+def test_reliability_averages_every_split_when_there_are_few() -> None:
+    """S = 3 seeds (a, b, b): splits {a}|{b,b} give r = 0.5 and {b}|{a,b} twice give
+    r = cos(b, (a+b)/2) = Pearson of (1,-1/2,-1/2)·… = √3/2; the mean over the 3 splits is used."""
     a, b = _halves_with_r_half()
-    assert noise_ceiling(np.stack([a, b, b]), "pearson") == pytest.approx(2 / 3, abs=1e-14)
+    r_b_ab = float(np.corrcoef(b[0], (a[0] + b[0]) / 2)[0, 1])
+    assert r_b_ab == pytest.approx(np.sqrt(3) / 2, abs=1e-14)
+    rel = reliability(np.stack([a, b, b]), "pearson")
+    r = (0.5 + 2 * r_b_ab) / 3
+    assert rel.n_splits == 3 and rel.split_half == pytest.approx(r, abs=1e-14)
+    assert rel.reliability == pytest.approx(2 * r / (1 + r), abs=1e-14)
+
+
+def test_reliability_counts_each_even_split_once_and_samples_many() -> None:
+    rng = np.random.default_rng(0)
+    per_seed = rng.normal(size=(4, 3, 5))
+    assert reliability(per_seed, "pearson").n_splits == 3  # C(4, 2) / 2
+    many = rng.normal(size=(10, 3, 5))
+    assert reliability(many, "pearson", max_splits=7).n_splits == 7
+    assert reliability(many, "pearson", max_splits=7) == reliability(many, "pearson", max_splits=7)
 
 
 def test_noise_ceiling_undefined_cases() -> None:
@@ -122,16 +141,23 @@ def test_noise_ceiling_undefined_cases() -> None:
     assert noise_ceiling(np.zeros((4, 2, 3)), "cosine") is None
     with pytest.raises(UnknownNameError):
         noise_ceiling(np.zeros((4, 2, 3)), "kendall")
+    opposite = reliability(np.stack([a, -a]), "pearson")  # r = −1: Spearman–Brown diverges
+    assert (opposite.reliability, opposite.ceiling) == (-1.0, 0.0)
 
 
 def test_noise_ceiling_signal_plus_noise() -> None:
-    # signal variance 1, noise variance 4, S = 8: each half-mean has noise variance 1, so the
-    # split-half correlation is 1 / (1 + 1) = 0.5 and Spearman–Brown gives 2/3
+    """Signal variance 1, noise variance 4, S = 8: each half-mean has noise variance 1, so the
+    split-half correlation is 1/2, the reliability 2/3 (= correlation of two 8-seed means), and a
+    perfect estimator (the signal) correlates √(2/3) with the 8-seed mean: that is the ceiling."""
     rng = np.random.default_rng(2)
     signal = rng.normal(size=(40, 4000))
     per_seed = signal + 2.0 * rng.normal(size=(8, 40, 4000))
-    assert noise_ceiling(per_seed, "pearson") == pytest.approx(2 / 3, abs=0.01)
-    assert noise_ceiling(per_seed, "spearman") == pytest.approx(2 / 3, abs=0.02)
+    for metric, tol in (("pearson", 0.01), ("spearman", 0.02)):
+        assert reliability(per_seed, metric).reliability == pytest.approx(2 / 3, abs=tol)
+        ceiling = noise_ceiling(per_seed, metric)
+        assert ceiling == pytest.approx(np.sqrt(2 / 3), abs=tol)
+        perfect = agreement(signal, per_seed.mean(axis=0), metric).mean
+        assert perfect == pytest.approx(ceiling, abs=tol)
 
 
 def test_seed_statistics_hand_example() -> None:

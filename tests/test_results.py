@@ -45,7 +45,7 @@ def test_json_layout() -> None:
     assert d["task"] == {"name": "toy", "version": 1, "spec_hash": "sha256:abc",
                          "modality": "tabular"}
     assert d["gold_standard"]["noise_ceiling"][0] == {"horizon": 1, "metric": "cosine",
-                                                      "value": 0.97}
+                                                      "value": 0.97, "reliability": None}
     assert d["records"][0] == {"estimator": "grad-dot", "params": {}, "horizon": 1,
                                "metric": "cosine", "mean": 0.93, "sem": 0.01, "n_test": 48,
                                "n_skipped": 2, "source": None}
