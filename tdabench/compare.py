@@ -56,11 +56,13 @@ class EstimatorOutcome:
 
 
 def default_requests() -> tuple[EstimatorRequest, ...]:
-    """Every estimator that ships with tdabench, with its default parameters (no plugins, nothing
-    registered at run time by other code)."""
+    """Every native estimator that ships with tdabench, with its default parameters: no plugins,
+    nothing registered at run time by other code, and not the adapters to other libraries (they
+    recompute native estimators for cross-checks; ask for them by name)."""
     def shipped(name: str) -> bool:
         origin = estimators.origin(name)
-        return origin.kind == "built-in" and origin.target.startswith("tdabench.")
+        return (origin.kind == "built-in" and origin.target.startswith("tdabench.")
+                and not origin.target.startswith("tdabench.adapters."))
     return tuple(EstimatorRequest(n) for n in estimator_names() if shipped(n))
 
 

@@ -26,11 +26,13 @@ def spec_dict(task: str = "breast-cancer-mlp", **overrides: Any) -> dict:
 
 
 def small_context(cache: Path, task: str = "breast-cancer-mlp", **overrides: Any) -> TaskContext:
-    defaults = {"model.hidden": [8], "training.epochs": 3, "data.max_train": 40, "data.max_test": 12}
+    defaults = {"model.hidden": [8], "training.epochs": 3, "training.checkpoint_epochs": [],
+                "data.max_train": 40, "data.max_test": 12}
     return build_context(parse_spec(spec_dict(task, **(defaults | overrides))), cache)
 
 
-SMALL_COMPARE = {"model.hidden": [8], "training.epochs": 5, "data.max_train": 40, "data.max_test": 12,
+SMALL_COMPARE = {"model.hidden": [8], "training.epochs": 5, "training.checkpoint_epochs": [2, 5],
+                 "data.max_train": 40, "data.max_test": 12,
                  "gold_standard.n_train_evaluated": 10, "gold_standard.n_test": 8,
                  "gold_standard.seeds": 2, "gold_standard.horizons": [1, 3]}
 

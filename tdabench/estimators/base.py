@@ -92,12 +92,15 @@ class Estimator:
 
     def score_horizons(self, test_idx: Sequence[int] | np.ndarray, train_idx: Sequence[int] | np.ndarray,
                        steps: Sequence[int]) -> np.ndarray:
-        """Scores per horizon, shape (len(steps), n_test, n_train). Default: `score` at every horizon."""
+        """Scores per horizon, shape (len(steps), n_test, n_train); `steps` counts further-training
+        optimizer steps. Estimators that are not `horizon_dependent` give `score` at every horizon."""
+        context = self._fitted_context()
+        test_idx = as_index(test_idx, len(context.test), "test_idx")
+        train_idx = as_index(train_idx, len(context.train), "train_idx")
         steps = list(steps)
         if not all(isinstance(s, (int, np.integer)) and s >= 0 for s in steps):
             raise TdabenchError(f"steps must be non-negative integers, got {steps!r}")
-        scores = self.score(test_idx, train_idx)
-        return np.broadcast_to(scores, (len(steps), *scores.shape)).copy()
+        return np.asarray(self._score_horizons(test_idx, train_idx, [int(s) for s in steps]), dtype=np.float64)
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable settings actually used by the fit (e.g. absolute damping)."""
@@ -111,6 +114,12 @@ class Estimator:
 
     def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement _score(test_idx, train_idx)")
+
+    def _score_horizons(self, test_idx: np.ndarray, train_idx: np.ndarray, steps: list[int]) -> np.ndarray:
+        """Scores per further-training horizon (steps), (len(steps), n_test, n_train). Override when
+        `horizon_dependent`; the default repeats `_score`."""
+        scores = np.asarray(self._score(test_idx, train_idx), dtype=np.float64)
+        return np.broadcast_to(scores, (len(steps), *scores.shape)).copy()
 
     def _fitted_context(self) -> TaskContext:
         context = self.__dict__.get("context_")

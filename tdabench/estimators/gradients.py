@@ -14,7 +14,7 @@ from torch.func import grad, vmap
 from tdabench.task.context import TaskContext
 
 Tensors = dict[str, torch.Tensor]
-GradFn = Literal["loss", "target"]
+GradFn = Literal["loss", "target", "output"]
 
 
 def flatten(params: Tensors) -> torch.Tensor:
@@ -41,13 +41,14 @@ def flat_per_sample_grads(context: TaskContext, fn: GradFn, x: torch.Tensor, y: 
     """Gradients ∇_θ fn(z_k; θ) of each example, shape (n, P), in the dtype of `params`.
 
     fn = "loss": the per-example training loss `context.loss` (no regulariser);
-    fn = "target": the per-example attribution target `context.target`.
+    fn = "target": the per-example attribution target `context.target`;
+    fn = "output": TRAK's model-output function `context.model_output` (margin or regression output).
     Computed by vmap(grad(·)) over batches of `batch_size` examples; θ = `params` (default θᶠ).
     """
-    if fn not in ("loss", "target"):
-        raise ValueError(f"fn must be 'loss' or 'target', got {fn!r}")
+    per_example = {"loss": context.loss, "target": context.target, "output": context.model_output}.get(fn)
+    if per_example is None:
+        raise ValueError(f"fn must be 'loss', 'target' or 'output', got {fn!r}")
     params = context.params if params is None else params
-    per_example = context.loss if fn == "loss" else context.target
 
     def one(p: Tensors, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         return per_example(p, xi.unsqueeze(0), yi.unsqueeze(0))[0]

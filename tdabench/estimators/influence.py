@@ -13,7 +13,6 @@ indefinite off the optimum; Cholesky for G + λI), so `score` costs two gradient
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -23,8 +22,8 @@ from torch.func import grad, hessian, jacrev, jvp, vmap
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import is_positive_int
-from tdabench.estimators.gradients import Tensors, as_float64, flat_per_sample_grads, flatten, lambda_g
-from tdabench.estimators.inner_product import InnerProductEstimator
+from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence
+from tdabench.estimators.gradients import Tensors, as_float64, flatten
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 from tdabench.task.objective import per_example_loss
@@ -138,7 +137,7 @@ def solve(factor: tuple[str, Any], rhs: np.ndarray) -> np.ndarray:
 
 
 @register_estimator("if-explicit")
-class ExplicitInfluence(InnerProductEstimator):
+class ExplicitInfluence(DampedInfluence):
     """score = ∇f(z)ᵀ (C + λI)⁻¹ ∇ℓ(z_i) with C explicit; see the module docstring.
 
     curvature: "hessian" or "gauss-newton". damping: λ, relative to λ_G (mean squared entry of the
@@ -151,8 +150,8 @@ class ExplicitInfluence(InnerProductEstimator):
     the literature's 0.1–100·λ_G leaves the negative curvature of an SGD final model undamped.
     """
 
-    def __init__(self, *, curvature: str = "hessian", damping: float = 1e4, damping_relative: bool = True,
-                 max_params: int = 30000, batch_size: int = 256) -> None:
+    def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
+                 damping_relative: bool = True, max_params: int = 30000, batch_size: int = 256) -> None:
         self.curvature = curvature
         self.damping = damping
         self.damping_relative = damping_relative
@@ -161,12 +160,6 @@ class ExplicitInfluence(InnerProductEstimator):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        self._check_param(self.curvature in ("hessian", "gauss-newton"), "curvature",
-                          "'hessian' or 'gauss-newton'")
-        ok = isinstance(self.damping, (int, float)) and not isinstance(self.damping, bool)
-        self._check_param(ok and math.isfinite(self.damping) and self.damping >= 0, "damping",
-                          "a finite number >= 0")
-        self._check_param(isinstance(self.damping_relative, bool), "damping_relative", "true or false")
         self._check_param(is_positive_int(self.max_params), "max_params", "a positive integer")
 
     def _fit_representations(self, context: TaskContext) -> None:
@@ -176,9 +169,7 @@ class ExplicitInfluence(InnerProductEstimator):
                 f"if-explicit: the model has {n_params} parameters, too many for the explicit "
                 f"{n_params}×{n_params} curvature matrix ({n_params ** 2 * 8 / 1e9:.1f} GB; "
                 f"max_params={self.max_params}); use an iterative estimator or raise max_params")
-        params, x, y = as_float64(context, context.train.x, context.train.y)
-        self.lambda_g_ = lambda_g(flat_per_sample_grads(context, "loss", x, y, params, self.batch_size))
-        self.damping_ = float(self.damping) * (self.lambda_g_ if self.damping_relative else 1.0)
+        self._fit_damping(context)
         if self.curvature == "hessian":
             matrix = hessian_matrix(context)
         else:
@@ -190,7 +181,3 @@ class ExplicitInfluence(InnerProductEstimator):
         """Rows r ↦ (C + λI)⁻¹ r (C symmetric), in float64."""
         solved = solve(self.factor_, reps.double().T.numpy())
         return torch.from_numpy(np.ascontiguousarray(solved.T))
-
-    def describe(self) -> dict[str, Any]:
-        self._fitted_context()
-        return {"curvature": self.curvature, "damping": self.damping_, "lambda_g": self.lambda_g_}

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tdabench.estimators.base import Estimator, is_positive_int
-from tdabench.estimators.gradients import GradFn, flat_per_sample_grads
+from tdabench.estimators.gradients import GradFn, Tensors, flat_per_sample_grads
 from tdabench.task.context import TaskContext
 from tdabench.task.data import Split
 
@@ -50,11 +50,12 @@ class InnerProductEstimator(Estimator):
 
     def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
         context = self._fitted_context()
-        test = self._transform(self._test_representation(self._grads(context.test, test_idx, "target")))
-        train = self._train_representation(self._grads(context.train, train_idx, "loss"))
+        test = self._transform(self._test_representation(self._grads(context, context.test, test_idx, "target")))
+        train = self._train_representation(self._grads(context, context.train, train_idx, "loss"))
         return (test.double() @ train.double().T).numpy()
 
-    def _grads(self, split: Split, idx: np.ndarray, fn: GradFn) -> torch.Tensor:
+    def _grads(self, context: TaskContext, split: Split, idx: np.ndarray, fn: GradFn,
+               params: Tensors | None = None) -> torch.Tensor:
+        """Flat per-sample gradients (len(idx), P) of `fn` at `params` (default θᶠ), in batches."""
         index = torch.as_tensor(idx, dtype=torch.long)
-        context = self._fitted_context()
-        return flat_per_sample_grads(context, fn, split.x[index], split.y[index], batch_size=self.batch_size)
+        return flat_per_sample_grads(context, fn, split.x[index], split.y[index], params, self.batch_size)

@@ -18,13 +18,23 @@ from torch.func import functional_call
 from tdabench.task.cache import atomic_save_tensors, atomic_write_json, cache_root, check_settings, load_tensors
 from tdabench.task.data import Dataset, Split, load_dataset
 from tdabench.task.models import build_model
-from tdabench.task.objective import OutputFn, l2_penalty, make_target, per_example_loss
+from tdabench.task.objective import OutputFn, l2_penalty, make_target, margin, per_example_loss
 from tdabench.task.spec import TaskSpec
 from tdabench.task.training import evaluate, train_module
 
 FINAL_MODEL_FORMAT = 1  # raise when training code changes the numbers a spec produces
 
 Tensors = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Parameters saved after `epoch` epochs of the final model's training, and the learning rate
+    used in the epochs that led to it (TracIn weights each checkpoint by it)."""
+
+    epoch: int
+    params: Tensors
+    lr: float
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class TaskContext:
     target_name: str
     _target_fn: OutputFn = field(repr=False)
     _loss_fn: OutputFn = field(repr=False)
+    checkpoints: tuple[Checkpoint, ...] = ()  # saved during the final model's training; may be empty
+    cache_dir: Path | None = None  # where the final model is cached (None: cache_root())
 
     @property
     def train(self) -> Split:
@@ -73,6 +85,15 @@ class TaskContext:
         """Per-example attribution target f(z; θ), shape (B,)."""
         return self._target_fn(self.outputs(params, x), y)
 
+    def model_output(self, params: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """TRAK's model-output function, (B,): the margin log p_y/(1 − p_y) for classification, the
+        output itself for regression. The loss is a function of it with a derivative of one sign:
+        ∇ℓ = −(1 − p_y)∇margin, ∇(out − y)² = 2(out − y)∇out."""
+        outputs = self.outputs(params, x)
+        if self.spec.objective.loss == "cross-entropy":
+            return margin(outputs, y)
+        return outputs.squeeze(-1)
+
     def regularizer(self, params: Tensors) -> torch.Tensor:
         """(l2 / 2) ||θ||², the part of the risk that no training instance owns."""
         return l2_penalty(params, self.l2)
@@ -94,6 +115,30 @@ def load_task_data(spec: TaskSpec) -> Dataset:
     return load_dataset(spec.data, spec.objective.loss == "squared", getattr(torch, spec.dtype))
 
 
+def _checkpoint_path(entry: Path, epoch: int) -> Path:
+    return entry / f"checkpoint_{epoch:04d}.safetensors"
+
+
+def _train_final_model(model: nn.Module, spec: TaskSpec, data: Dataset, entry: Path) -> None:
+    """Train from the spec, saving the checkpoints of `training.checkpoint_epochs`, then the model."""
+    wanted = set(spec.training.checkpoint_epochs)
+
+    def save_checkpoint(epoch: int) -> None:
+        if epoch in wanted:
+            atomic_save_tensors(_checkpoint_path(entry, epoch), dict(model.named_parameters()))
+
+    train_module(model, data.train, spec.objective, spec.training, on_epoch=save_checkpoint)
+    atomic_save_tensors(entry / "model.safetensors", model.state_dict())
+    atomic_write_json(entry / "settings.json", final_model_settings(spec))
+
+
+def _load_checkpoints(spec: TaskSpec, entry: Path, names: list[str]) -> tuple[Checkpoint, ...]:
+    """The saved checkpoints, each with its tensors in the order `names` (that of context.params)."""
+    lr = spec.training.lr  # constant learning rate: every checkpoint's epochs used it
+    loaded = [(e, load_tensors(_checkpoint_path(entry, e))) for e in spec.training.checkpoint_epochs]
+    return tuple(Checkpoint(e, {k: tensors[k] for k in names}, lr) for e, tensors in loaded)
+
+
 def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | None = None,
                   data: Dataset | None = None) -> TaskContext:
     """Load the data, train (or load from the cache) the final model, and assemble the context."""
@@ -101,17 +146,17 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
     data = data or load_task_data(spec)
     model = build_model(spec.model, data.train.x.shape[1], data.n_outputs, dtype)
     entry = _final_model_entry(spec, cache_dir or cache_root())
-    settings = final_model_settings(spec)
-    if check_settings(entry, settings) and (entry / "model.safetensors").exists():
+    complete = (entry / "model.safetensors").exists() and all(
+        _checkpoint_path(entry, e).exists() for e in spec.training.checkpoint_epochs)
+    if check_settings(entry, final_model_settings(spec)) and complete:
         model.load_state_dict(load_tensors(entry / "model.safetensors"))
     else:
-        train_module(model, data.train, spec.objective, spec.training)
-        atomic_save_tensors(entry / "model.safetensors", model.state_dict())
-        atomic_write_json(entry / "settings.json", settings)
+        _train_final_model(model, spec, data, entry)
     metrics = {"train": evaluate(model, data.train, spec.objective),
                "test": evaluate(model, data.test, spec.objective)}
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     target = target or spec.target
     return TaskContext(spec, model, params, buffers, data, metrics, target,
-                       make_target(target, spec.objective), per_example_loss(spec.objective))
+                       make_target(target, spec.objective), per_example_loss(spec.objective),
+                       _load_checkpoints(spec, entry, list(params)), cache_dir)

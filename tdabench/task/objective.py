@@ -33,7 +33,7 @@ def l2_penalty(params: dict[str, torch.Tensor], l2: float) -> torch.Tensor:
     return 0.5 * l2 * total
 
 
-def _margin(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def margin(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """log p_y − log(1 − p_y): the log-odds of the true class."""
     logp = F.log_softmax(out, dim=-1)
     true = logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
@@ -49,5 +49,5 @@ def make_target(name: str, spec: ObjectiveSpec) -> OutputFn:
     if name == "loss":
         return per_example_loss(spec)
     if name == "margin" and spec.loss == "cross-entropy":
-        return _margin
+        return margin
     raise UnknownNameError("target", name, [t for t in TARGETS if t == "loss" or spec.loss == "cross-entropy"])

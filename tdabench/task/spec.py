@@ -91,6 +91,20 @@ class OptimizerSpec:
 
 
 @dataclass(frozen=True)
+class TrainingSpec(OptimizerSpec):
+    """The recipe of the final model; `checkpoint_epochs` are the epochs after which its parameters
+    are saved (TracIn uses them); the final epoch may be among them."""
+
+    checkpoint_epochs: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        epochs = list(self.checkpoint_epochs)
+        _check(epochs == sorted(set(epochs)) and all(1 <= e <= self.epochs for e in epochs),
+               "checkpoint_epochs", f"strictly increasing epochs between 1 and epochs={self.epochs}", epochs)
+
+
+@dataclass(frozen=True)
 class GoldSpec:
     """The gold standard's further-training recipe and its default evaluation settings."""
 
@@ -122,7 +136,7 @@ class TaskSpec:
     data: DataSpec
     model: ModelSpec
     objective: ObjectiveSpec
-    training: OptimizerSpec
+    training: TrainingSpec
     gold_standard: GoldSpec
     target: str = "loss"
     dtype: DType = "float64"

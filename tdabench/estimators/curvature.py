@@ -1,0 +1,121 @@
+"""Matrix-free curvature products over the training set, for iterative influence estimators.
+
+`CurvatureOperator.matvec(V)` returns (C + λI)V for a batch of flat vectors V of shape (k, P),
+float64, where C is the Hessian of the training risk R(θ) = mean_i ℓ(z_i; θ) + (l2/2)||θ||² at θᶠ
+(curvature "hessian") or its Gauss–Newton matrix G = mean_i J_iᵀ M_i J_i + l2·I ("gauss-newton",
+M_i = ∇²_out ℓ_i, J_i = ∂outputs_i/∂θ). Products are exact: forward-over-reverse (Hessian) or
+jvp → M → vjp (Gauss–Newton), vmapped over the k vectors and accumulated over training batches.
+For small models (P <= `dense_up_to`) the same products build C once and later calls are a matmul
+(same numbers up to rounding, far less overhead for the many products of LiSSA and its kin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.func import grad, jvp, vjp, vmap
+
+from tdabench.errors import TdabenchError
+from tdabench.estimators.gradients import Tensors, as_float64, flatten, unflatten
+from tdabench.task.context import TaskContext
+from tdabench.task.objective import per_example_loss
+
+CURVATURES = ("hessian", "gauss-newton")
+
+
+@dataclass
+class CurvatureOperator:
+    """(C + damping·I) as a linear operator on (k, P) float64 batches of flat vectors.
+
+    `indices`: the training examples the mean runs over (default: all of them).
+    """
+
+    context: TaskContext
+    curvature: str = "hessian"
+    damping: float = 0.0
+    batch_size: int = 256
+    indices: np.ndarray | None = None
+    dense_up_to: int = 2048  # models with at most this many parameters build C once, then matmul
+    n_products: int = field(default=0, init=False)  # vectors multiplied so far (for cost reports)
+    _dense: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.curvature not in CURVATURES:
+            raise TdabenchError(f"curvature must be one of {', '.join(CURVATURES)}, got {self.curvature!r}")
+        self.params_, x, y = as_float64(self.context, self.context.train.x, self.context.train.y)
+        if self.indices is not None:
+            index = torch.as_tensor(self.indices, dtype=torch.long)
+            x, y = x[index], y[index]
+        self.x_, self.y_ = x, y
+
+    @property
+    def dim(self) -> int:
+        return sum(p.numel() for p in self.params_.values())
+
+    def matvec(self, vectors: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(C + λI) V for V of shape (k, P); returns (k, P) float64.
+
+        `rows`: indices into the operator's examples; C is then the mean over those only (a
+        stochastic estimate, as in stochastic LiSSA). The l2 term and the damping are always added.
+        """
+        vectors = vectors.double()
+        self.n_products += len(vectors)
+        if rows is None and self.dim <= self.dense_up_to:
+            if self._dense is None:
+                self._dense = self._products(torch.eye(self.dim, dtype=torch.float64), self.x_, self.y_)
+            out = vectors @ self._dense  # C is symmetric
+        else:
+            x, y = (self.x_, self.y_) if rows is None else (self.x_[rows], self.y_[rows])
+            out = self._products(vectors, x, y)
+        return out + (self.context.l2 + self.damping) * vectors
+
+    def _products(self, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(mean over the examples (x, y) of the per-example curvature) V, matrix-free, in batches."""
+        out = torch.zeros_like(vectors)
+        product = self._hessian_batch if self.curvature == "hessian" else self._gauss_newton_batch
+        for lo in range(0, len(x), self.batch_size):
+            xb, yb = x[lo:lo + self.batch_size], y[lo:lo + self.batch_size]
+            out += product(xb, yb, vectors) * (len(xb) / len(x))
+        return out
+
+    def _hessian_batch(self, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """∇²(mean loss over the batch) V, by forward-over-reverse differentiation."""
+        params = self.params_
+
+        def batch_grad(flat: torch.Tensor) -> torch.Tensor:
+            return flatten(grad(lambda p: self.context.loss(p, x, y).mean())(unflatten(flat, params)))
+
+        theta = flatten(params)
+        return vmap(lambda v: jvp(batch_grad, (theta,), (v,))[1])(vectors)
+
+    def _gauss_newton_batch(self, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """mean_i J_iᵀ M_i J_i V over the batch: jvp through the outputs, M, then vjp back."""
+        params, theta = self.params_, flatten(self.params_)
+        outputs_of = lambda flat: self.context.outputs(unflatten(flat, params), x)
+        outputs, pullback = vjp(outputs_of, theta)
+        loss_of_out = per_example_loss(self.context.spec.objective)
+        out_grad = grad(lambda o, t: loss_of_out(o[None], t[None])[0])
+        out_hvp = vmap(lambda o, t, u: jvp(lambda o_: out_grad(o_, t), (o,), (u,))[1])
+
+        def one(v: torch.Tensor) -> torch.Tensor:
+            jv = jvp(outputs_of, (theta,), (v,))[1]  # (B, C)
+            return pullback(out_hvp(outputs, y, jv))[0] / len(x)
+
+        return vmap(one)(vectors)
+
+
+def top_eigenvalue(operator: CurvatureOperator, iterations: int = 30, seed: int = 0) -> float:
+    """Largest |eigenvalue| of the operator by power iteration (an estimate from below)."""
+    generator = torch.Generator().manual_seed(seed)
+    v = torch.randn(1, operator.dim, generator=generator, dtype=torch.float64)
+    v /= v.norm()
+    value = 0.0
+    for _ in range(iterations):
+        w = operator.matvec(v)
+        value = float(w.norm())
+        if value == 0.0:
+            return 0.0
+        v = w / value
+    return value

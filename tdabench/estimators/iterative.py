@@ -1,0 +1,154 @@
+"""Influence functions with iterative inverses: conjugate gradients (`if-cg`) and LiSSA (`if-lissa`).
+
+Both apply (C + λI)⁻¹ to the test representations (the target gradients ∇f(z_j), rows of a (k, P)
+batch) with matrix-free curvature products (`curvature.CurvatureOperator`); C is symmetric, so
+score[j, i] = ((C + λI)⁻¹∇f(z_j))ᵀ ∇ℓ(z_i), the same quantity as `if-explicit`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from tdabench.errors import TdabenchError
+from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence, check_positive_int, is_real
+from tdabench.estimators.curvature import top_eigenvalue
+from tdabench.registry import register_estimator
+from tdabench.task.context import TaskContext
+
+MatVec = Callable[[torch.Tensor], torch.Tensor]
+
+
+def conjugate_gradient(matvec: MatVec, rhs: torch.Tensor, max_iter: int, tol: float) -> tuple[torch.Tensor, float, int]:
+    """Solve A X = B row by row (B: (k, P), A symmetric positive definite), all rows together.
+
+    Each row runs its own CG recursion; a row stops once ||r|| <= tol·||b||. Returns (X, the largest
+    relative residual, iterations). A direction with pᵀAp <= 0 means A is not positive definite.
+    """
+    x, r = torch.zeros_like(rhs), rhs.clone()
+    p, rs = r.clone(), (r * r).sum(1)
+    target = tol * rhs.norm(dim=1)
+    active = rs.sqrt() > target
+    iterations = 0
+    while bool(active.any()) and iterations < max_iter:
+        rows = active.nonzero().squeeze(1)
+        ap = matvec(p[rows])
+        curvature = (p[rows] * ap).sum(1)
+        if bool((curvature <= 0).any()):
+            raise TdabenchError("conjugate gradients met a direction of non-positive curvature: the damped "
+                                "curvature is not positive definite; increase the damping or use gauss-newton")
+        alpha = rs[rows] / curvature
+        x[rows] += alpha[:, None] * p[rows]
+        r[rows] -= alpha[:, None] * ap
+        rs_new = (r[rows] * r[rows]).sum(1)
+        p[rows] = r[rows] + (rs_new / rs[rows])[:, None] * p[rows]
+        rs[rows] = rs_new
+        active[rows] = rs_new.sqrt() > target[rows]
+        iterations += 1
+    scale = rhs.norm(dim=1).clamp(min=1e-300)
+    return x, float((rs.sqrt() / scale).max()) if len(rhs) else 0.0, iterations
+
+
+@register_estimator("if-cg")
+class ConjugateGradientInfluence(DampedInfluence):
+    """Influence function with (C + λI)⁻¹∇f(z_j) by conjugate gradients (Koh & Liang 2017).
+
+    max_iter: CG iterations per solve; tol: relative residual at which a row stops. The damped
+    curvature must be positive definite (with the Hessian, the damping must cover its negative
+    eigenvalues; otherwise use curvature="gauss-newton").
+    """
+
+    def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
+                 damping_relative: bool = True, max_iter: int = 200, tol: float = 1e-10,
+                 batch_size: int = 256) -> None:
+        self.curvature = curvature
+        self.damping = damping
+        self.damping_relative = damping_relative
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        check_positive_int(self, "max_iter")
+        self._check_param(is_real(self.tol) and self.tol > 0, "tol", "a positive number")
+
+    def _fit_representations(self, context: TaskContext) -> None:
+        self._fit_damping(context)
+        self.operator_ = self._operator(context)
+        self.residual_, self.iterations_ = None, None
+
+    def _transform(self, reps: torch.Tensor) -> torch.Tensor:
+        solved, residual, iterations = conjugate_gradient(self.operator_.matvec, reps.double(),
+                                                          self.max_iter, self.tol)
+        self.residual_, self.iterations_ = residual, iterations
+        return solved
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"last_residual": self.residual_, "last_iterations": self.iterations_}
+
+
+def lissa(matvec: MatVec, rhs: torch.Tensor, depth: int, scale: float) -> torch.Tensor:
+    """The Neumann recursion v_{k+1} = b + v_k − A v_k / s from v_0 = b; returns v_depth / s.
+
+    For ||I − A/s|| < 1 this tends to A⁻¹b: v_K / s = (1/s) Σ_{k=0}^{K} (I − A/s)^k b.
+    """
+    v = rhs.clone()
+    for _ in range(depth):
+        v = rhs + v - matvec(v) / scale
+    return v / scale
+
+
+@register_estimator("if-lissa")
+class LissaInfluence(DampedInfluence):
+    """Influence function with (C + λI)⁻¹ by the LiSSA recursion (Agarwal et al. 2017; Koh & Liang).
+
+    depth: recursion steps. scale: s, which must exceed half the largest eigenvalue of C + λI for
+    the recursion to converge; None = 1.1 × that eigenvalue estimated by power iteration.
+    hvp_batch_size: training examples sampled (with `seed`) for each step's curvature product, as in
+    stochastic LiSSA; None = the whole training set (deterministic, converges to `if-explicit`).
+    """
+
+    def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
+                 damping_relative: bool = True, depth: int = 100, scale: float | None = None,
+                 hvp_batch_size: int | None = None, seed: int = 0, batch_size: int = 256) -> None:
+        self.curvature = curvature
+        self.damping = damping
+        self.damping_relative = damping_relative
+        self.depth = depth
+        self.scale = scale
+        self.hvp_batch_size = hvp_batch_size
+        self.seed = seed
+        self.batch_size = batch_size
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        check_positive_int(self, "depth")
+        self._check_param(self.scale is None or (is_real(self.scale) and self.scale > 0), "scale",
+                          "a positive number or None")
+        if self.hvp_batch_size is not None:
+            check_positive_int(self, "hvp_batch_size")
+        self._check_param(isinstance(self.seed, int), "seed", "an integer")
+
+    def _fit_representations(self, context: TaskContext) -> None:
+        self._fit_damping(context)
+        self.operator_ = self._operator(context)
+        self.scale_ = (1.1 * top_eigenvalue(self.operator_, seed=self.seed) if self.scale is None
+                       else float(self.scale))
+
+    def _transform(self, reps: torch.Tensor) -> torch.Tensor:
+        return lissa(self._sampled_matvec(), reps.double(), self.depth, self.scale_)
+
+    def _sampled_matvec(self) -> MatVec:
+        """Full-batch products, or each call on a fresh sample of `hvp_batch_size` examples."""
+        if self.hvp_batch_size is None:
+            return self.operator_.matvec
+        rng = np.random.default_rng(self.seed)
+        n = len(self._fitted_context().train)
+        size = min(self.hvp_batch_size, n)
+        return lambda v: self.operator_.matvec(v, rows=torch.as_tensor(rng.choice(n, size, replace=False)))
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"scale": self.scale_, "depth": self.depth}

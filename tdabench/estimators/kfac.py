@@ -1,0 +1,245 @@
+"""K-FAC and EK-FAC influence: a Kronecker-factored Gauss–Newton block per nn.Linear layer.
+
+    score[j, i] = ∇f(z_j)ᵀ (C + (λ + l2) I)⁻¹ ∇ℓ(z_i)      (tdabench sign, as in `influence.py`)
+
+C is block-diagonal over the Linear layers and approximates the loss part of G = (1/n)Σ_i J_iᵀM_iJ_i
+(+ l2·I, which enters as extra damping). For a layer with input a (in,) and ã = (a, 1) when it has a
+bias, the weight gradient of example i is the matrix V = s ãᵀ (out × in+1), whose row-major
+flattening is s ⊗ ã (W's entries row by row; the bias is the last column). With the exact
+Gauss–Newton pseudo-gradients s_ic = (∂out_i/∂pre)ᵀ R_i e_c, R_i = M_i^{1/2} (symmetric, c = 1…C),
+the layer's block of G is exactly (1/n)Σ_i Σ_c (s_ic s_icᵀ) ⊗ (ã_i ã_iᵀ) in that row-major order.
+
+- K-FAC: block ≈ S ⊗ A (row-major; A ⊗ S in column-major vec), A = (1/n)Σ ã ãᵀ, S = (1/n)Σ_iΣ_c s sᵀ.
+  With S = Q_S diag(σ) Q_Sᵀ and A = Q_A diag(α) Q_Aᵀ, (S ⊗ A + λ'I)⁻¹ vec(V) is the vec of
+  Q_S [(Q_Sᵀ V Q_A) / (σ αᵀ + λ')] Q_Aᵀ  (elementwise division), λ' = λ + l2.
+- EK-FAC (George et al. 2018): same bases, eigenvalues σ αᵀ replaced by the diagonal of the exact
+  block in the basis Q_S ⊗ Q_A: Λ*[k, l] = (1/n)Σ_iΣ_c (Q_Sᵀ s_ic)_k² (Q_Aᵀ ã_i)_l².
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import hessian, vmap
+
+from tdabench.errors import TdabenchError
+from tdabench.estimators.gradients import Tensors, as_float64, flat_per_sample_grads, lambda_g
+from tdabench.estimators.inner_product import InnerProductEstimator
+from tdabench.registry import register_estimator
+from tdabench.task.context import TaskContext
+from tdabench.task.objective import per_example_loss
+
+
+@dataclass(frozen=True)
+class LinearBlock:
+    """One nn.Linear layer's place in the flat parameter vector (`gradients.flatten` order)."""
+
+    name: str
+    module: nn.Linear
+    weight: slice
+    bias: slice | None
+    n_out: int
+    n_in: int
+
+    @property
+    def width(self) -> int:
+        """Columns of the matrix form: in, plus 1 for the bias."""
+        return self.n_in + (self.bias is not None)
+
+    def to_matrix(self, flat: torch.Tensor) -> torch.Tensor:
+        """Rows of flat vectors (m, P) → the layer's matrices V (m, out, width), bias last column."""
+        w = flat[:, self.weight].reshape(-1, self.n_out, self.n_in)
+        return w if self.bias is None else torch.cat([w, flat[:, self.bias].unsqueeze(2)], dim=2)
+
+    def write(self, flat: torch.Tensor, matrix: torch.Tensor) -> None:
+        """Inverse of `to_matrix`: write V (m, out, width) into the layer's entries of flat (m, P)."""
+        flat[:, self.weight] = matrix[:, :, :self.n_in].reshape(len(flat), self.n_out * self.n_in)
+        if self.bias is not None:
+            flat[:, self.bias] = matrix[:, :, self.n_in]
+
+
+def linear_blocks(context: TaskContext, label: str) -> list[LinearBlock]:
+    """The model's nn.Linear layers owning parameters of context.params; any other parameter raises."""
+    offsets = np.cumsum([0, *(p.numel() for p in context.params.values())]).tolist()
+    where = {k: slice(lo, hi) for k, lo, hi in zip(context.params, offsets[:-1], offsets[1:])}
+    blocks, owned = [], set()
+    for name, module in context.model.named_modules():
+        weight, bias = f"{name}.weight", f"{name}.bias"
+        if isinstance(module, nn.Linear) and weight in where:
+            has_bias = module.bias is not None and bias in where
+            owned.update([weight, bias] if has_bias else [weight])
+            blocks.append(LinearBlock(name, module, where[weight], where[bias] if has_bias else None,
+                                      module.out_features, module.in_features))
+    for key in context.params:
+        if key not in owned:
+            raise TdabenchError(f"{label}: parameter '{key}' does not belong to an nn.Linear layer "
+                                f"(supported layers: nn.Linear)")
+    return blocks
+
+
+def output_hessian_root(context: TaskContext, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """R_i = M_i^{1/2} (b, C, C), M_i = ∇²_out ℓ(out_i, y_i), by eigh with eigenvalues clamped at 0."""
+    loss_of_out = per_example_loss(context.spec.objective)
+    m = vmap(hessian(lambda o, yi: loss_of_out(o.unsqueeze(0), yi.unsqueeze(0))[0]))(outputs, y)
+    evals, evecs = torch.linalg.eigh((m + m.mT) / 2)
+    return evecs @ (evals.clamp(min=0).sqrt().unsqueeze(-1) * evecs.mT)
+
+
+@contextmanager
+def probed(blocks: list[LinearBlock]) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """Forward hooks that record each layer's input and add a zero probe (requires grad) to its output
+    (the pre-activation), so that the gradient of any function of the outputs w.r.t. the probe is its
+    gradient w.r.t. the pre-activation. Yields (inputs, probes), keyed by layer name."""
+    inputs: dict[str, torch.Tensor] = {}
+    probes: dict[str, torch.Tensor] = {}
+
+    def hook_for(block: LinearBlock) -> Callable[..., torch.Tensor]:
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+            if block.name in inputs or args[0].dim() != 2:
+                raise TdabenchError(f"layer '{block.name}': only nn.Linear layers called once per forward "
+                                    f"on (batch, features) inputs are supported")
+            inputs[block.name] = args[0].detach()
+            probes[block.name] = torch.zeros_like(output, requires_grad=True)
+            return output + probes[block.name]
+        return hook
+
+    handles = [b.module.register_forward_hook(hook_for(b)) for b in blocks]
+    try:
+        yield inputs, probes
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pseudo_gradients(context: TaskContext, blocks: list[LinearBlock], params: Tensors, x: torch.Tensor,
+                     y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer: inputs ã (b, width) and pseudo-gradients s (b, C, out), s[i, c] = (∂out_i/∂pre)ᵀ R_i e_c:
+    the gradient of Σ_i out_iᵀ R_i e_c w.r.t. the layer's probe (examples are independent)."""
+    with probed(blocks) as (inputs, probes), torch.enable_grad():
+        outputs = context.outputs(params, x)
+    missing = [b.name for b in blocks if b.name not in inputs]
+    if missing:
+        raise TdabenchError(f"layers {missing} are not called by the model's forward pass")
+    root = output_hessian_root(context, outputs.detach(), y)
+    wrt = [probes[b.name] for b in blocks]
+    cols = [torch.autograd.grad((outputs * root[:, :, c]).sum(), wrt, retain_graph=True)
+            for c in range(outputs.shape[1])]
+    result = []
+    for k, block in enumerate(blocks):
+        a = inputs[block.name]
+        if block.bias is not None:
+            a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], dim=1)
+        result.append((a, torch.stack([col[k] for col in cols], dim=1)))
+    return result
+
+
+def batches(context: TaskContext, batch_size: int) -> Iterator[tuple[Tensors, torch.Tensor, torch.Tensor]]:
+    """θᶠ, x, y of the training set in float64, in consecutive batches of `batch_size` examples."""
+    params, x, y = as_float64(context, context.train.x, context.train.y)
+    for lo in range(0, len(x), batch_size):
+        yield params, x[lo:lo + batch_size], y[lo:lo + batch_size]
+
+
+def training_lambda_g(context: TaskContext, batch_size: int) -> float:
+    """λ_G (`gradients.lambda_g`) of all training gradients, in float64, without holding them all."""
+    total = sum(lambda_g(flat_per_sample_grads(context, "loss", xb, yb, p, batch_size)) * len(xb)
+                for p, xb, yb in batches(context, batch_size))
+    return total / len(context.train)
+
+
+def check_damping(estimator: InnerProductEstimator) -> None:
+    """damping: a finite number >= 0; damping_relative: a bool (shared by kfac, ekfac, datainf)."""
+    value = estimator.damping
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    estimator._check_param(ok and value >= 0, "damping", "a finite number >= 0")
+    estimator._check_param(isinstance(estimator.damping_relative, bool), "damping_relative", "true or false")
+
+
+class KroneckerInfluence(InnerProductEstimator):
+    """Shared fit and transform of K-FAC and EK-FAC; subclasses set `_eigenvalues`.
+
+    Default damping 1e4·λ_G (relative): the same G is approximated as by if-explicit with
+    curvature='gauss-newton', whose validation sweep on breast-cancer-mlp chose 1e4·λ_G.
+    """
+
+    def __init__(self, *, damping: float = 1e4, damping_relative: bool = True, batch_size: int = 256) -> None:
+        self.damping = damping
+        self.damping_relative = damping_relative
+        self.batch_size = batch_size
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        check_damping(self)
+
+    def _fit_representations(self, context: TaskContext) -> None:
+        label = type(self).__dict__.get("name") or type(self).__name__
+        self.blocks_ = linear_blocks(context, label)
+        self.lambda_g_ = training_lambda_g(context, self.batch_size) if self.damping_relative else None
+        self.damping_ = float(self.damping) * (self.lambda_g_ if self.damping_relative else 1.0)
+        self.factors_ = self._factors(context)
+        decompositions = [(torch.linalg.eigh(s), torch.linalg.eigh(a)) for a, s in self.factors_]
+        self.bases_ = [(ds.eigenvectors, da.eigenvectors) for ds, da in decompositions]
+        self.factor_eigenvalues_ = [(ds.eigenvalues, da.eigenvalues) for ds, da in decompositions]
+        self.eigenvalues_ = self._eigenvalues(context)
+        for block, lam in zip(self.blocks_, self.eigenvalues_):
+            denominator = lam + self.damping_ + context.l2
+            if not denominator.min() > np.finfo(np.float64).eps * denominator.max():
+                raise TdabenchError(f"{label}: the damped curvature of layer '{block.name}' is singular "
+                                    f"(damping + l2 = {self.damping_ + context.l2:g}); increase the damping")
+
+    def _factors(self, context: TaskContext) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (A (width, width), S (out, out)), float64 means over the training set."""
+        sums = [(torch.zeros(b.width, b.width, dtype=torch.float64),
+                 torch.zeros(b.n_out, b.n_out, dtype=torch.float64)) for b in self.blocks_]
+        for params, xb, yb in batches(context, self.batch_size):
+            for (a_sum, s_sum), (a, s) in zip(sums, pseudo_gradients(context, self.blocks_, params, xb, yb)):
+                a_sum.addmm_(a.T, a)
+                s_sum.addmm_(s.reshape(-1, s.shape[2]).T, s.reshape(-1, s.shape[2]))
+        n = len(context.train)
+        return [(a_sum / n, s_sum / n) for a_sum, s_sum in sums]
+
+    def _eigenvalues(self, context: TaskContext) -> list[torch.Tensor]:
+        """Per layer, the curvature's eigenvalues (out, width) in the basis Q_S ⊗ Q_A."""
+        raise NotImplementedError
+
+    def _transform(self, reps: torch.Tensor) -> torch.Tensor:
+        """Rows r ↦ (C + (λ + l2) I)⁻¹ r, block by block in the Kronecker eigenbases, float64."""
+        reps = reps.double()
+        out = torch.zeros_like(reps)
+        damping = self.damping_ + self._fitted_context().l2
+        for block, (q_s, q_a), lam in zip(self.blocks_, self.bases_, self.eigenvalues_):
+            rotated = q_s.T @ block.to_matrix(reps) @ q_a
+            block.write(out, q_s @ (rotated / (lam + damping)) @ q_a.T)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        context = self._fitted_context()
+        return {"damping": self.damping_, "lambda_g": self.lambda_g_, "l2": context.l2,
+                "layers": [b.name for b in self.blocks_]}
+
+
+@register_estimator("kfac")
+class KFAC(KroneckerInfluence):
+    """K-FAC influence: eigenvalues σ_k α_l of S ⊗ A (see the module docstring)."""
+
+    def _eigenvalues(self, context: TaskContext) -> list[torch.Tensor]:
+        return [sigma.clamp(min=0)[:, None] * alpha.clamp(min=0)[None, :]
+                for sigma, alpha in self.factor_eigenvalues_]
+
+
+@register_estimator("ekfac")
+class EKFAC(KroneckerInfluence):
+    """EK-FAC influence: K-FAC's bases with the corrected eigenvalues Λ* (see the module docstring)."""
+
+    def _eigenvalues(self, context: TaskContext) -> list[torch.Tensor]:
+        sums = [torch.zeros(b.n_out, b.width, dtype=torch.float64) for b in self.blocks_]
+        for params, xb, yb in batches(context, self.batch_size):
+            stats = pseudo_gradients(context, self.blocks_, params, xb, yb)
+            for total, (q_s, q_a), (a, s) in zip(sums, self.bases_, stats):
+                total.addmm_((s @ q_s).pow(2).sum(1).T, (a @ q_a).pow(2))
+        return [total / len(context.train) for total in sums]

@@ -1,0 +1,54 @@
+"""`tracin`: TracIn-CP (Pruthi et al. 2020) over the checkpoints saved while the final model trained.
+
+    score[j, i] = Σ_c η_c ∇f(z_j; θ_c)ᵀ ∇ℓ(z_i; θ_c)
+
+over the checkpoints c of `context.checkpoints` (the task spec's `training.checkpoint_epochs`), η_c
+the learning rate of the epochs before checkpoint c. The sign is Grad-Dot's: positive when the
+test target's gradient and the training loss's gradient align, i.e. when removing the instance
+increases the target. With the final model alone (no checkpoints, or use_checkpoints=False) the
+sum has one term and TracIn reduces to η × Grad-Dot at θᶠ, η = the final model's learning rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from tdabench.estimators.gradients import Tensors
+from tdabench.estimators.inner_product import InnerProductEstimator
+from tdabench.registry import register_estimator
+from tdabench.task.context import TaskContext
+
+
+@register_estimator("tracin")
+class TracIn(InnerProductEstimator):
+    """TracIn-CP; `use_checkpoints=False` forces the final-model-only form η·Grad-Dot."""
+
+    def __init__(self, *, use_checkpoints: bool = True, batch_size: int = 256) -> None:
+        self.use_checkpoints = use_checkpoints
+        self.batch_size = batch_size
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        self._check_param(isinstance(self.use_checkpoints, bool), "use_checkpoints", "true or false")
+
+    def _fit_representations(self, context: TaskContext) -> None:
+        saved = context.checkpoints if self.use_checkpoints else ()
+        self.checkpoints_: list[tuple[float, Tensors]] = (
+            [(c.lr, c.params) for c in saved] or [(context.spec.training.lr, context.params)])
+        self.epochs_ = [c.epoch for c in saved] or ["final"]
+
+    def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
+        context = self._fitted_context()
+        total = torch.zeros(len(test_idx), len(train_idx), dtype=torch.float64)
+        for lr, params in self.checkpoints_:
+            test = self._grads(context, context.test, test_idx, "target", params).double()
+            train = self._grads(context, context.train, train_idx, "loss", params).double()
+            total += lr * (test @ train.T)
+        return total.numpy()
+
+    def describe(self) -> dict[str, Any]:
+        self._fitted_context()
+        return {"checkpoints": self.epochs_, "learning_rates": [lr for lr, _ in self.checkpoints_]}

@@ -1,0 +1,226 @@
+"""The iterative, horizon-matched, checkpoint and projection estimators against exact references (float64).
+
+References: the explicit damped inverse (`if-explicit`), closed-form ridge regression, the gold
+standard itself (down-weighting, central difference), plain sequential loops over checkpoints and
+an explicitly built projection matrix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from tdabench.estimators import (ArnoldiInfluence, ConjugateGradientInfluence, ExplicitInfluence, GradDot,
+                                 HorizonLissa, LissaInfluence, TracIn, Trak)
+from tdabench.estimators.gradients import flat_per_sample_grads, flatten, unflatten
+from tdabench.estimators.trak import RandomProjection
+from tdabench.gold import GoldConfig, paired_differences
+from tdabench.task import TaskContext, build_context, parse_spec
+from tdabench.task.context import Checkpoint
+from tdabench.task.ensemble import member_context
+from tdabench.task.spec import OptimizerSpec
+
+
+def ridge_spec(**training) -> dict:
+    return {"name": "tiny-ridge", "version": 1, "modality": "tabular",
+            "data": {"source": "sklearn:load_diabetes", "max_train": 50, "max_test": 15, "standardize_target": True},
+            "model": {"hidden": []}, "objective": {"loss": "squared", "l2": 0.01},
+            "training": {"lr": 0.05, "batch_size": 16, "epochs": 5, **training}, "gold_standard": {}}
+
+
+def at_ridge_optimum(ctx: TaskContext, weight_decay: float = 0.0) -> TaskContext:
+    """θ* = argmin mean_i (wᵀx_i + b − y_i)² + ((l2 + weight_decay)/2)||θ||², by the normal equations:
+    where further training (with this weight decay) starts at rest."""
+    x = torch.cat([ctx.train.x, torch.ones(len(ctx.train), 1, dtype=torch.float64)], dim=1)
+    n, l2 = len(x), ctx.l2 + weight_decay
+    theta = torch.linalg.solve(2 * x.T @ x / n + l2 * torch.eye(x.shape[1], dtype=torch.float64),
+                               2 * x.T @ ctx.train.y / n)
+    params = {"0.weight": theta[:-1][None].clone(), "0.bias": theta[-1:].clone()}
+    return dataclasses.replace(ctx, params=params)
+
+
+@pytest.fixture(scope="module")
+def ridge_context() -> TaskContext:
+    return at_ridge_optimum(build_context(parse_spec(ridge_spec())))
+
+
+def all_scores(estimator, context: TaskContext) -> np.ndarray:
+    return estimator.fit(context).score(np.arange(len(context.test)), np.arange(len(context.train)))
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
+    assert np.abs(expected).max() > 0, "the reference must not be all zero"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+# --- iterative inverses equal the explicit one ------------------------------------------------------
+
+ITERATIVE = {
+    "if-cg": lambda damping, curvature: ConjugateGradientInfluence(curvature=curvature, damping=damping,
+                                                                   damping_relative=False),
+    "if-lissa": lambda damping, curvature: LissaInfluence(curvature=curvature, damping=damping,
+                                                          damping_relative=False, depth=500),
+    "if-arnoldi": lambda damping, curvature: ArnoldiInfluence(curvature=curvature, damping=damping,
+                                                              damping_relative=False, rank=62, n_iterations=62),
+}
+
+
+@pytest.mark.parametrize("name", list(ITERATIVE))
+@pytest.mark.parametrize("fixture", ["ridge_context", "tiny_logreg_context"])
+def test_iterative_inverses_match_if_explicit(name, fixture, request):
+    """Ridge (P = 11) and L2 logistic regression (P = 62): CG, full-batch LiSSA and full-rank
+    Arnoldi apply the same (C + λI)⁻¹ as the explicit factorisation, to 1e-6 relative."""
+    ctx = request.getfixturevalue(fixture)
+    for curvature in ("hessian", "gauss-newton"):
+        expected = all_scores(ExplicitInfluence(curvature=curvature, damping=0.5, damping_relative=False), ctx)
+        assert_close(all_scores(ITERATIVE[name](0.5, curvature), ctx), expected, 1e-6)
+
+
+def test_cg_refuses_an_indefinite_curvature(tiny_mlp_context):
+    """Far from an optimum with no damping, C = H − 5I has negative curvature: CG says so."""
+    shifted = ConjugateGradientInfluence(damping=0.0, damping_relative=False)
+    shifted.fit(tiny_mlp_context)
+    shifted.operator_.damping = -5.0
+    with pytest.raises(Exception, match="non-positive curvature"):
+        shifted.score([0], [0])
+
+
+def test_stochastic_lissa_is_seeded_and_near_the_full_batch_answer(tiny_logreg_context):
+    ctx = tiny_logreg_context
+    full = all_scores(LissaInfluence(damping=0.5, damping_relative=False, depth=60), ctx)
+    make = lambda seed: LissaInfluence(damping=0.5, damping_relative=False, depth=60, hvp_batch_size=30,
+                                       seed=seed)
+    first, again, other = all_scores(make(0), ctx), all_scores(make(0), ctx), all_scores(make(1), ctx)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert np.corrcoef(first.ravel(), full.ravel())[0, 1] > 0.95  # measured 0.986 with half the data per product
+
+
+# --- the horizon-matched response ------------------------------------------------------------------
+
+def gold_derivative(ctx: TaskContext, recipe: OptimizerSpec, steps: tuple[int, ...], eps: float) -> np.ndarray:
+    """n · d(gold)/dε by a central difference of the down-weighting gold standard at ±ε."""
+    def gold(e: float) -> np.ndarray:
+        cfg = GoldConfig(recipe, train_idx=tuple(range(len(ctx.train))), test_idx=tuple(range(len(ctx.test))),
+                         horizons=steps, horizon_unit="step", seeds=1, mode="downweight", epsilon=e)
+        return paired_differences(ctx, cfg, seed=0)[0]
+    return (gold(eps) - gold(-eps)) / (2 * eps) * len(ctx.train)
+
+
+@pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 0.05)])
+def test_horizon_lissa_equals_the_gold_standard_on_ridge_regression(ridge_context, momentum, weight_decay):
+    """Full-batch gradient descent from the ridge optimum: the loss is quadratic, so the linear
+    response of the optimizer's recursion is the gold standard's derivative in ε, at every horizon."""
+    ctx = at_ridge_optimum(ridge_context, weight_decay)
+    recipe = OptimizerSpec(lr=0.05, momentum=momentum, weight_decay=weight_decay, batch_size=len(ctx.train))
+    steps = (1, 3, 10, 40, 150)
+    expected = gold_derivative(ctx, recipe, steps, eps=1e-4)
+    est = HorizonLissa(lr=recipe.lr, momentum=momentum, weight_decay=weight_decay).fit(ctx)
+    actual = est.score_horizons(np.arange(len(ctx.test)), np.arange(len(ctx.train)), list(steps))
+    for h in range(len(steps)):
+        assert_close(actual[h], expected[h], 1e-8)
+
+
+def test_horizon_lissa_limits_are_grad_dot_and_the_influence_function(ridge_context):
+    """T = 1: η·Grad-Dot exactly. T → ∞ (plain GD, ηλ_max < 1): the undamped influence function;
+    the slowest mode decays as (1 − η·l2)^T = e^{−30} at T = 60000."""
+    ctx = ridge_context
+    est = HorizonLissa(lr=0.05, momentum=0.0, weight_decay=0.0).fit(ctx)
+    one, many = est.score_horizons(np.arange(15), np.arange(50), [1, 60000])
+    assert_close(one, 0.05 * all_scores(GradDot(), ctx), 1e-12)
+    assert_close(many, all_scores(ExplicitInfluence(damping=0.0, damping_relative=False), ctx), 1e-8)
+    assert np.array_equal(est.score(np.arange(15), np.arange(50)),
+                          est.score_horizons(np.arange(15), np.arange(50), [est.steps_])[0])
+
+
+def test_horizon_lissa_takes_its_recipe_from_the_task(tiny_mlp_context):
+    est = HorizonLissa().fit(tiny_mlp_context)
+    recipe = tiny_mlp_context.spec.gold_standard.further_training
+    assert (est.lr_, est.momentum_, est.weight_decay_) == (recipe.lr, recipe.momentum, recipe.weight_decay)
+    assert est.steps_ == 50 * 2  # longest default horizon (50 epochs) × 2 steps of 32 per epoch of 60
+
+
+# --- TracIn over checkpoints -----------------------------------------------------------------------
+
+def test_tracin_sums_learning_rate_weighted_grad_dots_over_checkpoints(tiny_mlp_context):
+    ctx = tiny_mlp_context
+    rng = np.random.default_rng(0)
+    checkpoints = tuple(Checkpoint(e, {k: v + 0.05 * torch.from_numpy(rng.normal(size=v.shape)) for k, v in
+                                       ctx.params.items()}, lr) for e, lr in ((1, 0.3), (2, 0.2), (4, 0.05)))
+    with_ckpts = dataclasses.replace(ctx, checkpoints=checkpoints)
+    expected = sum(c.lr * (flat_per_sample_grads(ctx, "target", ctx.test.x, ctx.test.y, c.params)
+                           @ flat_per_sample_grads(ctx, "loss", ctx.train.x, ctx.train.y, c.params).T).numpy()
+                   for c in checkpoints)
+    assert_close(all_scores(TracIn(batch_size=7), with_ckpts), expected, 1e-12)
+    final_only = ctx.spec.training.lr * all_scores(GradDot(), ctx)
+    assert_close(all_scores(TracIn(use_checkpoints=False), with_ckpts), final_only, 1e-12)
+    assert_close(all_scores(TracIn(), ctx), final_only, 1e-12)
+
+
+def test_checkpoints_are_the_parameters_after_those_epochs(tmp_path):
+    """build_context saves training.checkpoint_epochs; each equals a model trained for that many epochs."""
+    spec = parse_spec(ridge_spec(checkpoint_epochs=[2, 5]))
+    ctx = build_context(spec, tmp_path)
+    assert [c.epoch for c in ctx.checkpoints] == [2, 5] and all(c.lr == 0.05 for c in ctx.checkpoints)
+    short = build_context(parse_spec(ridge_spec(epochs=2)), tmp_path)
+    for name in ctx.params:
+        assert torch.equal(ctx.checkpoints[0].params[name], short.params[name])
+        assert torch.equal(ctx.checkpoints[1].params[name], ctx.params[name])
+    assert list(ctx.checkpoints[0].params) == list(ctx.params)
+    again = build_context(spec, tmp_path)  # from the cache
+    assert all(torch.equal(a.params[k], b.params[k]) for a, b in zip(ctx.checkpoints, again.checkpoints)
+               for k in ctx.params)
+
+
+# --- TRAK ------------------------------------------------------------------------------------------
+
+def test_trak_equals_the_formula_with_the_explicit_projection(tiny_mlp_context):
+    ctx = tiny_mlp_context
+    est = Trak(proj_dim=200, damping=1e-3, batch_size=9).fit(ctx)
+    proj = torch.cat([est.projector_.chunk(c) for c in range(-(-ctx.n_params // 1024))]).numpy()
+    assert proj.shape == (ctx.n_params, 200)
+    grads = lambda fn, split: flat_per_sample_grads(ctx, fn, split.x, split.y).numpy() @ proj
+    features = grads("output", ctx.train)
+    kernel = features.T @ features / len(features)
+    kernel += (1e-3 * np.trace(kernel) / 200 + ctx.l2) * np.eye(200)
+    expected = grads("target", ctx.test) @ np.linalg.solve(kernel, grads("loss", ctx.train).T)
+    assert_close(est.score(np.arange(20), np.arange(60)), expected, 1e-8)
+
+
+def test_trak_loss_gradient_is_the_out_to_loss_weighted_margin_gradient(tiny_mlp_context):
+    """∇ℓ_i = −(1 − p_i)∇margin_i: the train side is TRAK's Q_i φ_i with the sign of the loss."""
+    ctx = tiny_mlp_context
+    p = torch.softmax(ctx.outputs(ctx.params, ctx.train.x), -1).gather(1, ctx.train.y[:, None])[:, 0]
+    loss_grads = flat_per_sample_grads(ctx, "loss", ctx.train.x, ctx.train.y)
+    margin_grads = flat_per_sample_grads(ctx, "output", ctx.train.x, ctx.train.y)
+    assert_close(loss_grads.numpy(), (-(1 - p)[:, None] * margin_grads).numpy(), 1e-12)
+
+
+def test_projection_is_seeded_and_near_isometric():
+    proj = RandomProjection(3000, 4000, "gaussian", seed=3)
+    x = torch.randn(5, 3000, dtype=torch.float64)
+    assert torch.equal(proj(x), proj(x))
+    norms = proj(x).norm(dim=1) / x.norm(dim=1)
+    assert ((norms - 1).abs() < 0.1).all()  # Johnson–Lindenstrauss with k = 4000
+    rademacher = RandomProjection(3000, 64, "rademacher", seed=3).chunk(2)
+    assert set(np.unique(rademacher.numpy() * 8).tolist()) == {-1.0, 1.0} and rademacher.shape == (952, 64)
+    assert not torch.equal(RandomProjection(3000, 64, seed=4).chunk(0), RandomProjection(3000, 64, seed=3).chunk(0))
+
+
+def test_trak_ensemble_averages_members(tiny_logreg_context):
+    ctx = tiny_logreg_context
+    both = all_scores(Trak(proj_dim=40, n_models=2), ctx)
+    member = member_context(ctx, 1)
+    assert not torch.equal(member.params["0.weight"], ctx.params["0.weight"])
+    singles = [all_scores(Trak(proj_dim=40), c) for c in (ctx, member)]
+    assert_close(both, (singles[0] + singles[1]) / 2, 1e-10)
+
+
+@pytest.mark.parametrize("make", [lambda: TracIn(), lambda: Trak(proj_dim=50), lambda: HorizonLissa(),
+                                  lambda: ConjugateGradientInfluence(), lambda: ArnoldiInfluence(rank=5, n_iterations=10),
+                                  lambda: LissaInfluence(depth=20)])
+def test_batch_size_invariance(tiny_mlp_context, make):
+    scores = [all_scores(make().set_params(batch_size=b), tiny_mlp_context) for b in (7, 256)]
+    assert_close(scores[0], scores[1], 1e-10)
