@@ -2,7 +2,8 @@
 
 The validation points are the task's test points that `tdabench compare` does NOT score by default
 (the complement of its selection), so a setting picked here is never tuned on scored points.
-Prints and saves the mean cosine/Pearson/Spearman per horizon for every estimator setting. Usage:
+Prints the mean Pearson and cosine per horizon for every estimator setting and saves all three
+metrics (with `--out`, default benchmarks/results/validation_sweep_TASK.json). Usage:
 
     .venv/bin/python benchmarks/validation_sweep.py --task breast-cancer-mlp --seeds 5 \\
         --estimators "if-explicit(damping=1),if-explicit(damping=100),grad-dot"
@@ -47,8 +48,9 @@ def main() -> None:
         outcome = run_estimator(request, make_estimator(request.name, **request.params), ctx, gold, False)
         rows += [{"estimator": r.estimator, "horizon": r.horizon, "metric": r.metric, "mean": r.mean,
                   "sem": r.sem} for r in outcome.records]
-        cosine = {r.horizon: round(r.mean, 3) for r in outcome.records if r.metric == "cosine" and r.mean is not None}
-        print(f"{request.label:<60} cosine {cosine} {outcome.error or ''} {outcome.cost}", flush=True)
+        for metric in ("pearson", "cosine"):
+            means = {r.horizon: round(r.mean, 3) for r in outcome.records if r.metric == metric and r.mean is not None}
+            print(f"{request.label:<50} {metric:<8} {means} {outcome.error or ''}", flush=True)
     out = args.out or Path(f"benchmarks/results/validation_sweep_{spec.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"task": spec.name, "spec_hash": spec.spec_hash, "seeds": args.seeds,

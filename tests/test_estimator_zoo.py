@@ -117,10 +117,23 @@ def test_horizon_lissa_equals_the_gold_standard_on_ridge_regression(ridge_contex
     recipe = OptimizerSpec(lr=0.05, momentum=momentum, weight_decay=weight_decay, batch_size=len(ctx.train))
     steps = (1, 3, 10, 40, 150)
     expected = gold_derivative(ctx, recipe, steps, eps=1e-4)
-    est = HorizonLissa(lr=recipe.lr, momentum=momentum, weight_decay=weight_decay).fit(ctx)
-    actual = est.score_horizons(np.arange(len(ctx.test)), np.arange(len(ctx.train)), list(steps))
+    for method in ("recursion", "lanczos"):  # Lanczos: P = 11 < 40 steps, so its Krylov space is exact
+        est = HorizonLissa(lr=recipe.lr, momentum=momentum, weight_decay=weight_decay, method=method).fit(ctx)
+        actual = est.score_horizons(np.arange(len(ctx.test)), np.arange(len(ctx.train)), list(steps))
+        for h in range(len(steps)):
+            assert_close(actual[h], expected[h], 1e-8)
+
+
+def test_lanczos_response_equals_the_recursion_on_an_mlp(tiny_mlp_context):
+    """266 parameters, 30 Lanczos steps: exact up to T = 30, and still equal at T = 200 because the
+    response is smooth in the eigenvalue (the exactness beyond m is measured, not guaranteed)."""
+    ctx, steps = tiny_mlp_context, [1, 7, 30, 200]
+    test_idx, train_idx = np.arange(20), np.arange(60)
+    make = lambda method: HorizonLissa(method=method, n_iterations=30, lr=0.05, momentum=0.5).fit(ctx)
+    recursion = make("recursion").score_horizons(test_idx, train_idx, steps)
+    lanczos = make("lanczos").score_horizons(test_idx, train_idx, steps)
     for h in range(len(steps)):
-        assert_close(actual[h], expected[h], 1e-8)
+        assert_close(lanczos[h], recursion[h], 1e-8)
 
 
 def test_horizon_lissa_limits_are_grad_dot_and_the_influence_function(ridge_context):
@@ -128,7 +141,7 @@ def test_horizon_lissa_limits_are_grad_dot_and_the_influence_function(ridge_cont
     the slowest mode decays as (1 − η·l2)^T = e^{−30} at T = 60000."""
     ctx = ridge_context
     est = HorizonLissa(lr=0.05, momentum=0.0, weight_decay=0.0).fit(ctx)
-    one, many = est.score_horizons(np.arange(15), np.arange(50), [1, 60000])
+    one, many = est.score_horizons(np.arange(15), np.arange(50), [1, 60000])  # Lanczos: exact, P = 11
     assert_close(one, 0.05 * all_scores(GradDot(), ctx), 1e-12)
     assert_close(many, all_scores(ExplicitInfluence(damping=0.0, damping_relative=False), ctx), 1e-8)
     assert np.array_equal(est.score(np.arange(15), np.arange(50)),
@@ -176,26 +189,38 @@ def test_checkpoints_are_the_parameters_after_those_epochs(tmp_path):
 
 # --- TRAK ------------------------------------------------------------------------------------------
 
-def test_trak_equals_the_formula_with_the_explicit_projection(tiny_mlp_context):
+@pytest.mark.parametrize("proj_dim, projection", [(200, "rademacher"), (40, "gaussian")])
+def test_trak_equals_the_formula_with_the_explicit_projection(tiny_mlp_context, proj_dim, projection):
+    """k = 200 > n = 60 takes the dual (n × n) solve, k = 40 the primal (k × k) one."""
     ctx = tiny_mlp_context
-    est = Trak(proj_dim=200, damping=1e-3, batch_size=9).fit(ctx)
-    proj = torch.cat([est.projector_.chunk(c) for c in range(-(-ctx.n_params // 1024))]).numpy()
-    assert proj.shape == (ctx.n_params, 200)
+    est = Trak(proj_dim=proj_dim, projection=projection, damping=1e-3, batch_size=9, dtype="float64").fit(ctx)
+    assert est.members_[0]["dual"] == (proj_dim > 60)
+    proj = torch.cat([est.projector_.projection.chunk(c) for c in range(-(-ctx.n_params // 1024))]).numpy()
+    assert proj.shape == (ctx.n_params, proj_dim)
     grads = lambda fn, split: flat_per_sample_grads(ctx, fn, split.x, split.y).numpy() @ proj
     features = grads("output", ctx.train)
     kernel = features.T @ features / len(features)
-    kernel += (1e-3 * np.trace(kernel) / 200 + ctx.l2) * np.eye(200)
+    kernel += (1e-3 * np.trace(kernel) / proj_dim + ctx.l2) * np.eye(proj_dim)
     expected = grads("target", ctx.test) @ np.linalg.solve(kernel, grads("loss", ctx.train).T)
     assert_close(est.score(np.arange(20), np.arange(60)), expected, 1e-8)
 
 
-def test_trak_loss_gradient_is_the_out_to_loss_weighted_margin_gradient(tiny_mlp_context):
-    """∇ℓ_i = −(1 − p_i)∇margin_i: the train side is TRAK's Q_i φ_i with the sign of the loss."""
+def test_trak_loss_gradient_is_the_out_to_loss_weighted_margin_gradient(tiny_mlp_context, ridge_context):
+    """∇ℓ_i = −(1 − p_i)∇margin_i: the train side is TRAK's Q_i φ_i with the sign of the loss; in
+    general ∇ℓ = (dℓ/dm)∇m with the slope of `loss_slope` (regression: 2(out − y))."""
     ctx = tiny_mlp_context
     p = torch.softmax(ctx.outputs(ctx.params, ctx.train.x), -1).gather(1, ctx.train.y[:, None])[:, 0]
-    loss_grads = flat_per_sample_grads(ctx, "loss", ctx.train.x, ctx.train.y)
-    margin_grads = flat_per_sample_grads(ctx, "output", ctx.train.x, ctx.train.y)
-    assert_close(loss_grads.numpy(), (-(1 - p)[:, None] * margin_grads).numpy(), 1e-12)
+    assert_close(ctx.loss_slope(ctx.params, ctx.train.x, ctx.train.y).numpy(), -(1 - p).numpy(), 1e-12)
+    for c in (ctx, ridge_context):
+        loss_grads = flat_per_sample_grads(c, "loss", c.train.x, c.train.y)
+        output_grads = flat_per_sample_grads(c, "output", c.train.x, c.train.y)
+        slopes = c.loss_slope(c.params, c.train.x, c.train.y)
+        assert_close(loss_grads.numpy(), (slopes[:, None] * output_grads).numpy(), 1e-12)
+
+
+def test_trak_float32_projection_is_close_to_float64(tiny_mlp_context):
+    make = lambda dtype: all_scores(Trak(proj_dim=300, dtype=dtype), tiny_mlp_context)
+    assert_close(make("float32"), make("float64"), 1e-5)
 
 
 def test_projection_is_seeded_and_near_isometric():
@@ -218,9 +243,26 @@ def test_trak_ensemble_averages_members(tiny_logreg_context):
     assert_close(both, (singles[0] + singles[1]) / 2, 1e-10)
 
 
-@pytest.mark.parametrize("make", [lambda: TracIn(), lambda: Trak(proj_dim=50), lambda: HorizonLissa(),
+@pytest.mark.parametrize("make", [lambda: TracIn(), lambda: Trak(proj_dim=50, dtype="float64"), lambda: HorizonLissa(),
                                   lambda: ConjugateGradientInfluence(), lambda: ArnoldiInfluence(rank=5, n_iterations=10),
                                   lambda: LissaInfluence(depth=20)])
 def test_batch_size_invariance(tiny_mlp_context, make):
     scores = [all_scores(make().set_params(batch_size=b), tiny_mlp_context) for b in (7, 256)]
     assert_close(scores[0], scores[1], 1e-10)
+
+
+@pytest.mark.parametrize("fns", [("target", "loss"), ("output", "output"), ("loss", "target")])
+def test_factored_gradient_gram_equals_flat_gradients(tiny_mlp_context, fns, monkeypatch):
+    """Per-layer (d·d')(ã·ã') inner products equal those of materialised per-sample gradients."""
+    from tdabench.estimators import layers
+
+    ctx = tiny_mlp_context.with_target("margin")
+    left, right = (ctx.test, np.array([3, 0, 19, 3]), fns[0]), (ctx.train, np.array([59, 1, 2, 40]), fns[1])
+    factored = layers.gradient_gram(ctx, left, right, batch_size=3)
+    monkeypatch.setattr(layers, "linear_only", lambda context: False)
+    flat = layers.gradient_gram(ctx, left, right, batch_size=3)
+    expected = (flat_per_sample_grads(ctx, fns[0], left[0].x[left[1]], left[0].y[left[1]])
+                @ flat_per_sample_grads(ctx, fns[1], right[0].x[right[1]], right[0].y[right[1]]).T).numpy()
+    assert_close(factored.numpy(), expected, 1e-12)
+    assert_close(flat.numpy(), expected, 1e-12)
+    assert layers.gradient_gram(ctx, (ctx.test, np.array([], dtype=int), "loss"), right).shape == (0, 4)

@@ -9,15 +9,22 @@ only; the positive constant c is dropped.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from tdabench.estimators.inner_product import InnerProductEstimator
+from tdabench.estimators.layers import gradient_gram
 from tdabench.registry import register_estimator
 
 
 @register_estimator("grad-dot")
 class GradDot(InnerProductEstimator):
-    """score[j, i] = ∇f(z_j; θᶠ)ᵀ ∇ℓ(z_i; θᶠ)."""
+    """score[j, i] = ∇f(z_j; θᶠ)ᵀ ∇ℓ(z_i; θᶠ), by per-layer factored inner products (layers.py)."""
+
+    def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
+        context = self._fitted_context()
+        return gradient_gram(context, (context.test, test_idx, "target"), (context.train, train_idx, "loss"),
+                             batch_size=self.batch_size).numpy()
 
 
 def normalize_rows(grads: torch.Tensor) -> torch.Tensor:

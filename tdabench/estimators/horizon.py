@@ -16,6 +16,13 @@ The factor n is dropped like the 1/n of the other influence estimators, so score
 score as T → ∞ and the gold standard at horizon T is ≈ (ε/n)·score_T. The response polynomial is
 symmetric in C, so the recursion runs on the test gradients. C is the Hessian (default; exact on a
 quadratic) or the Gauss–Newton matrix of the training risk, optionally damped.
+
+Two ways to apply the response polynomial: "recursion" runs the T steps (T curvature products per
+test point for the longest horizon); "lanczos" (default) builds an m-step Krylov space of each test
+gradient and evaluates the response of every horizon on its Ritz values (2m products, exact for
+T <= m, and very accurate beyond because the response is a smooth function of the eigenvalue).
+Measured on breast-cancer-mlp (650 steps, 20 test × 100 training points, 2 cores): recursion 94 s;
+lanczos with m = 20, 40, 60 in 6, 11, 15 s, equal to the recursion to 3e-15 relative at every horizon.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import torch
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.curvature import CURVATURES, CurvatureOperator
+from tdabench.estimators.base import is_positive_int
 from tdabench.estimators.damped import is_real
 from tdabench.estimators.inner_product import InnerProductEstimator
+from tdabench.estimators.krylov import matrix_functions
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 from tdabench.task.schedule import steps_per_epoch
@@ -49,6 +58,11 @@ def horizon_responses(matvec, rhs: torch.Tensor, lr: float, momentum: float, ste
     return [found[s] for s in steps]
 
 
+def response_on_eigenvalues(theta: torch.Tensor, lr: float, momentum: float, steps: list[int]) -> torch.Tensor:
+    """The response δ_T to a unit force along an eigenvector of eigenvalue θ, for each T: (H, *θ.shape)."""
+    return torch.stack(horizon_responses(lambda d: theta * d, torch.ones_like(theta), lr, momentum, steps))
+
+
 @register_estimator("if-lissa-horizon")
 class HorizonLissa(InnerProductEstimator):
     """Horizon-matched influence: one score matrix per further-training horizon (module docstring).
@@ -63,9 +77,11 @@ class HorizonLissa(InnerProductEstimator):
 
     def __init__(self, *, curvature: str = "hessian", damping: float = 0.0, lr: float | None = None,
                  momentum: float | None = None, weight_decay: float | None = None, steps: int | None = None,
-                 batch_size: int = 256) -> None:
+                 method: str = "lanczos", n_iterations: int = 40, batch_size: int = 256) -> None:
         self.curvature = curvature
         self.damping = damping
+        self.method = method
+        self.n_iterations = n_iterations
         self.lr = lr
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -83,6 +99,8 @@ class HorizonLissa(InnerProductEstimator):
                           "momentum", "a number in [0, 1) or None")
         self._check_param(self.steps is None or (isinstance(self.steps, int) and self.steps >= 0), "steps",
                           "a non-negative integer or None")
+        self._check_param(self.method in ("lanczos", "recursion"), "method", "'lanczos' or 'recursion'")
+        self._check_param(is_positive_int(self.n_iterations), "n_iterations", "a positive integer")
 
     def _fit_representations(self, context: TaskContext) -> None:
         recipe, gold = context.spec.gold_standard.further_training, context.spec.gold_standard
@@ -105,7 +123,11 @@ class HorizonLissa(InnerProductEstimator):
         context = self._fitted_context()
         test = self._grads(context, context.test, test_idx, "target").double()
         train = self._grads(context, context.train, train_idx, "loss").double()
-        responses = horizon_responses(self.operator_.matvec, test, self.lr_, self.momentum_, steps)
+        if self.method == "recursion":
+            responses = horizon_responses(self.operator_.matvec, test, self.lr_, self.momentum_, steps)
+        else:
+            filters = lambda theta: response_on_eigenvalues(theta, self.lr_, self.momentum_, steps)
+            responses = matrix_functions(self.operator_.matvec, test, self.n_iterations, filters)
         out = np.zeros((len(steps), len(test_idx), len(train_idx)))
         for h, response in enumerate(responses):
             out[h] = (response @ train.T).numpy()
@@ -114,4 +136,5 @@ class HorizonLissa(InnerProductEstimator):
     def describe(self) -> dict[str, Any]:
         self._fitted_context()
         return {"curvature": self.curvature, "damping": float(self.damping), "lr": self.lr_,
-                "momentum": self.momentum_, "weight_decay": self.weight_decay_, "steps": self.steps_}
+                "momentum": self.momentum_, "weight_decay": self.weight_decay_, "steps": self.steps_,
+                "method": self.method, "n_iterations": self.n_iterations}

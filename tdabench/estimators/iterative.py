@@ -112,7 +112,7 @@ class LissaInfluence(DampedInfluence):
     """
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
-                 damping_relative: bool = True, depth: int = 100, scale: float | None = None,
+                 damping_relative: bool = True, depth: int = 50, scale: float | None = None,
                  hvp_batch_size: int | None = None, seed: int = 0, batch_size: int = 256) -> None:
         self.curvature = curvature
         self.damping = damping

@@ -18,68 +18,19 @@ the layer's block of G is exactly (1/n)Σ_i Σ_c (s_ic s_icᵀ) ⊗ (ã_i ã_i�
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch import nn
 from torch.func import hessian, vmap
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.gradients import Tensors, as_float64, flat_per_sample_grads, lambda_g
 from tdabench.estimators.inner_product import InnerProductEstimator
+from tdabench.estimators.layers import LinearBlock, linear_blocks, probed
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 from tdabench.task.objective import per_example_loss
-
-
-@dataclass(frozen=True)
-class LinearBlock:
-    """One nn.Linear layer's place in the flat parameter vector (`gradients.flatten` order)."""
-
-    name: str
-    module: nn.Linear
-    weight: slice
-    bias: slice | None
-    n_out: int
-    n_in: int
-
-    @property
-    def width(self) -> int:
-        """Columns of the matrix form: in, plus 1 for the bias."""
-        return self.n_in + (self.bias is not None)
-
-    def to_matrix(self, flat: torch.Tensor) -> torch.Tensor:
-        """Rows of flat vectors (m, P) → the layer's matrices V (m, out, width), bias last column."""
-        w = flat[:, self.weight].reshape(-1, self.n_out, self.n_in)
-        return w if self.bias is None else torch.cat([w, flat[:, self.bias].unsqueeze(2)], dim=2)
-
-    def write(self, flat: torch.Tensor, matrix: torch.Tensor) -> None:
-        """Inverse of `to_matrix`: write V (m, out, width) into the layer's entries of flat (m, P)."""
-        flat[:, self.weight] = matrix[:, :, :self.n_in].reshape(len(flat), self.n_out * self.n_in)
-        if self.bias is not None:
-            flat[:, self.bias] = matrix[:, :, self.n_in]
-
-
-def linear_blocks(context: TaskContext, label: str) -> list[LinearBlock]:
-    """The model's nn.Linear layers owning parameters of context.params; any other parameter raises."""
-    offsets = np.cumsum([0, *(p.numel() for p in context.params.values())]).tolist()
-    where = {k: slice(lo, hi) for k, lo, hi in zip(context.params, offsets[:-1], offsets[1:])}
-    blocks, owned = [], set()
-    for name, module in context.model.named_modules():
-        weight, bias = f"{name}.weight", f"{name}.bias"
-        if isinstance(module, nn.Linear) and weight in where:
-            has_bias = module.bias is not None and bias in where
-            owned.update([weight, bias] if has_bias else [weight])
-            blocks.append(LinearBlock(name, module, where[weight], where[bias] if has_bias else None,
-                                      module.out_features, module.in_features))
-    for key in context.params:
-        if key not in owned:
-            raise TdabenchError(f"{label}: parameter '{key}' does not belong to an nn.Linear layer "
-                                f"(supported layers: nn.Linear)")
-    return blocks
 
 
 def output_hessian_root(context: TaskContext, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -88,32 +39,6 @@ def output_hessian_root(context: TaskContext, outputs: torch.Tensor, y: torch.Te
     m = vmap(hessian(lambda o, yi: loss_of_out(o.unsqueeze(0), yi.unsqueeze(0))[0]))(outputs, y)
     evals, evecs = torch.linalg.eigh((m + m.mT) / 2)
     return evecs @ (evals.clamp(min=0).sqrt().unsqueeze(-1) * evecs.mT)
-
-
-@contextmanager
-def probed(blocks: list[LinearBlock]) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
-    """Forward hooks that record each layer's input and add a zero probe (requires grad) to its output
-    (the pre-activation), so that the gradient of any function of the outputs w.r.t. the probe is its
-    gradient w.r.t. the pre-activation. Yields (inputs, probes), keyed by layer name."""
-    inputs: dict[str, torch.Tensor] = {}
-    probes: dict[str, torch.Tensor] = {}
-
-    def hook_for(block: LinearBlock) -> Callable[..., torch.Tensor]:
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-            if block.name in inputs or args[0].dim() != 2:
-                raise TdabenchError(f"layer '{block.name}': only nn.Linear layers called once per forward "
-                                    f"on (batch, features) inputs are supported")
-            inputs[block.name] = args[0].detach()
-            probes[block.name] = torch.zeros_like(output, requires_grad=True)
-            return output + probes[block.name]
-        return hook
-
-    handles = [b.module.register_forward_hook(hook_for(b)) for b in blocks]
-    try:
-        yield inputs, probes
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def pseudo_gradients(context: TaskContext, blocks: list[LinearBlock], params: Tensors, x: torch.Tensor,

@@ -18,6 +18,7 @@ import torch
 
 from tdabench.estimators.gradients import Tensors
 from tdabench.estimators.inner_product import InnerProductEstimator
+from tdabench.estimators.layers import gradient_gram
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 
@@ -44,9 +45,8 @@ class TracIn(InnerProductEstimator):
         context = self._fitted_context()
         total = torch.zeros(len(test_idx), len(train_idx), dtype=torch.float64)
         for lr, params in self.checkpoints_:
-            test = self._grads(context, context.test, test_idx, "target", params).double()
-            train = self._grads(context, context.train, train_idx, "loss", params).double()
-            total += lr * (test @ train.T)
+            total += lr * gradient_gram(context, (context.test, test_idx, "target"),
+                                        (context.train, train_idx, "loss"), params, self.batch_size)
         return total.numpy()
 
     def describe(self) -> dict[str, Any]:

@@ -94,6 +94,15 @@ class TaskContext:
             return margin(outputs, y)
         return outputs.squeeze(-1)
 
+    def loss_slope(self, params: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """dℓ/dm per example (B,): the loss is a function of the model-output function m alone, so
+        ∇ℓ = (dℓ/dm)∇m. Cross-entropy: ℓ = log(1 + e^{−m}), dℓ/dm = −(1 − p_y) = −σ(−m);
+        squared loss: ℓ = (m − y)², dℓ/dm = 2(m − y)."""
+        m = self.model_output(params, x, y)
+        if self.spec.objective.loss == "cross-entropy":
+            return -torch.sigmoid(-m)
+        return 2 * (m - y)
+
     def regularizer(self, params: Tensors) -> torch.Tensor:
         """(l2 / 2) ||θ||², the part of the risk that no training instance owns."""
         return l2_penalty(params, self.l2)

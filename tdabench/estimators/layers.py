@@ -1,0 +1,162 @@
+"""Per-layer views of the parameters: nn.Linear blocks, activation/gradient probes, factored gradients.
+
+For an nn.Linear layer with input a (in,) and ã = (a, 1) when it has a bias, the per-example gradient
+of any scalar function F of the outputs w.r.t. its weights is the matrix d ãᵀ (out × in+1), where
+d = ∂F/∂(pre-activation). So gradient inner products factor per layer,
+
+    ⟨∇F(z), ∇G(z')⟩ = Σ_layers (d_F(z)·d_G(z')) (ã(z)·ã(z')),
+
+which gives Grad-Dot-type Gram matrices without materialising per-sample gradients (the "ghost"
+inner products). Models with parameters outside nn.Linear layers fall back to flat gradients.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from tdabench.errors import TdabenchError
+from tdabench.estimators.gradients import GradFn, Tensors, flat_per_sample_grads
+from tdabench.task.context import TaskContext
+from tdabench.task.data import Split
+
+
+@dataclass(frozen=True)
+class LinearBlock:
+    """One nn.Linear layer's place in the flat parameter vector (`gradients.flatten` order)."""
+
+    name: str
+    module: nn.Linear
+    weight: slice
+    bias: slice | None
+    n_out: int
+    n_in: int
+
+    @property
+    def width(self) -> int:
+        """Columns of the matrix form: in, plus 1 for the bias."""
+        return self.n_in + (self.bias is not None)
+
+    def to_matrix(self, flat: torch.Tensor) -> torch.Tensor:
+        """Rows of flat vectors (m, P) → the layer's matrices V (m, out, width), bias last column."""
+        w = flat[:, self.weight].reshape(-1, self.n_out, self.n_in)
+        return w if self.bias is None else torch.cat([w, flat[:, self.bias].unsqueeze(2)], dim=2)
+
+    def write(self, flat: torch.Tensor, matrix: torch.Tensor) -> None:
+        """Inverse of `to_matrix`: write V (m, out, width) into the layer's entries of flat (m, P)."""
+        flat[:, self.weight] = matrix[:, :, :self.n_in].reshape(len(flat), self.n_out * self.n_in)
+        if self.bias is not None:
+            flat[:, self.bias] = matrix[:, :, self.n_in]
+
+
+def linear_blocks(context: TaskContext, label: str) -> list[LinearBlock]:
+    """The model's nn.Linear layers owning parameters of context.params; any other parameter raises."""
+    offsets = np.cumsum([0, *(p.numel() for p in context.params.values())]).tolist()
+    where = {k: slice(lo, hi) for k, lo, hi in zip(context.params, offsets[:-1], offsets[1:])}
+    blocks, owned = [], set()
+    for name, module in context.model.named_modules():
+        weight, bias = f"{name}.weight", f"{name}.bias"
+        if isinstance(module, nn.Linear) and weight in where:
+            has_bias = module.bias is not None and bias in where
+            owned.update([weight, bias] if has_bias else [weight])
+            blocks.append(LinearBlock(name, module, where[weight], where[bias] if has_bias else None,
+                                      module.out_features, module.in_features))
+    for key in context.params:
+        if key not in owned:
+            raise TdabenchError(f"{label}: parameter '{key}' does not belong to an nn.Linear layer "
+                                f"(supported layers: nn.Linear)")
+    return blocks
+
+
+@contextmanager
+def probed(blocks: list[LinearBlock]) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """Forward hooks that record each layer's input and add a zero probe (requires grad) to its output
+    (the pre-activation), so that the gradient of any function of the outputs w.r.t. the probe is its
+    gradient w.r.t. the pre-activation. Yields (inputs, probes), keyed by layer name."""
+    inputs: dict[str, torch.Tensor] = {}
+    probes: dict[str, torch.Tensor] = {}
+
+    def hook_for(block: LinearBlock) -> Callable[..., torch.Tensor]:
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+            if block.name in inputs or args[0].dim() != 2:
+                raise TdabenchError(f"layer '{block.name}': only nn.Linear layers called once per forward "
+                                    f"on (batch, features) inputs are supported")
+            inputs[block.name] = args[0].detach()
+            probes[block.name] = torch.zeros_like(output, requires_grad=True)
+            return output + probes[block.name]
+        return hook
+
+    handles = [b.module.register_forward_hook(hook_for(b)) for b in blocks]
+    try:
+        yield inputs, probes
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def linear_only(context: TaskContext) -> bool:
+    """True when every parameter belongs to an nn.Linear layer (factored gradients apply)."""
+    try:
+        linear_blocks(context, "factored gradients")
+    except TdabenchError:
+        return False
+    return True
+
+
+def gradient_factors(context: TaskContext, blocks: list[LinearBlock], fn: GradFn, x: torch.Tensor,
+                     y: torch.Tensor, params: Tensors) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer (ã (b, width), d (b, out)): example i's gradient of fn w.r.t. the layer is d_i ã_iᵀ.
+
+    d is the gradient of Σ_i fn(z_i) w.r.t. the layer's probe: examples are independent, so row i
+    holds example i's own gradient.
+    """
+    per_example = {"loss": context.loss, "target": context.target, "output": context.model_output}[fn]
+    with probed(blocks) as (inputs, probes), torch.enable_grad():
+        total = per_example(params, x, y).sum()
+    grads = torch.autograd.grad(total, [probes[b.name] for b in blocks], allow_unused=True)
+    factors = []
+    for block, d in zip(blocks, grads):
+        a = inputs[block.name]
+        if block.bias is not None:
+            a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], dim=1)
+        factors.append((a, torch.zeros(len(a), block.n_out, dtype=a.dtype) if d is None else d))
+    return factors
+
+
+def _stacked_factors(context: TaskContext, blocks: list[LinearBlock], side: tuple[Split, np.ndarray, GradFn],
+                     params: Tensors, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`gradient_factors` of the examples `idx` of `split`, computed in batches and stacked per layer."""
+    split, idx, fn = side
+    index = torch.as_tensor(idx, dtype=torch.long)
+    parts = [gradient_factors(context, blocks, fn, split.x[index[lo:lo + batch_size]],
+                              split.y[index[lo:lo + batch_size]], params) for lo in range(0, len(index), batch_size)]
+    return [(torch.cat([p[k][0] for p in parts]).double(), torch.cat([p[k][1] for p in parts]).double())
+            for k in range(len(blocks))]
+
+
+def gradient_gram(context: TaskContext, left: tuple[Split, np.ndarray, GradFn],
+                  right: tuple[Split, np.ndarray, GradFn], params: Tensors | None = None,
+                  batch_size: int = 256) -> torch.Tensor:
+    """G[j, i] = ∇fn_l(z_j)ᵀ ∇fn_r(z_i) at `params` (default θᶠ), float64, (len(idx_l), len(idx_r)).
+
+    Each side is (split, indices, fn). Factored per nn.Linear layer when the model allows it,
+    otherwise from flat per-sample gradients; the two give the same numbers.
+    """
+    params = context.params if params is None else params
+    gram = torch.zeros(len(left[1]), len(right[1]), dtype=torch.float64)
+    if gram.numel() == 0:
+        return gram
+    if not linear_only(context):
+        grads = [flat_per_sample_grads(context, fn, split.x[torch.as_tensor(idx)], split.y[torch.as_tensor(idx)],
+                                       params, batch_size).double() for split, idx, fn in (left, right)]
+        return grads[0] @ grads[1].T
+    blocks = linear_blocks(context, "factored gradients")
+    sides = [_stacked_factors(context, blocks, side, params, batch_size) for side in (left, right)]
+    for (a_l, d_l), (a_r, d_r) in zip(*sides):
+        gram += (d_l @ d_r.T) * (a_l @ a_r.T)
+    return gram
