@@ -29,6 +29,7 @@ test-slow: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/gold_standard_speed.py
+	$(BIN)/python benchmarks/estimator_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

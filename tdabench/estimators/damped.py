@@ -40,8 +40,7 @@ class DampedInfluence(InnerProductEstimator):
     def _validate_params(self) -> None:
         super()._validate_params()
         self._check_param(self.curvature in CURVATURES, "curvature", "'hessian' or 'gauss-newton'")
-        self._check_param(is_real(self.damping) and self.damping >= 0, "damping", "a finite number >= 0")
-        self._check_param(isinstance(self.damping_relative, bool), "damping_relative", "true or false")
+        check_damping(self)
 
     def _fit_damping(self, context: TaskContext) -> None:
         """Set `lambda_g_` (None unless relative) and the absolute damping `damping_`."""
@@ -64,3 +63,9 @@ class DampedInfluence(InnerProductEstimator):
 def check_positive_int(estimator: InnerProductEstimator, *names: str) -> None:
     for name in names:
         estimator._check_param(is_positive_int(getattr(estimator, name)), name, "a positive integer")
+
+
+def check_damping(estimator: InnerProductEstimator) -> None:
+    """damping: a finite number >= 0; damping_relative: true or false (every damped estimator)."""
+    estimator._check_param(is_real(estimator.damping) and estimator.damping >= 0, "damping", "a finite number >= 0")
+    estimator._check_param(isinstance(estimator.damping_relative, bool), "damping_relative", "true or false")

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 
 from tdabench.errors import TdabenchError
+from tdabench.estimators.damped import check_damping
 from tdabench.estimators.gradients import as_float64, flat_per_sample_grads
 from tdabench.estimators.inner_product import InnerProductEstimator
-from tdabench.estimators.kfac import check_damping
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 

@@ -25,6 +25,7 @@ import torch
 from torch.func import hessian, vmap
 
 from tdabench.errors import TdabenchError
+from tdabench.estimators.damped import check_damping
 from tdabench.estimators.gradients import Tensors, as_float64, flat_per_sample_grads, lambda_g
 from tdabench.estimators.inner_product import InnerProductEstimator
 from tdabench.estimators.layers import LinearBlock, linear_blocks, probed
@@ -75,14 +76,6 @@ def training_lambda_g(context: TaskContext, batch_size: int) -> float:
     total = sum(lambda_g(flat_per_sample_grads(context, "loss", xb, yb, p, batch_size)) * len(xb)
                 for p, xb, yb in batches(context, batch_size))
     return total / len(context.train)
-
-
-def check_damping(estimator: InnerProductEstimator) -> None:
-    """damping: a finite number >= 0; damping_relative: a bool (shared by kfac, ekfac, datainf)."""
-    value = estimator.damping
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
-    estimator._check_param(ok and value >= 0, "damping", "a finite number >= 0")
-    estimator._check_param(isinstance(estimator.damping_relative, bool), "damping_relative", "true or false")
 
 
 class KroneckerInfluence(InnerProductEstimator):
