@@ -176,15 +176,19 @@ def run_compare(options: CompareOptions) -> Results:
     ctx, cfg, made = prepare(options)
     gold = run_gold_standard(ctx, cfg, options.cache_dir, progress=options.progress)
     records, costs, errors = [], {}, {}
-    bar = tqdm(made, desc="estimators", disable=not options.progress, leave=False)
-    for request, estimator in bar:
+    bar = tqdm(total=len(made), desc="estimators", disable=not options.progress, leave=False)
+    while made:  # pop each estimator, so its fitted state (a factorised curvature…) is freed after use
+        request, estimator = made.pop(0)
         bar.set_postfix_str(request.label)
         outcome = run_estimator(request, estimator, ctx, gold, options.centered)
+        del estimator
         records += outcome.records
         if outcome.error is None:
             costs[request.label] = outcome.cost
         else:
             errors[request.label] = outcome.error
+        bar.update()
+    bar.close()
     steps = cfg.horizon_steps(len(ctx.train))[0] // cfg.horizons[0] if cfg.horizon_unit == "epoch" else None
     return Results(task_info(ctx, cfg), gold_summary(gold, options.centered, steps), records,
                    {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}, errors,
