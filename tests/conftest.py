@@ -51,3 +51,11 @@ def tiny_mlp_context() -> TaskContext:
     """MLP 30→8→2 (tanh, so the Hessian differs from Gauss–Newton), l2 = 0.01, 266 parameters."""
     model = {"kind": "mlp", "hidden": [8], "activation": "tanh", "init_seed": 0}
     return build_context(parse_spec(tiny_spec("tiny-mlp", model=model)))
+
+
+@pytest.fixture(scope="session")
+def least_squares_context() -> TaskContext:
+    """Ridge regression (l2 = 0.01), squared loss, one output (M = 2): K-FAC is exact, IF closed-form."""
+    from estimator_helpers import least_squares_spec
+
+    return build_context(parse_spec(least_squares_spec()))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from estimator_helpers import all_scores, assert_close
 from tdabench.adapters import captum_tracin
 from tdabench.adapters.captum_tracin import TracInCaptum
 from tdabench.adapters.dattri_influence import InfluenceDattri
@@ -30,15 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
-    assert np.abs(expected).max() > 0, "the reference is all zero: the comparison would prove nothing"
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
-
-
-def all_scores(estimator, context: TaskContext) -> np.ndarray:
-    return estimator.fit(context).score(np.arange(len(context.test)), np.arange(len(context.train)))
 
 
 def with_checkpoints(ctx: TaskContext) -> TaskContext:

@@ -23,6 +23,7 @@ from torch.func import grad, vmap
 pytest.importorskip("trak")
 pytest.importorskip("kronfluence")
 
+from estimator_helpers import all_scores, assert_close
 from tdabench.adapters.kronfluence_ekfac import EkfacKronfluence  # noqa: E402
 from tdabench.adapters.traker_trak import TrakTraker  # noqa: E402
 from tdabench.errors import TdabenchError  # noqa: E402
@@ -31,24 +32,6 @@ from tdabench.estimators.gradients import flat_per_sample_grads  # noqa: E402
 from tdabench.task import TaskContext, build_context, parse_spec  # noqa: E402
 from tdabench.task.objective import make_target, per_example_loss  # noqa: E402
 from tdabench.testing import check_estimator  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def least_squares_context() -> TaskContext:
-    """Ridge regression (l2 = 0.01) with squared loss on standardised diabetes data (as in test_estimators)."""
-    raw = {"name": "tiny-least-squares", "version": 1, "modality": "tabular",
-           "data": {"source": "sklearn:load_diabetes", "max_train": 50, "max_test": 15, "standardize_target": True},
-           "model": {"hidden": []}, "objective": {"loss": "squared", "l2": 0.01},
-           "training": {"lr": 0.05, "batch_size": 16, "epochs": 5}, "gold_standard": {}}
-    return build_context(parse_spec(raw))
-
-
-def all_scores(estimator, context: TaskContext) -> np.ndarray:
-    return estimator.fit(context).score(np.arange(len(context.test)), np.arange(len(context.train)))
-
-
-def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
 def row_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from estimator_helpers import all_scores, assert_close, least_squares_spec
 from tdabench.estimators import (ArnoldiInfluence, ConjugateGradientInfluence, ExplicitInfluence, GradDot,
                                  HorizonLissa, LissaInfluence, TracIn, Trak)
 from tdabench.estimators.gradients import flat_per_sample_grads, flatten, unflatten
@@ -22,13 +23,6 @@ from tdabench.task import TaskContext, build_context, parse_spec
 from tdabench.task.context import Checkpoint
 from tdabench.task.ensemble import member_context
 from tdabench.task.spec import OptimizerSpec
-
-
-def ridge_spec(**training) -> dict:
-    return {"name": "tiny-ridge", "version": 1, "modality": "tabular",
-            "data": {"source": "sklearn:load_diabetes", "max_train": 50, "max_test": 15, "standardize_target": True},
-            "model": {"hidden": []}, "objective": {"loss": "squared", "l2": 0.01},
-            "training": {"lr": 0.05, "batch_size": 16, "epochs": 5, **training}, "gold_standard": {}}
 
 
 def at_ridge_optimum(ctx: TaskContext, weight_decay: float = 0.0) -> TaskContext:
@@ -43,17 +37,8 @@ def at_ridge_optimum(ctx: TaskContext, weight_decay: float = 0.0) -> TaskContext
 
 
 @pytest.fixture(scope="module")
-def ridge_context() -> TaskContext:
-    return at_ridge_optimum(build_context(parse_spec(ridge_spec())))
-
-
-def all_scores(estimator, context: TaskContext) -> np.ndarray:
-    return estimator.fit(context).score(np.arange(len(context.test)), np.arange(len(context.train)))
-
-
-def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
-    assert np.abs(expected).max() > 0, "the reference must not be all zero"
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+def ridge_context(least_squares_context) -> TaskContext:
+    return at_ridge_optimum(least_squares_context)
 
 
 # --- iterative inverses equal the explicit one ------------------------------------------------------
@@ -174,10 +159,10 @@ def test_tracin_sums_learning_rate_weighted_grad_dots_over_checkpoints(tiny_mlp_
 
 def test_checkpoints_are_the_parameters_after_those_epochs(tmp_path):
     """build_context saves training.checkpoint_epochs; each equals a model trained for that many epochs."""
-    spec = parse_spec(ridge_spec(checkpoint_epochs=[2, 5]))
+    spec = parse_spec(least_squares_spec(checkpoint_epochs=[2, 5]))
     ctx = build_context(spec, tmp_path)
     assert [c.epoch for c in ctx.checkpoints] == [2, 5] and all(c.lr == 0.05 for c in ctx.checkpoints)
-    short = build_context(parse_spec(ridge_spec(epochs=2)), tmp_path)
+    short = build_context(parse_spec(least_squares_spec(epochs=2)), tmp_path)
     for name in ctx.params:
         assert torch.equal(ctx.checkpoints[0].params[name], short.params[name])
         assert torch.equal(ctx.checkpoints[1].params[name], ctx.params[name])

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.func import hessian
 
+from estimator_helpers import all_scores, assert_close
 from tdabench.errors import TdabenchError
 from tdabench.estimators import ExplicitInfluence, GradCos, GradDot, clone
 from tdabench.estimators.grad_dot import normalize_rows
@@ -18,24 +19,6 @@ from tdabench.registry import make_estimator
 from tdabench.task import TaskContext, build_context, parse_spec
 
 BUILTINS = ["grad-dot", "grad-cos", "if-explicit"]
-
-
-@pytest.fixture(scope="module")
-def least_squares_context() -> TaskContext:
-    """Ridge regression (l2 = 0.01) with squared loss on standardised diabetes data."""
-    raw = {"name": "tiny-least-squares", "version": 1, "modality": "tabular",
-           "data": {"source": "sklearn:load_diabetes", "max_train": 50, "max_test": 15, "standardize_target": True},
-           "model": {"hidden": []}, "objective": {"loss": "squared", "l2": 0.01},
-           "training": {"lr": 0.05, "batch_size": 16, "epochs": 5}, "gold_standard": {}}
-    return build_context(parse_spec(raw))
-
-
-def all_scores(estimator, context: TaskContext) -> np.ndarray:
-    return estimator.fit(context).score(np.arange(len(context.test)), np.arange(len(context.train)))
-
-
-def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
 # --- closed forms -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from estimator_helpers import all_scores, assert_close
 from tdabench.errors import TdabenchError
 from tdabench.estimators import ExplicitInfluence
 from tdabench.estimators.datainf import DataInf
@@ -18,26 +19,6 @@ from tdabench.task import TaskContext, build_context, parse_spec
 from tdabench.testing import check_estimator
 
 ESTIMATORS = {"kfac": KFAC, "ekfac": EKFAC, "datainf": DataInf}
-
-
-@pytest.fixture(scope="module")
-def least_squares_context() -> TaskContext:
-    """Ridge regression (l2 = 0.01), squared loss, one output: M = 2, so K-FAC is exact."""
-    raw = {"name": "tiny-least-squares", "version": 1, "modality": "tabular",
-           "data": {"source": "sklearn:load_diabetes", "max_train": 50, "max_test": 15,
-                    "standardize_target": True},
-           "model": {"hidden": []}, "objective": {"loss": "squared", "l2": 0.01},
-           "training": {"lr": 0.05, "batch_size": 16, "epochs": 5}, "gold_standard": {}, "dtype": "float64"}
-    return build_context(parse_spec(raw))
-
-
-def all_scores(estimator, context: TaskContext) -> np.ndarray:
-    return estimator.fit(context).score(np.arange(len(context.test)), np.arange(len(context.train)))
-
-
-def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
-    assert np.abs(expected).max() > 0, "the reference is all zeros: the comparison would be vacuous"
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
 def matrix_order(context: TaskContext, layer: str) -> np.ndarray:
