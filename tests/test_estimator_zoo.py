@@ -16,7 +16,7 @@ import torch
 from estimator_helpers import all_scores, assert_close, least_squares_spec
 from tdabench.estimators import (ArnoldiInfluence, ConjugateGradientInfluence, ExplicitInfluence, GradDot,
                                  HorizonLissa, LissaInfluence, TracIn, Trak)
-from tdabench.estimators.gradients import flat_per_sample_grads, flatten, unflatten
+from tdabench.estimators.gradients import flat_per_sample_grads
 from tdabench.estimators.trak import RandomProjection
 from tdabench.gold import GoldConfig, paired_differences
 from tdabench.task import TaskContext, build_context, parse_spec
@@ -244,7 +244,7 @@ def test_factored_gradient_gram_equals_flat_gradients(tiny_mlp_context, fns, mon
     ctx = tiny_mlp_context.with_target("margin")
     left, right = (ctx.test, np.array([3, 0, 19, 3]), fns[0]), (ctx.train, np.array([59, 1, 2, 40]), fns[1])
     factored = layers.gradient_gram(ctx, left, right, batch_size=3)
-    monkeypatch.setattr(layers, "linear_only", lambda context: False)
+    monkeypatch.setattr(layers, "linear_blocks_or_none", lambda context: None)
     flat = layers.gradient_gram(ctx, left, right, batch_size=3)
     expected = (flat_per_sample_grads(ctx, fns[0], left[0].x[left[1]], left[0].y[left[1]])
                 @ flat_per_sample_grads(ctx, fns[1], right[0].x[right[1]], right[0].y[right[1]]).T).numpy()

@@ -16,7 +16,7 @@ from tdabench.estimators.grad_dot import normalize_rows
 from tdabench.estimators.gradients import flat_per_sample_grads, flatten, lambda_g, unflatten
 from tdabench.estimators.influence import gauss_newton_matrix, hessian_matrix
 from tdabench.registry import make_estimator
-from tdabench.task import TaskContext, build_context, parse_spec
+from tdabench.task import TaskContext
 
 BUILTINS = ["grad-dot", "grad-cos", "if-explicit"]
 

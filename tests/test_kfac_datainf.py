@@ -15,7 +15,7 @@ from tdabench.estimators.datainf import DataInf
 from tdabench.estimators.gradients import flat_per_sample_grads, flatten, lambda_g, unflatten
 from tdabench.estimators.influence import gauss_newton_matrix
 from tdabench.estimators.kfac import EKFAC, KFAC
-from tdabench.task import TaskContext, build_context, parse_spec
+from tdabench.task import TaskContext
 from tdabench.testing import check_estimator
 
 ESTIMATORS = {"kfac": KFAC, "ekfac": EKFAC, "datainf": DataInf}

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator, is_positive_int
-from tdabench.estimators.gradients import Tensors, as_float64, flat_per_sample_grads, lambda_g
+from tdabench.estimators.damped import check_damping
+from tdabench.estimators.gradients import Tensors, as_float64, flat_per_sample_grads, training_lambda_g
 from tdabench.task.context import TaskContext
 
 EXTRA_ITERATIONS = 10  # CG iterations beyond the number of parameters P tried first (rounding)
@@ -157,10 +158,7 @@ class InfluenceDattri(Estimator):
         self.batch_size = batch_size
 
     def _validate_params(self) -> None:
-        ok = isinstance(self.damping, (int, float)) and not isinstance(self.damping, bool)
-        self._check_param(ok and math.isfinite(self.damping) and self.damping >= 0, "damping",
-                          "a finite number >= 0")
-        self._check_param(isinstance(self.damping_relative, bool), "damping_relative", "true or false")
+        check_damping(self)
         self._check_param(is_positive_int(self.max_iter), "max_iter", "a positive integer")
         ok = isinstance(self.tol, (int, float)) and not isinstance(self.tol, bool)
         self._check_param(ok and math.isfinite(self.tol) and self.tol > 0, "tol", "a finite number > 0")
@@ -168,7 +166,7 @@ class InfluenceDattri(Estimator):
 
     def _fit(self, context: TaskContext) -> None:
         params, x, y = as_float64(context, context.train.x, context.train.y)
-        self.lambda_g_ = lambda_g(flat_per_sample_grads(context, "loss", x, y, params, self.batch_size))
+        self.lambda_g_ = training_lambda_g(context, self.batch_size)
         self.damping_ = float(self.damping) * (self.lambda_g_ if self.damping_relative else 1.0)
         self.regularization_ = self.damping_ + float(context.l2)
         model = copy.deepcopy(context.model).double()

@@ -18,7 +18,7 @@ import torch
 from torch.func import grad, jvp, vjp, vmap
 
 from tdabench.errors import TdabenchError
-from tdabench.estimators.gradients import Tensors, as_float64, flatten, unflatten
+from tdabench.estimators.gradients import as_float64, flatten, unflatten
 from tdabench.task.context import TaskContext
 from tdabench.task.objective import per_example_loss
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tdabench.estimators.base import is_positive_int
 from tdabench.estimators.curvature import CURVATURES, CurvatureOperator
-from tdabench.estimators.gradients import as_float64, flat_per_sample_grads, lambda_g
+from tdabench.estimators.gradients import training_lambda_g
 from tdabench.estimators.inner_product import InnerProductEstimator
 from tdabench.task.context import TaskContext
 
@@ -46,8 +46,7 @@ class DampedInfluence(InnerProductEstimator):
         """Set `lambda_g_` (None unless relative) and the absolute damping `damping_`."""
         self.lambda_g_ = None
         if self.damping_relative:
-            params, x, y = as_float64(context, context.train.x, context.train.y)
-            self.lambda_g_ = lambda_g(flat_per_sample_grads(context, "loss", x, y, params, self.batch_size))
+            self.lambda_g_ = training_lambda_g(context, self.batch_size)
         self.damping_ = float(self.damping) * (self.lambda_g_ if self.damping_relative else 1.0)
 
     def _operator(self, context: TaskContext, damping: float | None = None) -> CurvatureOperator:

@@ -36,6 +36,14 @@ def flatten_rows(grads: Tensors, n: int) -> torch.Tensor:
     return torch.cat([g.reshape(n, -1) for g in grads.values()], dim=1)
 
 
+def per_example_function(context: TaskContext, fn: GradFn):
+    """The per-example function named by `fn`: (params, x, y) -> (B,)."""
+    functions = {"loss": context.loss, "target": context.target, "output": context.model_output}
+    if fn not in functions:
+        raise ValueError(f"fn must be 'loss', 'target' or 'output', got {fn!r}")
+    return functions[fn]
+
+
 def flat_per_sample_grads(context: TaskContext, fn: GradFn, x: torch.Tensor, y: torch.Tensor,
                           params: Tensors | None = None, batch_size: int = 256) -> torch.Tensor:
     """Gradients ∇_θ fn(z_k; θ) of each example, shape (n, P), in the dtype of `params`.
@@ -45,9 +53,7 @@ def flat_per_sample_grads(context: TaskContext, fn: GradFn, x: torch.Tensor, y: 
     fn = "output": TRAK's model-output function `context.model_output` (margin or regression output).
     Computed by vmap(grad(·)) over batches of `batch_size` examples; θ = `params` (default θᶠ).
     """
-    per_example = {"loss": context.loss, "target": context.target, "output": context.model_output}.get(fn)
-    if per_example is None:
-        raise ValueError(f"fn must be 'loss', 'target' or 'output', got {fn!r}")
+    per_example = per_example_function(context, fn)
     params = context.params if params is None else params
 
     def one(p: Tensors, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
@@ -67,6 +73,15 @@ def lambda_g(train_grads: torch.Tensor) -> float:
     if train_grads.numel() == 0:
         raise ValueError("lambda_g needs at least one gradient")
     return float(train_grads.double().pow(2).mean())
+
+
+def training_lambda_g(context: TaskContext, batch_size: int = 256) -> float:
+    """λ_G of the whole training set at θᶠ, in float64, batch by batch (never all gradients at once)."""
+    params, x, y = as_float64(context, context.train.x, context.train.y)
+    total = sum(lambda_g(flat_per_sample_grads(context, "loss", x[lo:lo + batch_size], y[lo:lo + batch_size],
+                                               params, batch_size)) * len(x[lo:lo + batch_size])
+                for lo in range(0, len(x), batch_size))
+    return total / len(x)
 
 
 def as_float64(context: TaskContext, x: torch.Tensor, y: torch.Tensor) -> tuple[Tensors, torch.Tensor, torch.Tensor]:

@@ -26,7 +26,7 @@ from torch.func import hessian, vmap
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.damped import check_damping
-from tdabench.estimators.gradients import Tensors, as_float64, flat_per_sample_grads, lambda_g
+from tdabench.estimators.gradients import Tensors, as_float64, training_lambda_g
 from tdabench.estimators.inner_product import InnerProductEstimator
 from tdabench.estimators.layers import LinearBlock, linear_blocks, probed
 from tdabench.registry import register_estimator
@@ -69,13 +69,6 @@ def batches(context: TaskContext, batch_size: int) -> Iterator[tuple[Tensors, to
     params, x, y = as_float64(context, context.train.x, context.train.y)
     for lo in range(0, len(x), batch_size):
         yield params, x[lo:lo + batch_size], y[lo:lo + batch_size]
-
-
-def training_lambda_g(context: TaskContext, batch_size: int) -> float:
-    """λ_G (`gradients.lambda_g`) of all training gradients, in float64, without holding them all."""
-    total = sum(lambda_g(flat_per_sample_grads(context, "loss", xb, yb, p, batch_size)) * len(xb)
-                for p, xb, yb in batches(context, batch_size))
-    return total / len(context.train)
 
 
 class KroneckerInfluence(InnerProductEstimator):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tdabench.errors import TdabenchError
-from tdabench.estimators.gradients import GradFn, Tensors, flat_per_sample_grads
+from tdabench.estimators.gradients import GradFn, Tensors, flat_per_sample_grads, per_example_function
 from tdabench.task.context import TaskContext
 from tdabench.task.data import Split
 
@@ -99,13 +99,12 @@ def probed(blocks: list[LinearBlock]) -> Iterator[tuple[dict[str, torch.Tensor],
             handle.remove()
 
 
-def linear_only(context: TaskContext) -> bool:
-    """True when every parameter belongs to an nn.Linear layer (factored gradients apply)."""
+def linear_blocks_or_none(context: TaskContext) -> list[LinearBlock] | None:
+    """The nn.Linear blocks when every parameter belongs to one (factored gradients apply), else None."""
     try:
-        linear_blocks(context, "factored gradients")
+        return linear_blocks(context, "factored gradients")
     except TdabenchError:
-        return False
-    return True
+        return None
 
 
 def gradient_factors(context: TaskContext, blocks: list[LinearBlock], fn: GradFn, x: torch.Tensor,
@@ -115,7 +114,7 @@ def gradient_factors(context: TaskContext, blocks: list[LinearBlock], fn: GradFn
     d is the gradient of Σ_i fn(z_i) w.r.t. the layer's probe: examples are independent, so row i
     holds example i's own gradient.
     """
-    per_example = {"loss": context.loss, "target": context.target, "output": context.model_output}[fn]
+    per_example = per_example_function(context, fn)
     with probed(blocks) as (inputs, probes), torch.enable_grad():
         total = per_example(params, x, y).sum()
     grads = torch.autograd.grad(total, [probes[b.name] for b in blocks], allow_unused=True)
@@ -151,11 +150,11 @@ def gradient_gram(context: TaskContext, left: tuple[Split, np.ndarray, GradFn],
     gram = torch.zeros(len(left[1]), len(right[1]), dtype=torch.float64)
     if gram.numel() == 0:
         return gram
-    if not linear_only(context):
+    blocks = linear_blocks_or_none(context)
+    if blocks is None:
         grads = [flat_per_sample_grads(context, fn, split.x[torch.as_tensor(idx)], split.y[torch.as_tensor(idx)],
                                        params, batch_size).double() for split, idx, fn in (left, right)]
         return grads[0] @ grads[1].T
-    blocks = linear_blocks(context, "factored gradients")
     sides = [_stacked_factors(context, blocks, side, params, batch_size) for side in (left, right)]
     for (a_l, d_l), (a_r, d_r) in zip(*sides):
         gram += (d_l @ d_r.T) * (a_l @ a_r.T)
