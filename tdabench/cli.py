@@ -9,9 +9,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from tdabench.errors import TdabenchError
+
+if TYPE_CHECKING:
+    from tdabench.results import Results
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -22,6 +25,10 @@ def _int_list(text: str) -> tuple[int, ...]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,37 +48,58 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--epsilon", type=float, default=None, help="down-weighting amount (mode downweight)")
     cmp.add_argument("--n-train", type=int, default=None, help="training instances evaluated (default 100)")
     cmp.add_argument("--n-test", type=int, default=None, help="test points (default 100)")
-    cmp.add_argument("--target", default=None, help="attribution target (default: the spec's, 'loss')")
+    cmp.add_argument("--target", default=None,
+                     help="attribution target: loss, margin, logit:K or probe:LAYER (default: the spec's)")
     cmp.add_argument("--centered", action="store_true", help="center the gold standard per test point")
-    cmp.add_argument("--chunk-size", type=int, default=None, help="copies trained together per vmapped step")
+    cmp.add_argument("--chunk-size", type=int, default=None,
+                     help="copies trained together per vmapped step (default: as many as fit "
+                          "$TDABENCH_GOLD_MEMORY_GB, 4 GB)")
+    cmp.add_argument("--retraining", type=_name_list, default=(),
+                     help="secondary ground truths: loo (leave-one-out retraining), lds (linear datamodeling score)")
+    cmp.add_argument("--retraining-seeds", type=int, default=3, help="seeds of the retraining ground truths")
+    cmp.add_argument("--lds-subsets", type=int, default=50, help="random 50%% subsets of the LDS")
+    cmp.add_argument("--final-models", type=int, default=1,
+                     help=">= 2: seed-noise analysis over final models trained from that many seeds")
     cmp.add_argument("--metric", default="pearson",
                      help="metric shown in the terminal table (all three are in results.json)")
     cmp.add_argument("--out", type=Path, default=Path("runs/latest"), help="folder for results.json/.csv")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
-    board = sub.add_parser("leaderboard", help="Markdown and CSV tables from results files")
+    board = sub.add_parser("leaderboard", help="Markdown, CSV and HTML leaderboard from results files")
     board.set_defaults(handler=cmd_leaderboard)
-    board.add_argument("--results", type=Path, nargs="+", required=True, help="results folders or files")
+    source = board.add_mutually_exclusive_group()
+    source.add_argument("--results", type=Path, nargs="+", default=None, help="results folders or files")
+    source.add_argument("--suite", type=Path, default=None,
+                        help="suite YAML (benchmarks/leaderboard_suite.yaml): run the comparisons whose "
+                             "results under OUT/results are missing or stale, then build from OUT/results")
+    board.add_argument("--rebuild-only", action="store_true",
+                       help="run nothing: rebuild from the results files under OUT/results")
+    board.add_argument("--tasks", default=None, help="with --suite: run only these suite tasks (comma-separated)")
     board.add_argument("--out", type=Path, default=Path("leaderboard"))
-    board.add_argument("--metric", default="pearson")
+    board.add_argument("--metric", default="pearson", help="cosine, pearson (default) or spearman")
+    board.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
+    board.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from tdabench.registry import estimator_names, estimators
     from tdabench.task import available_tasks, load_spec
+    from tdabench.task.catalog import task_variants
 
     tasks = []
     for name, path in available_tasks().items():
         spec = load_spec(path)
-        tasks.append({"name": name, "version": spec.version, "modality": spec.modality, "file": str(path)})
+        tasks.append({"name": name, "version": spec.version, "modality": spec.modality, "file": str(path),
+                      "variants": [f"{name}@{v}" for v in task_variants(path)]})
     ests = [{"name": n, **estimators.origin(n).to_dict()} for n in estimator_names()]
     if args.json:
         print(json.dumps({"tasks": tasks, "estimators": ests}, indent=2))
         return 0
     print("tasks:")
     for t in tasks:
-        print(f"  {t['name']:<24} v{t['version']}  {t['modality']:<8} {t['file']}")
+        variants = f"  (also {', '.join(t['variants'])})" if t["variants"] else ""
+        print(f"  {t['name']:<24} v{t['version']}  {t['modality']:<8} {t['file']}{variants}")
     print("estimators:")
     for e in ests:
         where = ("adapter" if e["target"].startswith("tdabench.adapters.") else "built-in") \
@@ -95,22 +123,90 @@ def cmd_compare(args: argparse.Namespace) -> int:
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
         seeds=args.seeds, horizons=args.horizons, mode=args.mode, epsilon=args.epsilon,
         n_train=args.n_train, n_test=args.n_test, centered=args.centered, target=args.target,
-        chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress)
+        chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress,
+        retraining=args.retraining, retraining_seeds=args.retraining_seeds, lds_subsets=args.lds_subsets,
+        final_models=args.final_models)
     results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
     print(headline(results))
     print(render_terminal_table(results, args.metric))
     print(f"\nwrote {json_path} and {csv_path}")
+    _write_decay_plots(results, args.metric, args.out)
     return 0
 
 
-def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from tdabench.leaderboard import build_leaderboard, write_leaderboard
-    from tdabench.results import read_results
+def _write_decay_plots(results: Results, metric: str, out: Path) -> None:
+    """`out/decay_<metric>.png/.svg`; a missing matplotlib is a note, not a failure (results are written)."""
+    from tdabench.plots import write_results_plots
 
-    results = [read_results(p) for p in args.results]
-    paths = write_leaderboard(build_leaderboard(results, args.metric), args.out)
-    print("wrote " + ", ".join(str(p) for p in paths))
+    try:
+        print("wrote " + " and ".join(map(str, write_results_plots(results, metric, out))))
+    except TdabenchError as err:
+        print(f"note: no decay plot: {err}")
+
+
+def _leaderboard_command(args: argparse.Namespace) -> str:
+    """The command quoted in the pages: what determines their content (not --rebuild-only, --tasks,
+    --cache-dir or --no-progress), so a rebuild from the same results reproduces them exactly."""
+    import shlex
+
+    parts = ["tdabench", "leaderboard"]
+    if args.results:
+        parts += ["--results", *map(str, args.results)]
+    elif args.suite:
+        parts += ["--suite", str(args.suite)]
+    else:
+        parts.append("--rebuild-only")
+    if args.metric != "pearson":
+        parts += ["--metric", args.metric]
+    if args.out != Path("leaderboard"):
+        parts += ["--out", str(args.out)]
+    return shlex.join(parts)
+
+
+def _run_suite(args: argparse.Namespace) -> None:
+    """Run the suite's stale comparisons (every check first, then the runs)."""
+    from tdabench.compare import default_requests
+    from tdabench.suite import check_entry, load_suite, run_entry, settings, staleness, supports_retraining
+
+    suite = load_suite(args.suite)
+    entries = suite.select(args.tasks.split(",") if args.tasks else None)
+    for entry in entries:
+        check_entry(suite, entry)
+    retraining = supports_retraining()
+    defaults = [r.label for r in default_requests()]
+    plan = []
+    for entry in entries:
+        wanted = settings(entry, defaults, retraining)
+        reason = staleness(entry, args.out, wanted)
+        print(f"{entry.task}: {'up to date' if reason is None else reason}")
+        if reason is not None:
+            plan.append((entry, wanted))
+        if entry.retraining and not retraining:
+            print(f"{entry.task}: note: this tdabench cannot run retraining {list(entry.retraining)}; skipped")
+    for entry, wanted in plan:
+        print(f"{entry.task}: running compare ({entry.seeds} seeds)")
+        path = run_entry(entry, wanted, args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
+        print(f"{entry.task}: wrote {path}")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from tdabench.leaderboard import build_leaderboard, read_relative, results_files, write_leaderboard
+
+    if args.rebuild_only and args.results:
+        raise TdabenchError("--rebuild-only rebuilds from OUT/results; it does not go with --results")
+    if args.tasks and not args.suite:
+        raise TdabenchError("--tasks selects suite entries; it needs --suite")
+    if not (args.results or args.suite or args.rebuild_only):
+        raise TdabenchError("give --results FILES, --suite FILE or --rebuild-only")
+    if args.suite and not args.rebuild_only:
+        _run_suite(args)
+    paths = args.results or results_files(args.out / "results")
+    if not paths:
+        raise TdabenchError(f"no results files under {args.out / 'results'}; run with --suite first")
+    tables = build_leaderboard(read_relative(paths, args.out), args.metric)
+    written = write_leaderboard(tables, args.out, _leaderboard_command(args))
+    print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written[:3]) + ", plots/")
     return 0
 
 

@@ -4,29 +4,43 @@ Flow: spec → final model (cached) → gold standard (cached per seed, resumabl
 fit, score at every horizon, check the shape and the values, agreement per horizon and metric.
 An estimator that raises or returns a wrong shape or non-finite values is recorded under `errors`;
 the others are kept.
+
+Optional analyses (DESIGN §5): `retraining` adds the leave-one-out ("loo") and LDS ("lds") ground
+truths of tdabench.retraining (records with `ground_truth` "loo"/"lds", horizon = the training
+epochs; settings and cost in results.extra["retraining"]); `final_models` ≥ 2 adds the seed-noise
+analysis of tdabench.seed_noise over that many final models (results.extra["seed_noise"]).
 """
 
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from tdabench import __version__
 from tdabench.costs import measure
-from tdabench.errors import TdabenchError
+from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.estimators.base import Estimator
 from tdabench.gold import GoldConfig, GoldStandard, config_from_spec, run_gold_standard
+from tdabench.gold.memory import auto_chunk_size
 from tdabench.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
+from tdabench.retraining import (RETRAINING_GROUND_TRUTHS, LeaveOneOut, RetrainingConfig, SubsetRetraining,
+                                 lds, run_leave_one_out, run_subset_retraining)
+from tdabench.seed_noise import run_seed_noise
 from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
-from tdabench.task.objective import make_target
+from tdabench.task.data import Dataset
+from tdabench.task.models import model_for_data
+from tdabench.task.probe import probe_layers
+from tdabench.task.spec import TaskSpec
+from tdabench.task.targets import check_target_name, is_probe
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,11 @@ class CompareOptions:
     chunk_size: int | None = None
     cache_dir: Path | None = None
     progress: bool = True
+    retraining: tuple[str, ...] = ()  # retraining ground truths to add: "loo", "lds"
+    retraining_seeds: int = 3  # retraining seeds averaged by both ground truths
+    lds_subsets: int = 50  # random 50 % subsets of the LDS
+    final_models: int = 1  # >= 2: seed-noise analysis over that many final models
+    robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
 
 
 @dataclass
@@ -69,18 +88,45 @@ def default_requests() -> tuple[EstimatorRequest, ...]:
 def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tuple[EstimatorRequest, Estimator]]]:
     """Validate everything cheap first (names, parameters, settings), then build the context."""
     spec = find_spec(options.task)
+    _check_analyses(options)
     requests = options.estimators or default_requests()
     made = [(r, make_estimator(r.name, **r.params)) for r in requests]
     labels = [r.label for r in requests]
     if len(set(labels)) != len(labels):
         raise TdabenchError(f"an estimator is listed twice: {', '.join(labels)}")
-    data = load_task_data(spec)
+    data = load_task_data(spec, options.cache_dir)
     cfg = config_from_spec(
         spec.gold_standard, len(data.train), len(data.test), seeds=options.seeds, horizons=options.horizons,
         mode=options.mode, epsilon=options.epsilon, n_train_evaluated=options.n_train,
         n_test_evaluated=options.n_test, chunk_size=options.chunk_size)
-    make_target(options.target or spec.target, spec.objective)  # an unknown target fails before training
-    return build_context(spec, options.cache_dir, options.target, data), cfg, made
+    check_target(options.target or spec.target, spec, data)  # a bad target fails before training
+    ctx = build_context(spec, options.cache_dir, options.target, data)
+    if cfg.chunk_size is None:  # train copies in chunks when one vmapped step would not fit
+        cfg = replace(cfg, chunk_size=auto_chunk_size(ctx, cfg.recipe, len(cfg.train_idx)))
+    return ctx, cfg, made
+
+
+def check_target(name: str, spec: TaskSpec, data: Dataset) -> None:
+    """An unknown target, or a probe of a layer the model does not have, raises before training."""
+    check_target_name(name, spec.objective, data.n_outputs, spec.concept)
+    if is_probe(name):
+        layers = probe_layers(model_for_data(spec.model, data, getattr(torch, spec.dtype)))
+        if name.partition(":")[2] not in layers:
+            raise UnknownNameError("probe layer", name.partition(":")[2], layers)
+
+
+def _check_analyses(options: CompareOptions) -> None:
+    """Validate the optional analyses' settings before anything is trained."""
+    for name in options.retraining:
+        if name not in RETRAINING_GROUND_TRUTHS:
+            raise UnknownNameError("retraining ground truth", name, list(RETRAINING_GROUND_TRUTHS))
+    if len(set(options.retraining)) != len(options.retraining):
+        raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(options.retraining)}")
+    RetrainingConfig((0,), (0,), options.retraining_seeds, options.lds_subsets)  # raises when invalid
+    if not isinstance(options.final_models, int) or options.final_models < 1:
+        raise TdabenchError(f"final_models must be a positive integer, got {options.final_models!r}")
+    if not options.robust_threshold > 0:
+        raise TdabenchError(f"robust_threshold must be positive, got {options.robust_threshold!r}")
 
 
 def _check_scores(scores: np.ndarray, expected: tuple[int, ...]) -> None:
@@ -117,6 +163,46 @@ def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskCont
             summary = agreement(scores[h], target, metric)
             outcome.records.append(Record.from_summary(request.label, params, horizon, metric, summary, source))
     return outcome
+
+
+Truths = dict[str, LeaveOneOut | SubsetRetraining]
+
+
+def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -> Truths:
+    """The retraining ground truths asked for, on the gold standard's instances and test points."""
+    rcfg = RetrainingConfig(cfg.train_idx, cfg.test_idx, options.retraining_seeds, options.lds_subsets,
+                            chunk_size=cfg.chunk_size)
+    runners = {"loo": run_leave_one_out, "lds": run_subset_retraining}
+    return {name: runners[name](ctx, rcfg, options.cache_dir, options.progress) for name in options.retraining}
+
+
+def all_train_scores(estimator: Estimator, ctx: TaskContext, cfg: GoldConfig) -> np.ndarray:
+    """(n_test, n_train) scores of a fitted estimator against *every* training instance: `score`, or
+    for a horizon-dependent estimator `score_horizons` at the gold standard's longest horizon."""
+    test_idx, n = np.asarray(cfg.test_idx), len(ctx.train)
+    if estimator.horizon_dependent:
+        scores = estimator.score_horizons(test_idx, np.arange(n), [cfg.horizon_steps(n)[-1]])[0]
+    else:
+        scores = estimator.score(test_idx, np.arange(n))
+    _check_scores(scores, (len(test_idx), n))
+    return scores
+
+
+def retraining_records(request: EstimatorRequest, estimator: Estimator, ctx: TaskContext, cfg: GoldConfig,
+                       truths: Truths, centered: bool) -> list[Record]:
+    """Records of a fitted estimator against each retraining ground truth (horizon = training epochs)."""
+    scores = all_train_scores(estimator, ctx, cfg)
+    args = (request.label, _json_params(estimator), ctx.spec.training.epochs)
+    source, records = _source(request.name), []
+    if "loo" in truths:
+        loo = truths["loo"].mean(centered)
+        for metric in METRICS:
+            summary = agreement(scores[:, list(cfg.train_idx)], loo, metric)
+            records.append(Record.from_summary(*args, metric, summary, source, ground_truth="loo"))
+    if "lds" in truths:
+        summary = lds(scores, truths["lds"].keep, truths["lds"].targets())
+        records.append(Record.from_summary(*args, "lds", summary, source, ground_truth="lds"))
+    return records
 
 
 def _where(err: BaseException) -> str:
@@ -156,7 +242,11 @@ def task_info(ctx: TaskContext, cfg: GoldConfig) -> TaskInfo:
                "final_model": ctx.final_metrics,
                "further_training": {"optimizer": cfg.recipe.optimizer, "lr": cfg.recipe.lr,
                                     "momentum": cfg.recipe.momentum, "batch_size": cfg.recipe.batch_size},
-               "train_indices": list(cfg.train_idx), "test_indices": list(cfg.test_idx)}
+               "train_indices": list(cfg.train_idx), "test_indices": list(cfg.test_idx),
+               "attributed_parameters": sorted({k.rpartition(".")[0] or k for k in ctx.params})}
+    if ctx.probe is not None:
+        details["probe"] = {"layer": ctx.probe.layer, "concept": ctx.probe.concept,
+                            "train_accuracy": ctx.probe.train_accuracy}
     return TaskInfo(spec.name, spec.version, spec.spec_hash, details)
 
 
@@ -175,12 +265,20 @@ def run_compare(options: CompareOptions) -> Results:
     """The whole comparison; the caller writes or prints the returned Results."""
     ctx, cfg, made = prepare(options)
     gold = run_gold_standard(ctx, cfg, options.cache_dir, progress=options.progress)
-    records, costs, errors = [], {}, {}
+    truths = run_retraining(ctx, cfg, options)
+    requests = [request for request, _ in made]
+    records, costs, errors, truth_errors = [], {}, {}, {}
     bar = tqdm(total=len(made), desc="estimators", disable=not options.progress, leave=False)
     while made:  # pop each estimator, so its fitted state (a factorised curvature…) is freed after use
         request, estimator = made.pop(0)
         bar.set_postfix_str(request.label)
         outcome = run_estimator(request, estimator, ctx, gold, options.centered)
+        if truths and outcome.error is None:
+            try:
+                outcome.records += retraining_records(request, estimator, ctx, cfg, truths, options.centered)
+            except Exception as err:  # keep the further-training records of this estimator
+                truth_errors[request.label] = f"{type(err).__name__}: {err}".strip() + (
+                    "" if isinstance(err, TdabenchError) else f" [{_where(err)}]")
         del estimator
         records += outcome.records
         if outcome.error is None:
@@ -192,4 +290,20 @@ def run_compare(options: CompareOptions) -> Results:
     steps = cfg.horizon_steps(len(ctx.train))[0] // cfg.horizons[0] if cfg.horizon_unit == "epoch" else None
     return Results(task_info(ctx, cfg), gold_summary(gold, options.centered, steps), records,
                    {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}, errors,
-                   __version__, git_hash(), now_iso())
+                   __version__, git_hash(), now_iso(), extra=_extra(ctx, cfg, options, truths, truth_errors, requests))
+
+
+def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: Truths,
+           truth_errors: dict[str, str], requests: list[EstimatorRequest]) -> dict:
+    """results.extra: {"retraining": {...}} and {"seed_noise": {...}} when asked for."""
+    extra = {}
+    if truths:
+        extra["retraining"] = {name: truth.summary(options.centered) for name, truth in truths.items()} | {
+            "training_epochs": ctx.spec.training.epochs,
+            "estimator_horizon_steps": cfg.horizon_steps(len(ctx.train))[-1], "errors": truth_errors}
+    if options.final_models >= 2:
+        factories = [(r.label, lambda r=r: make_estimator(r.name, **r.params)) for r in requests]
+        extra["seed_noise"] = run_seed_noise(ctx, cfg, factories, options.final_models, options.robust_threshold,
+                                             centered=options.centered, cache_dir=options.cache_dir,
+                                             progress=options.progress).summary()
+    return extra

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from tdabench.errors import UnknownNameError
+from tdabench.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
 
 METRICS: tuple[str, ...] = ("cosine", "pearson", "spearman")
 
@@ -26,12 +27,16 @@ class Summary:
     """Mean and standard error (std with ddof=1 / √n) over the `n` rows where the metric is defined.
 
     `n_skipped` counts undefined rows. mean = sem = None when n == 0; sem = None when n == 1.
+    [ci_low, ci_high]: percentile-bootstrap interval of the mean over those rows
+    (`stats.bootstrap_ci`); None when n < 2.
     """
 
     mean: float | None
     sem: float | None
     n: int
     n_skipped: int
+    ci_low: float | None = None
+    ci_high: float | None = None
 
 
 def _check_pair(scores: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,14 +93,27 @@ def row_agreement(scores: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarr
     return _ROW_METRICS[metric](a, b)
 
 
-def summarize(values: np.ndarray) -> Summary:
-    """Summary over the finite entries of `values`; the non-finite ones count as skipped."""
+def summarize(values: np.ndarray, n_boot: int = BOOTSTRAP_RESAMPLES, level: float = BOOTSTRAP_LEVEL,
+              seed: int = BOOTSTRAP_SEED) -> Summary:
+    """Summary over the finite entries of `values`; the non-finite ones count as skipped.
+
+    The interval is `stats.bootstrap_ci(finite entries, n_boot, level, seed)` (deterministic).
+    """
     v = np.asarray(values, dtype=np.float64).ravel()
     finite = v[np.isfinite(v)]
     n = int(finite.size)
     mean = float(finite.mean()) if n else None
     sem = float(finite.std(ddof=1) / np.sqrt(n)) if n > 1 else None
-    return Summary(mean=mean, sem=sem, n=n, n_skipped=int(v.size - n))
+    ci = bootstrap_ci(finite, n_boot, level, seed)
+    return Summary(mean=mean, sem=sem, n=n, n_skipped=int(v.size - n),
+                   ci_low=None if ci is None else ci[0], ci_high=None if ci is None else ci[1])
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+    """`summarize(values).mean` without the bootstrap: the mean of the finite entries, or None."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    finite = v[np.isfinite(v)]
+    return float(finite.mean()) if finite.size else None
 
 
 def agreement(scores: np.ndarray, gold: np.ndarray, metric: str) -> Summary:
@@ -168,7 +186,7 @@ def reliability(per_seed: np.ndarray, metric: str, max_splits: int = 20, seed: i
         return None
     values = []
     for mask in _half_splits(a.shape[0], max_splits, seed):
-        r = summarize(row_agreement(a[mask].mean(axis=0), a[~mask].mean(axis=0), metric)).mean
+        r = _finite_mean(row_agreement(a[mask].mean(axis=0), a[~mask].mean(axis=0), metric))
         if r is not None:
             values.append(r)
     if not values:

@@ -3,7 +3,9 @@
 `Results.to_json()` gives the §6 layout; fields may be added, none renamed or removed without
 raising SCHEMA_VERSION. Files are written atomically and never hold NaN or Infinity (None → null).
 A record's `n_test` counts the test points whose agreement was defined (the mean is over them) and
-`n_skipped` the undefined ones (saturated points, DESIGN.md §7).
+`n_skipped` the undefined ones (saturated points, DESIGN.md §7). Its `ground_truth` says what the
+estimator was compared with (GROUND_TRUTHS); `ci_low`/`ci_high` bound the mean (bootstrap over test
+points). Files written before these fields existed load with their defaults.
 """
 
 from __future__ import annotations
@@ -26,9 +28,14 @@ from tdabench.metrics import Summary
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon",
                "horizon_unit", "metric", "mean", "sem", "n_test", "n_skipped",
-               "source_distribution", "source_version")
+               "source_distribution", "source_version", "ground_truth", "ci_low", "ci_high")
 _TOP_KEYS = ("schema_version", "tdabench_version", "git_hash", "date", "task", "gold_standard",
              "records", "cost", "errors")
+# further-training: the gold standard (DESIGN.md §2), metrics cosine/pearson/spearman per horizon;
+# loo: leave-one-out retraining from scratch, same metrics at horizon = its retraining epochs;
+# lds: linear datamodeling score, metric "lds" (mean Spearman over test points).
+GROUND_TRUTHS = ("further-training", "loo", "lds")
+FURTHER_TRAINING = GROUND_TRUTHS[0]
 
 
 def _finite_or_none(name: str, value: float | None) -> None:
@@ -47,6 +54,9 @@ class Record:
     """Agreement of one estimator (with `params`) with the gold standard at one horizon and metric.
 
     `source` is {"distribution": ..., "version": ...} for an estimator from a plugin, else None.
+    [ci_low, ci_high]: bootstrap interval of the mean over test points (both None or both set,
+    ci_low ≤ ci_high). `ground_truth`: what the agreement was measured against, one of
+    GROUND_TRUTHS for the records tdabench writes (any other non-empty name is kept as read).
     """
 
     estimator: str
@@ -58,17 +68,32 @@ class Record:
     n_test: int
     n_skipped: int
     source: dict | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ground_truth: str = FURTHER_TRAINING
 
     def __post_init__(self) -> None:
         _finite_or_none("mean", self.mean)
         _finite_or_none("sem", self.sem)
+        _finite_or_none("ci_low", self.ci_low)
+        _finite_or_none("ci_high", self.ci_high)
+        if (self.ci_low is None) != (self.ci_high is None):
+            raise ValueError(f"ci_low and ci_high must both be set or both be None, got "
+                             f"{self.ci_low} and {self.ci_high}")
+        if self.ci_low is not None and self.ci_low > self.ci_high:
+            raise ValueError(f"ci_low {self.ci_low} must not exceed ci_high {self.ci_high}")
+        if not isinstance(self.ground_truth, str) or not self.ground_truth:
+            raise ValueError(f"ground_truth must be a non-empty string, e.g. one of "
+                             f"{', '.join(GROUND_TRUTHS)}; got {self.ground_truth!r}")
 
     @classmethod
     def from_summary(cls, estimator: str, params: dict, horizon: int, metric: str,
-                     summary: Summary, source: dict | None = None) -> Record:
-        """The record of a `metrics.Summary` (n_test = summary.n)."""
+                     summary: Summary, source: dict | None = None,
+                     ground_truth: str = FURTHER_TRAINING) -> Record:
+        """The record of a `metrics.Summary` (n_test = summary.n; its interval is copied)."""
         return cls(estimator, dict(params), horizon, metric, summary.mean, summary.sem,
-                   summary.n, summary.n_skipped, source)
+                   summary.n, summary.n_skipped, source, summary.ci_low, summary.ci_high,
+                   ground_truth)
 
 
 @dataclass(frozen=True)
@@ -203,11 +228,17 @@ def params_json(params: Any) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text (newlines as given) to a temporary file in the same folder, then
+    os.replace it over `path`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then os.replace it over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -230,7 +261,7 @@ def results_csv(results: Results) -> str:
         src = r.source or {}
         row = (t.name, t.version, t.spec_hash, r.estimator, params_json(r.params),
                r.horizon, unit, r.metric, r.mean, r.sem, r.n_test, r.n_skipped,
-               src.get("distribution"), src.get("version"))
+               src.get("distribution"), src.get("version"), r.ground_truth, r.ci_low, r.ci_high)
         writer.writerow([_csv_cell(v) for v in row])
     return buf.getvalue()
 

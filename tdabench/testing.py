@@ -23,7 +23,8 @@ from tdabench.estimators.base import Estimator, clone
 from tdabench.task.context import TaskContext
 from tdabench.task.data import Dataset, Split
 from tdabench.task.models import build_model
-from tdabench.task.objective import make_target, per_example_loss
+from tdabench.task.objective import per_example_loss
+from tdabench.task.targets import make_target
 from tdabench.task.spec import TaskSpec, parse_spec
 from tdabench.task.training import evaluate, train_module
 

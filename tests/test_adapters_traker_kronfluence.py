@@ -30,7 +30,8 @@ from tdabench.errors import TdabenchError  # noqa: E402
 from tdabench.estimators import ExplicitInfluence  # noqa: E402
 from tdabench.estimators.gradients import flat_per_sample_grads  # noqa: E402
 from tdabench.task import TaskContext  # noqa: E402
-from tdabench.task.objective import make_target, per_example_loss  # noqa: E402
+from tdabench.task.objective import per_example_loss
+from tdabench.task.targets import make_target  # noqa: E402
 from tdabench.testing import check_estimator  # noqa: E402
 
 

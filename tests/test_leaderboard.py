@@ -1,4 +1,4 @@
-"""Leaderboard: grouping, newest wins, labels, ordering, Markdown and CSV output, terminal table."""
+"""Leaderboard: grouping, newest wins, labels, ordering, LOO/LDS, ranks, Markdown, CSV, HTML, terminal."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from tdabench.errors import UnknownNameError
-from tdabench.leaderboard import (CSV_COLUMNS, build_leaderboard, format_cell,
-                                  render_terminal_table, write_leaderboard)
-from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo
+from tdabench.html_report import leaderboard_html
+from tdabench.leaderboard import (CSV_COLUMNS, build_leaderboard, format_cell, format_interval,
+                                  format_seconds, leaderboard_csv, plot_names, read_relative,
+                                  render_terminal_table, results_files, summary_grid,
+                                  write_leaderboard)
+from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, write_results
 
 HASH_A = "sha256:" + "a" * 64
 HASH_B = "sha256:" + "b" * 64
@@ -94,10 +97,10 @@ def _inputs() -> list[Results]:
 
 
 def test_markdown_is_deterministic_and_complete(tmp_path: Path) -> None:
-    paths = write_leaderboard(build_leaderboard(_inputs()), tmp_path / "one")
-    write_leaderboard(build_leaderboard(list(reversed(_inputs()))), tmp_path / "two")
-    assert [p.name for p in paths] == ["README.md", "leaderboard.csv"]
-    for name in ("README.md", "leaderboard.csv"):
+    paths = write_leaderboard(build_leaderboard(_inputs()), tmp_path / "one", plots=False)
+    write_leaderboard(build_leaderboard(list(reversed(_inputs()))), tmp_path / "two", plots=False)
+    assert [p.name for p in paths] == ["README.md", "leaderboard.csv", "index.html"]
+    for name in ("README.md", "leaderboard.csv", "index.html"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     text = paths[0].read_text()
     assert "do not edit by hand" in text and "`tdabench leaderboard`" in text
@@ -106,20 +109,22 @@ def test_markdown_is_deterministic_and_complete(tmp_path: Path) -> None:
     assert "| grad-dot | 0.800 ± 0.010 | 0.400 ± 0.010 |" in text  # c is newer than a
     assert "| noise ceiling | 0.950 | 0.800 |" in text
     assert "epoch 10: 3" in text and "superseded: a" in text
-    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["README.md", "leaderboard.csv"]
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["README.md", "index.html",
+                                                                   "leaderboard.csv"]
 
 
 def test_csv_content(tmp_path: Path) -> None:
-    _, csv_path = write_leaderboard(build_leaderboard(_inputs()), tmp_path)
+    _, csv_path, _ = write_leaderboard(build_leaderboard(_inputs()), tmp_path, plots=False)
     rows = list(csv.reader(io.StringIO(csv_path.read_text())))
     assert tuple(rows[0]) == CSV_COLUMNS
+    ft = ["further-training", "", ""]
     assert rows[1:] == [
         ["other", "1", HASH_A, "tracin", "{}", "10", "cosine", "0.7", "0.01", "10", "0", "epoch",
-         "removal", "4"],
+         "removal", "4", *ft],
         ["toy", "1", HASH_A, "grad-dot", "{}", "1", "cosine", "0.8", "0.01", "10", "0", "epoch",
-         "removal", "4"],
+         "removal", "4", *ft],
         ["toy", "1", HASH_A, "grad-dot", "{}", "10", "cosine", "0.4", "0.01", "7", "3", "epoch",
-         "removal", "4"],
+         "removal", "4", *ft],
     ]
 
 
@@ -143,3 +148,168 @@ def test_terminal_table() -> None:
     assert lines[4].split() == ["noise", "ceiling", "0.950", "0.800"]
     assert "epoch 1: 0, epoch 10: 2" in lines[5]
     assert lines[6:] == ["errors:", "  ekfac: out of memory"]
+
+
+def ci(est: str, horizon: int, mean: float, lo: float, hi: float, metric: str = "pearson",
+       gt: str = "further-training", params: dict | None = None) -> Record:
+    return Record(est, params or {}, horizon, metric, mean, 0.01, 10, 0, None, lo, hi, gt)
+
+
+def rich(records: list[Record] | None = None, date: str = "2024-05-01T00:00:00+00:00",
+         origin: str = "results/toy/results.json") -> Results:
+    gold = GoldSummary("removal", 5, "epoch", [1, 2, 5, 10, 20], 20, 10, False,
+                       [NoiseCeiling(h, "pearson", v) for h, v in ((1, 0.99), (5, 0.98), (20, 0.97))])
+    records = records if records is not None else [
+        ci("grad-dot", 1, 0.9, 0.85, 0.95), ci("grad-dot", 2, 0.9, 0.84, 0.96),
+        ci("grad-dot", 5, 0.7, 0.6, 0.8), ci("grad-dot", 20, 0.5, 0.4, 0.6),
+        ci("if-explicit", 1, 0.6, 0.5, 0.7), ci("if-explicit", 10, 0.85, 0.8, 0.9),
+        ci("if-explicit", 20, 0.8, 0.75, 0.85), ci("tracin", 20, 0.55, 0.3, 0.78),
+        ci("grad-dot", 30, 0.7, 0.65, 0.75, gt="loo"),
+        ci("grad-dot", 30, 0.2, 0.1, 0.3, metric="cosine", gt="loo"),
+        ci("grad-dot", 20, 0.3, 0.25, 0.35, metric="lds", gt="lds"),
+        # other (fitted) params than its further-training records: joins the only if-explicit row
+        ci("if-explicit", 20, 0.4, 0.35, 0.45, metric="lds", gt="lds", params={"fitted.x": 1})]
+    cost = {"gold_standard_s": 3.0, "estimators": {
+        "grad-dot": {"fit_s": 0.5, "score_s": 0.25, "peak_mem_mb": 310.4},
+        "if-explicit": {"fit_s": 1234.0, "score_s": 1.0, "peak_mem_mb": None}}}
+    return Results(TaskInfo("toy", 1, HASH_A), gold, records, cost, {}, "0.1.0", None, date,
+                   origin=origin)
+
+
+def test_loo_and_lds_join_their_rows_and_stay_out_of_the_horizons() -> None:
+    (table,) = build_leaderboard([rich()], "pearson")
+    assert table.horizons == [1, 2, 5, 10, 20]
+    assert table.key_horizons == [1, 5, 20]
+    assert [r.label for r in table.rows] == ["if-explicit", "tracin", "grad-dot"]
+    gd = table.rows[2]
+    assert sorted(gd.cells) == [1, 2, 5, 20]
+    assert (gd.loo.horizon, gd.loo.mean, gd.loo.metric) == (30, 0.7, "pearson")
+    assert (gd.lds.mean, table.rows[0].lds.mean, table.rows[1].lds) == (0.3, 0.4, None)
+    assert [r.best_horizon for r in table.rows] == [10, 20, 1]  # grad-dot: 1 and 2 tie → 1
+    assert table.ranks == [1, 1, 2]  # at epoch 20 only if-explicit's [0.75, 0.85] is above grad-dot's
+    (cos,) = build_leaderboard([rich()], "cosine")
+    # no cosine further-training records: the rows carry only their LOO (cosine) and LDS records
+    assert [(r.label, r.cells, r.loo and r.loo.mean, r.lds.mean) for r in cos.rows] == [
+        ("grad-dot", {}, 0.2, 0.3), ("if-explicit", {}, None, 0.4)]
+
+
+def test_summary_grid_by_hand() -> None:
+    (table,) = build_leaderboard([rich()], "pearson")
+    head, body = summary_grid(table)
+    assert head == ["estimator", "epoch 1", "epoch 5", "epoch 20", "best epoch", "LDS",
+                    "LOO (pearson)", "fit + score (s)", "peak MB", "rank at epoch 20"]
+    assert body == [
+        ["if-explicit", "0.600 [0.500, 0.700]", "—", "0.800 [0.750, 0.850]", "10",
+         "0.400 [0.350, 0.450]", "—", "1235", "—", "1"],
+        ["tracin", "—", "—", "0.550 [0.300, 0.780]", "20", "—", "—", "—", "—", "1"],
+        ["grad-dot", "0.900 [0.850, 0.950]", "0.700 [0.600, 0.800]", "0.500 [0.400, 0.600]", "1",
+         "0.300 [0.250, 0.350]", "0.700 [0.650, 0.750]", "0.75", "310", "2"],
+        ["noise ceiling", "0.990", "0.980", "0.970", "", "", "", "", "", ""]]
+    (plain,) = build_leaderboard([rich([ci("grad-dot", 20, 0.5, 0.4, 0.6)])], "pearson")
+    assert "LOO (pearson)" not in summary_grid(plain)[0]  # shown only when some row has it
+
+
+def test_key_horizons_and_formatting() -> None:
+    def table(horizons: list[int]):
+        gold = GoldSummary("removal", 2, "step", horizons, 5, 5, False, [])
+        return build_leaderboard([Results(TaskInfo("t", 1, HASH_A), gold, [], {}, {}, "0", None,
+                                          "2024")], "pearson")[0]
+    assert [table(h).key_horizons for h in ([3], [1, 10], [1, 2, 5, 10])] == [[3], [1, 10], [1, 2, 10]]
+    assert format_interval(None) == "—"
+    assert format_interval(rec("a", 1, 0.25)) == "0.250 ± 0.010"
+    assert format_interval(ci("a", 1, -0.5, -0.61, -0.4)) == "-0.500 [-0.610, -0.400]"
+    assert [format_seconds(x) for x in (0.00512, 59.16, 180.9, 1809.3)] == ["0.00512", "59.2",
+                                                                           "181", "1809"]
+
+
+def test_ranks_fall_back_to_normal_intervals_without_bootstrap() -> None:
+    # sem 0.01: ± 1.96 · 0.01 = ± 0.0196; 0.50 vs 0.46 are disjoint, 0.50 vs 0.48 overlap
+    apart = [rec("a", 10, 0.50, metric="pearson"), rec("b", 10, 0.46, metric="pearson")]
+    close = [rec("a", 10, 0.50, metric="pearson"), rec("b", 10, 0.48, metric="pearson"),
+             rec("c", 10, None, metric="pearson")]
+    assert build_leaderboard([res(apart)], "pearson")[0].ranks == [1, 2]
+    assert build_leaderboard([res(close)], "pearson")[0].ranks == [1, 1, None]
+
+
+def test_newest_wins_per_ground_truth() -> None:
+    old = rich([ci("grad-dot", 20, 0.1, 0.0, 0.2), ci("grad-dot", 20, 0.3, 0.2, 0.4, "lds", "lds")],
+               origin="old")
+    new = rich([ci("grad-dot", 20, 0.5, 0.4, 0.6)], date="2024-06-01T00:00:00+00:00", origin="new")
+    (table,) = build_leaderboard([new, old], "pearson")
+    (row,) = table.rows
+    assert (row.cells[20].mean, row.lds.mean) == (0.5, 0.3)
+    assert table.footnotes == ["grad-dot: newest results used (new, 2024-06-01T00:00:00+00:00); "
+                               "superseded: old"]
+    assert table.dates == ["2024-05-01T00:00:00+00:00", "2024-06-01T00:00:00+00:00"]
+
+
+def test_csv_holds_every_record_with_ground_truth_and_interval(tmp_path: Path) -> None:
+    text = leaderboard_csv(build_leaderboard([rich()], "pearson"))
+    rows = [r for r in csv.DictReader(io.StringIO(text)) if r["estimator"] == "grad-dot"]
+    assert [(r["horizon"], r["metric"], r["ground_truth"]) for r in rows] == [
+        ("1", "pearson", "further-training"), ("2", "pearson", "further-training"),
+        ("5", "pearson", "further-training"), ("20", "pearson", "further-training"),
+        ("30", "pearson", "loo"), ("20", "lds", "lds")]
+    assert (rows[0]["ci_low"], rows[0]["ci_high"]) == ("0.85", "0.95")
+
+
+def test_pages_reproduce_byte_for_byte(tmp_path: Path) -> None:
+    command = "tdabench leaderboard --suite benchmarks/leaderboard_suite.yaml"
+    inputs = [rich(), res([rec("grad-dot", 1, 0.9, metric="pearson")], task="other", origin="b")]
+    first = write_leaderboard(build_leaderboard(inputs, "pearson"), tmp_path / "one", command)
+    write_leaderboard(build_leaderboard(inputs[::-1], "pearson"), tmp_path / "two", command)
+    names = sorted(p.relative_to(tmp_path / "one").as_posix() for p in first)
+    assert names == ["README.md", "index.html", "leaderboard.csv", "plots/other_pearson.png",
+                     "plots/other_pearson.svg", "plots/toy_pearson.png", "plots/toy_pearson.svg"]
+    listing = sorted(p.relative_to(tmp_path / "two").as_posix()
+                     for p in (tmp_path / "two").rglob("*") if p.is_file())
+    assert listing == names
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    readme = (tmp_path / "one" / "README.md").read_text()
+    assert f"Command: `{command}`" in readme
+    assert "Further-training seeds averaged in each gold standard: other v1 (spec " \
+           "sha256:aaaaaaaaaaaa): 4; toy v1 (spec sha256:aaaaaaaaaaaa): 5." in readme
+    assert "Results dated 2024-05-01T00:00:00+00:00." in readme
+    assert "![decay curve of toy, pearson](plots/toy_pearson.png) ([SVG](plots/toy_pearson.svg))" \
+        in readme
+    assert ("| grad-dot | 0.900 [0.850, 0.950] | 0.700 [0.600, 0.800] | 0.500 [0.400, 0.600] | 1 "
+            "| 0.300 [0.250, 0.350] | 0.700 [0.650, 0.750] | 0.75 | 310 | 2 |") in readme
+
+
+def test_old_plots_are_removed_and_others_kept(tmp_path: Path) -> None:
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "gone_pearson.png").write_bytes(b"old")
+    (tmp_path / "plots" / "notes.txt").write_text("keep")
+    write_leaderboard(build_leaderboard([rich()], "pearson"), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "notes.txt", "toy_pearson.png", "toy_pearson.svg"]
+
+
+def test_html_is_static_and_escaped() -> None:
+    records = [ci("<b>&x", 20, 0.5, 0.4, 0.6)]
+    page = leaderboard_html(build_leaderboard([rich(records)], "pearson"), "tdabench leaderboard",
+                            ["toy_pearson"])
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")
+    assert "<script" not in page and "http" not in page and "<link" not in page
+    assert "<style>" in page and "&lt;b&gt;&amp;x" in page and "<b>&x" not in page
+    assert '<img src="plots/toy_pearson.png"' in page and 'href="plots/toy_pearson.svg"' in page
+    assert "<td>noise ceiling</td>" in page and "<code>tdabench leaderboard</code>" in page
+
+
+def test_plot_names_are_unique() -> None:
+    a = res([rec("grad-dot", 1, 0.9)], spec_hash=HASH_A, origin="a")
+    b = res([rec("grad-dot", 1, 0.9)], spec_hash=HASH_B, origin="b")
+    c = res([rec("grad-dot", 1, 0.9)], task="we ird/name", origin="c")
+    assert plot_names(build_leaderboard([a, b, c])) == ["toy-1_cosine", "toy-2_cosine",
+                                                        "we-ird-name_cosine"]
+
+
+def test_read_relative_sets_origins_relative_to_the_output(tmp_path: Path) -> None:
+    write_results(rich(), tmp_path / "board" / "results" / "toy")
+    write_results(rich(), tmp_path / "runs" / "x")
+    found = results_files(tmp_path / "board" / "results")
+    assert found == [tmp_path / "board" / "results" / "toy" / "results.json"]
+    assert results_files(tmp_path / "missing") == []
+    loaded = read_relative([*found, tmp_path / "runs" / "x"], tmp_path / "board")
+    assert [r.origin for r in loaded] == ["results/toy/results.json", "../runs/x/results.json"]

@@ -22,10 +22,11 @@ def sample(**changes: object) -> Results:
     gold = GoldSummary("removal", 10, "epoch", [1, 2], 100, 50, False,
                        [NoiseCeiling(1, "cosine", 0.97), NoiseCeiling(2, "cosine", None)],
                        epsilon=1.0, steps_per_epoch=4)
-    records = [Record("grad-dot", {}, 1, "cosine", 0.93, 0.01, 48, 2),
+    records = [Record("grad-dot", {}, 1, "cosine", 0.93, 0.01, 48, 2, ci_low=0.91, ci_high=0.95),
                Record("if-explicit", {"damping": 0.1}, 2, "cosine", 0.5, None, 1, 49,
                       source={"distribution": "tdabench-plugin", "version": "1.2"}),
-               Record("trak", {"dim": 64}, 2, "pearson", None, None, 0, 50)]
+               Record("trak", {"dim": 64}, 2, "pearson", None, None, 0, 50),
+               Record("grad-dot", {}, 1, "lds", 0.4, 0.02, 50, 0, None, 0.36, 0.44, "lds")]
     fields = dict(task=TaskInfo("toy", 1, "sha256:abc", {"modality": "tabular"}),
                   gold_standard=gold, records=records,
                   cost={"gold_standard_s": 41.2,
@@ -48,7 +49,9 @@ def test_json_layout() -> None:
                                                       "value": 0.97, "reliability": None}
     assert d["records"][0] == {"estimator": "grad-dot", "params": {}, "horizon": 1,
                                "metric": "cosine", "mean": 0.93, "sem": 0.01, "n_test": 48,
-                               "n_skipped": 2, "source": None}
+                               "n_skipped": 2, "source": None, "ci_low": 0.91, "ci_high": 0.95,
+                               "ground_truth": "further-training"}
+    assert d["records"][3]["ground_truth"] == "lds" and d["records"][3]["metric"] == "lds"
 
 
 def test_round_trip_in_memory() -> None:
@@ -89,6 +92,35 @@ def test_numpy_scalars_are_written_as_numbers(tmp_path: Path) -> None:
 def test_record_from_summary() -> None:
     rec = Record.from_summary("grad-dot", {}, 5, "cosine", Summary(0.8, 0.02, 97, 3))
     assert rec == Record("grad-dot", {}, 5, "cosine", 0.8, 0.02, 97, 3, None)
+    assert (rec.ci_low, rec.ci_high, rec.ground_truth) == (None, None, "further-training")
+    rec = Record.from_summary("grad-dot", {}, 3, "pearson", Summary(0.8, 0.02, 97, 3, 0.75, 0.84),
+                              ground_truth="loo")
+    assert (rec.ci_low, rec.ci_high, rec.ground_truth) == (0.75, 0.84, "loo")
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"ci_low": math.nan, "ci_high": 0.5}, "ci_low must be finite"),
+    ({"ci_low": 0.1, "ci_high": math.inf}, "ci_high must be finite"),
+    ({"ci_low": 0.1}, "both be set or both be None"),
+    ({"ci_low": 0.6, "ci_high": 0.5}, "must not exceed"),
+    ({"ground_truth": ""}, "ground_truth must be a non-empty string"),
+])
+def test_record_checks_interval_and_ground_truth(changes: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        Record("grad-dot", {}, 1, "cosine", 0.5, 0.1, 10, 0, **changes)
+
+
+def test_files_without_the_added_fields_still_load(tmp_path: Path) -> None:
+    d = sample().to_json()
+    for r in d["records"]:
+        for key in ("ci_low", "ci_high", "ground_truth"):
+            del r[key]
+    (tmp_path / "results.json").write_text(json.dumps(d))
+    loaded = read_results(tmp_path)
+    assert d["schema_version"] == 1
+    assert [(r.ci_low, r.ci_high, r.ground_truth) for r in loaded.records] == \
+        [(None, None, "further-training")] * 4
+    assert [r.mean for r in loaded.records] == [0.93, 0.5, None, 0.4]
 
 
 @pytest.mark.parametrize("version, needle", [(2, "schema_version 2"), (None, "no schema_version")])
@@ -125,12 +157,15 @@ def test_csv_columns_and_rows(tmp_path: Path) -> None:
         reader = csv.DictReader(fh)
         rows = list(reader)
     assert tuple(reader.fieldnames) == CSV_COLUMNS
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert rows[0] == {"task": "toy", "task_version": "1", "spec_hash": "sha256:abc",
                        "estimator": "grad-dot", "params": "{}", "horizon": "1",
                        "horizon_unit": "epoch", "metric": "cosine", "mean": "0.93", "sem": "0.01",
                        "n_test": "48", "n_skipped": "2", "source_distribution": "",
-                       "source_version": ""}
+                       "source_version": "", "ground_truth": "further-training",
+                       "ci_low": "0.91", "ci_high": "0.95"}
+    assert (rows[1]["ci_low"], rows[1]["ci_high"]) == ("", "")
+    assert (rows[3]["ground_truth"], rows[3]["metric"], rows[3]["ci_low"]) == ("lds", "lds", "0.36")
     assert rows[1]["params"] == '{"damping": 0.1}' and rows[1]["sem"] == ""
     assert (rows[1]["source_distribution"], rows[1]["source_version"]) == ("tdabench-plugin", "1.2")
 

@@ -60,7 +60,8 @@ from torch.utils.data import TensorDataset
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator, is_positive_int
 from tdabench.task.context import TaskContext
-from tdabench.task.objective import make_target, per_example_loss
+from tdabench.task.objective import per_example_loss
+from tdabench.task.targets import make_target
 
 NAME = "ekfac-kronfluence"
 F64 = torch.float64

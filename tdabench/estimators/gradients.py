@@ -85,6 +85,7 @@ def training_lambda_g(context: TaskContext, batch_size: int = 256) -> float:
 
 
 def as_float64(context: TaskContext, x: torch.Tensor, y: torch.Tensor) -> tuple[Tensors, torch.Tensor, torch.Tensor]:
-    """θᶠ, x and (real-valued) y in float64, for curvature computations in double precision."""
+    """θᶠ, x and y in float64 where they are real-valued (token ids stay integers), for curvature
+    computations in double precision."""
     params = {k: v.double() for k, v in context.params.items()}
-    return params, x.double(), (y.double() if y.is_floating_point() else y)
+    return params, (x.double() if x.is_floating_point() else x), (y.double() if y.is_floating_point() else y)

@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from tdabench.errors import UnknownNameError
-from tdabench.task.spec import TaskSpec, load_spec
+import yaml
+
+from tdabench.task.spec import TaskSpec, load_spec, spec_variants
 
 DEFAULT_TASK = "breast-cancer-mlp"
 BUILTIN_TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
@@ -26,11 +28,17 @@ def available_tasks() -> dict[str, Path]:
     return found
 
 
+def task_variants(path: Path) -> list[str]:
+    """The variant names a spec file defines (e.g. ['small'])."""
+    return sorted(spec_variants(yaml.safe_load(path.read_text())))
+
+
 def find_spec(name_or_path: str) -> TaskSpec:
-    """Load a task by name, or from a path ending in .yaml/.yml."""
-    if name_or_path.endswith((".yaml", ".yml")):
-        return load_spec(name_or_path)
+    """Load a task by name (`name` or `name@variant`), or from a path ending in .yaml/.yml."""
+    name, _, variant = name_or_path.partition("@")
+    if name.endswith((".yaml", ".yml")):
+        return load_spec(name, variant or None)
     tasks = available_tasks()
-    if name_or_path not in tasks:
+    if name not in tasks:
         raise UnknownNameError("task", name_or_path, list(tasks))
-    return load_spec(tasks[name_or_path])
+    return load_spec(tasks[name], variant or None)

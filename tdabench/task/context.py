@@ -17,8 +17,11 @@ from torch.func import functional_call
 
 from tdabench.task.cache import atomic_save_tensors, atomic_write_json, cache_root, check_settings, load_tensors
 from tdabench.task.data import Dataset, Split, load_dataset
-from tdabench.task.models import build_model
-from tdabench.task.objective import OutputFn, l2_penalty, make_target, margin, per_example_loss
+from tdabench.task.models import model_for_data
+from tdabench.task.objective import OutputFn, l2_penalty, margin, per_example_loss
+from tdabench.task.probe import Probe, fit_probe, layer_activation
+from tdabench.task.targets import is_probe, make_target
+from tdabench.errors import TdabenchError
 from tdabench.task.spec import TaskSpec
 from tdabench.task.training import evaluate, train_module
 
@@ -52,6 +55,7 @@ class TaskContext:
     _loss_fn: OutputFn = field(repr=False)
     checkpoints: tuple[Checkpoint, ...] = ()  # saved during the final model's training; may be empty
     cache_dir: Path | None = None  # where the final model is cached (None: cache_root())
+    probe: Probe | None = None  # the frozen concept probe of a 'probe:LAYER' target
 
     @property
     def train(self) -> Split:
@@ -82,7 +86,9 @@ class TaskContext:
         return self._loss_fn(self.outputs(params, x), y)
 
     def target(self, params: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-example attribution target f(z; θ), shape (B,)."""
+        """Per-example attribution target f(z; θ), shape (B,) (targets.py, probe.py)."""
+        if self.probe is not None:
+            return self.probe.logit(layer_activation(self.model, params, self.buffers, x, self.probe.layer))
         return self._target_fn(self.outputs(params, x), y)
 
     def model_output(self, params: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -108,20 +114,41 @@ class TaskContext:
         return l2_penalty(params, self.l2)
 
     def with_target(self, name: str) -> "TaskContext":
-        return replace(self, target_name=name, _target_fn=make_target(name, self.spec.objective))
+        """The same context attributing target `name` (a probe is fitted on the final model)."""
+        fn, probe = _target_parts(name, self.spec, self.model, self.params, self.buffers, self.data)
+        return replace(self, target_name=name, _target_fn=fn, probe=probe)
+
+
+def _target_parts(name: str, spec: TaskSpec, model: nn.Module, params: Tensors, buffers: Tensors,
+                  data: Dataset) -> tuple[OutputFn, Probe | None]:
+    """(output function, probe): a probe target fits its probe; others have no probe."""
+    if not is_probe(name):
+        return make_target(name, spec.objective, data.n_outputs), None
+    if spec.concept is None:
+        raise TdabenchError(f"target '{name}': task '{spec.name}' names no `concept` to probe for")
+    probe = fit_probe(model, params, buffers, data.train, name.partition(":")[2], spec.concept)
+    return per_example_loss(spec.objective), probe
 
 
 def final_model_settings(spec: TaskSpec) -> dict[str, Any]:
-    return {"format": FINAL_MODEL_FORMAT, "spec_hash": spec.spec_hash, "spec": spec.to_dict()}
+    """What a cached final model was trained from (the free-text description is left out)."""
+    spec_dict = {k: v for k, v in spec.to_dict().items() if k != "description"}
+    return {"format": FINAL_MODEL_FORMAT, "spec_hash": spec.spec_hash, "spec": spec_dict}
 
 
 def _final_model_entry(spec: TaskSpec, root: Path) -> Path:
     return root / "final_models" / f"{spec.name}-v{spec.version}-{spec.spec_hash[7:23]}"
 
 
-def load_task_data(spec: TaskSpec) -> Dataset:
-    """The task's train/test splits (cheap: no training)."""
-    return load_dataset(spec.data, spec.objective.loss == "squared", getattr(torch, spec.dtype))
+def load_task_data(spec: TaskSpec, cache_dir: Path | None = None) -> Dataset:
+    """The task's train/test splits (no training). For a `minilm` model the inputs are the outputs
+    of its frozen layers, computed once and cached (`frozen.py`)."""
+    data = load_dataset(spec.data, spec.objective.loss == "squared", getattr(torch, spec.dtype))
+    if spec.model.kind == "minilm":
+        from tdabench.task.frozen import with_frozen_features
+
+        data = with_frozen_features(spec, data, cache_dir or cache_root())
+    return data
 
 
 def _checkpoint_path(entry: Path, epoch: int) -> Path:
@@ -152,8 +179,8 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
                   data: Dataset | None = None) -> TaskContext:
     """Load the data, train (or load from the cache) the final model, and assemble the context."""
     dtype = getattr(torch, spec.dtype)
-    data = data or load_task_data(spec)
-    model = build_model(spec.model, data.train.x.shape[1], data.n_outputs, dtype)
+    data = data or load_task_data(spec, cache_dir)
+    model = model_for_data(spec.model, data, dtype)
     entry = _final_model_entry(spec, cache_dir or cache_root())
     complete = (entry / "model.safetensors").exists() and all(
         _checkpoint_path(entry, e).exists() for e in spec.training.checkpoint_epochs)
@@ -166,6 +193,7 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     target = target or spec.target
-    return TaskContext(spec, model, params, buffers, data, metrics, target,
-                       make_target(target, spec.objective), per_example_loss(spec.objective),
-                       _load_checkpoints(spec, entry, list(params)), cache_dir)
+    target_fn, probe = _target_parts(target, spec, model, params, buffers, data)
+    return TaskContext(spec, model, params, buffers, data, metrics, target, target_fn,
+                       per_example_loss(spec.objective), _load_checkpoints(spec, entry, list(params)),
+                       cache_dir, probe)

@@ -1,4 +1,9 @@
-"""Loading the bundled data sets into standardised train/test tensors with a fixed split."""
+"""Loading a spec's data into train/test tensors with a fixed split.
+
+Tabular and image sources give float features (standardised with training statistics if asked;
+images scaled by `pixel_scale` and reshaped to `image_shape`); text sources give token ids
+(n, max_length) and keep their texts (concept labels are read from them).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tdabench.errors import TdabenchError
+from tdabench.task.sources import RawData, load_source
 from tdabench.task.spec import DataSpec
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split: inputs `x` of shape (n, ...) and targets `y` of shape (n,)."""
+    """One split: inputs `x` of shape (n, ...) and targets `y` of shape (n,); `texts` for text data."""
 
     x: torch.Tensor
     y: torch.Tensor
+    texts: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -28,41 +34,62 @@ class Dataset:
     test: Split
     n_outputs: int  # classes for classification, 1 for regression
     is_classification: bool
+    vocab_size: int | None = None  # token ids lie in [0, vocab_size) for text data
 
 
-_SKLEARN_LOADERS = ("load_breast_cancer", "load_diabetes", "load_digits", "load_iris", "load_wine")
-
-
-def _load_raw(source: str) -> tuple[np.ndarray, np.ndarray, bool]:
-    provider, _, name = source.partition(":")
-    if provider != "sklearn" or name not in _SKLEARN_LOADERS:
-        valid = ", ".join(f"sklearn:{n}" for n in _SKLEARN_LOADERS)
-        raise TdabenchError(f"unknown data source '{source}'; valid sources: {valid}")
-    import sklearn.datasets
-
-    x, y = getattr(sklearn.datasets, name)(return_X_y=True)
-    return np.asarray(x, dtype=np.float64), np.asarray(y), name != "load_diabetes"
-
-
-def load_dataset(spec: DataSpec, is_regression_loss: bool, dtype: torch.dtype) -> Dataset:
-    """Split with `spec.split_seed` (stratified for classification), standardise with train statistics."""
+def _split_indices(raw: RawData, spec: DataSpec, is_classification: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled (and, for classification, stratified) train/test indices, cut to max_train/max_test."""
     from sklearn.model_selection import train_test_split
 
-    x, y, is_classification = _load_raw(spec.source)
-    is_classification = is_classification and not is_regression_loss
-    stratify = y if is_classification else None
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=spec.test_fraction, random_state=spec.split_seed, stratify=stratify)
-    x_tr, y_tr = x_tr[: spec.max_train], y_tr[: spec.max_train]
-    x_te, y_te = x_te[: spec.max_test], y_te[: spec.max_test]
+    idx = np.arange(len(raw.y))
+    tr, te = train_test_split(idx, test_size=spec.test_fraction, random_state=spec.split_seed,
+                              stratify=raw.y if is_classification else None)
+    return tr[: spec.max_train], te[: spec.max_test]
+
+
+def _features(raw: RawData, spec: DataSpec, tr: np.ndarray, te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x_tr, x_te = raw.x[tr] / spec.pixel_scale, raw.x[te] / spec.pixel_scale
     if spec.standardize:
         mean, std = x_tr.mean(0), x_tr.std(0)
         std[std == 0] = 1.0
         x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+    if spec.image_shape is not None:
+        x_tr, x_te = (a.reshape(len(a), *spec.image_shape) for a in (x_tr, x_te))
+    return x_tr, x_te
+
+
+def _targets(raw: RawData, spec: DataSpec, tr: np.ndarray, te: np.ndarray,
+             is_classification: bool) -> tuple[np.ndarray, np.ndarray]:
+    y_tr, y_te = raw.y[tr], raw.y[te]
     if not is_classification and spec.standardize_target:
         mean, std = y_tr.mean(), y_tr.std()
         y_tr, y_te = (y_tr - mean) / std, (y_te - mean) / std
+    return y_tr, y_te
+
+
+def _token_ids(raw: RawData, spec: DataSpec, tr: np.ndarray, te: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, int]:
+    from tdabench.task.text import hf_dataset, make_tokenizer, tokenize
+
+    full = hf_dataset(raw.texts, raw.y)
+    train_ds, test_ds = full.select(tr), full.select(te)
+    tokenizer = make_tokenizer(spec, train_ds["text"])
+    return tokenize(train_ds, tokenizer), tokenize(test_ds, tokenizer), tokenizer.get_vocab_size()
+
+
+def load_dataset(spec: DataSpec, is_regression_loss: bool, dtype: torch.dtype) -> Dataset:
+    """Split with `spec.split_seed`, then featurise (tabular/image) or tokenise (text)."""
+    raw = load_source(spec.source)
+    is_classification = raw.is_classification and not is_regression_loss
+    tr, te = _split_indices(raw, spec, is_classification)
+    y_tr, y_te = _targets(raw, spec, tr, te, is_classification)
     y_dtype = torch.long if is_classification else dtype
-    to_split = lambda a, b: Split(torch.as_tensor(a, dtype=dtype), torch.as_tensor(b, dtype=y_dtype))
-    n_outputs = int(y.max()) + 1 if is_classification else 1
-    return Dataset(to_split(x_tr, y_tr), to_split(x_te, y_te), n_outputs, is_classification)
+    ys = [torch.as_tensor(a, dtype=y_dtype) for a in (y_tr, y_te)]
+    n_outputs = int(raw.y.max()) + 1 if is_classification else 1
+    if raw.texts is not None:
+        x_tr, x_te, vocab = _token_ids(raw, spec, tr, te)
+        texts = [tuple(raw.texts[i] for i in ix) for ix in (tr, te)]
+        return Dataset(Split(x_tr, ys[0], texts[0]), Split(x_te, ys[1], texts[1]), n_outputs,
+                       is_classification, vocab)
+    x_tr, x_te = _features(raw, spec, tr, te)
+    xs = [torch.as_tensor(a, dtype=dtype) for a in (x_tr, x_te)]
+    return Dataset(Split(xs[0], ys[0]), Split(xs[1], ys[1]), n_outputs, is_classification)

@@ -2,7 +2,7 @@
 
 Risk: R(θ) = mean_i loss(z_i; θ) + (l2 / 2) ||θ||². Squared loss is (f(x) − y)² (no ½), so that
 ordinary least squares has Hessian 2XᵀX/n. Targets f(z; θ) map outputs of shape (B, n_outputs) and
-labels (B,) to per-example values (B,).
+labels (B,) to per-example values (B,); they are built in targets.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from tdabench.errors import UnknownNameError
 from tdabench.task.spec import ObjectiveSpec
 
 OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -39,15 +38,3 @@ def margin(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     true = logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
     others = logp.scatter(-1, y.unsqueeze(-1), float("-inf")).logsumexp(-1)
     return true - others
-
-
-TARGETS = ("loss", "margin")
-
-
-def make_target(name: str, spec: ObjectiveSpec) -> OutputFn:
-    """Attribution target f(outputs, y) -> (B,). 'loss' is the per-example loss (the default)."""
-    if name == "loss":
-        return per_example_loss(spec)
-    if name == "margin" and spec.loss == "cross-entropy":
-        return margin
-    raise UnknownNameError("target", name, [t for t in TARGETS if t == "loss" or spec.loss == "cross-entropy"])

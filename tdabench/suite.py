@@ -1,0 +1,244 @@
+"""Leaderboard suites: which comparisons the leaderboard is built from, and keeping them current.
+
+A suite file (benchmarks/leaderboard_suite.yaml) is a mapping with one key, `tasks`, a list of
+entries:
+
+    tasks:
+      - task: breast-cancer-mlp        # a task name (required)
+        seeds: 5                       # further-training seeds (required, ≥ 2 for a noise ceiling)
+        estimators: [grad-dot, "if-explicit(damping=0.1)"]   # optional; default: every native one
+        n_train: 100                   # optional: evaluated training instances
+        n_test: 100                    # optional: test points
+        horizons: [1, 2, 5, 10]        # optional; default: the spec's
+        target: loss                   # optional; default: the spec's
+        retraining: [loo, lds]         # optional secondary ground truths (default none)
+
+The results of an entry live in `<out>/results/<task>/results.json`, which records the entry's
+settings (estimators resolved to labels) under the top-level key "suite_entry". An entry is stale
+when that file is missing, was made with other settings, or with another version of the task spec.
+Malformed files raise SpecError naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tdabench.errors import SpecError, TdabenchError
+from tdabench.results import Results, read_results
+from tdabench.selection import EstimatorRequest, parse_estimators
+
+RETRAINING = ("loo", "lds")
+SUITE_KEY = "suite_entry"
+_ENTRY_KEYS = ("task", "seeds", "estimators", "n_train", "n_test", "horizons", "target", "retraining")
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    """One comparison of the suite; None means the task spec's (or tdabench's) default."""
+
+    task: str
+    seeds: int
+    estimators: tuple[EstimatorRequest, ...] | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    horizons: tuple[int, ...] | None = None
+    target: str | None = None
+    retraining: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A parsed suite file: `path` as given, entries in file order (task names unique)."""
+
+    path: str
+    entries: tuple[SuiteEntry, ...]
+
+    def select(self, names: list[str] | None) -> tuple[SuiteEntry, ...]:
+        """The entries of the given task names (all when None); an unknown name raises."""
+        if names is None:
+            return self.entries
+        known = [e.task for e in self.entries]
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise TdabenchError(f"{self.path}: no entry for task(s) {', '.join(missing)}; the "
+                                f"suite has: {', '.join(known)}")
+        return tuple(e for e in self.entries if e.task in names)
+
+
+def _positive_int(value: Any, path: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(path, where, "a positive integer", value)
+    return value
+
+
+def _estimators(value: Any, path: str, where: str) -> tuple[EstimatorRequest, ...]:
+    """A list of items like "grad-dot" or "if-explicit(damping=0.1)", or one comma-separated
+    string of them."""
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        items = value
+    else:
+        raise SpecError(path, where, "a non-empty list of estimator names such as 'grad-dot' or "
+                        "'if-explicit(damping=0.1)'", value)
+    try:
+        requests = tuple(r for item in items for r in parse_estimators(item))
+    except TdabenchError as err:
+        raise SpecError(path, where, f"estimator names with optional (key=value) params ({err})",
+                        value) from None
+    labels = [r.label for r in requests]
+    if len(set(labels)) != len(labels):
+        raise SpecError(path, where, "each estimator once", value)
+    return requests
+
+
+def _entry(raw: Any, path: str, i: int) -> SuiteEntry:
+    where = f"tasks[{i}]"
+    if not isinstance(raw, dict):
+        raise SpecError(path, where, "a mapping with keys " + ", ".join(_ENTRY_KEYS), raw)
+    unknown = sorted(set(map(str, raw)) - set(_ENTRY_KEYS))
+    if unknown:
+        raise SpecError(path, f"{where}.{unknown[0]}", "one of the keys " + ", ".join(_ENTRY_KEYS))
+    task = raw.get("task")
+    if not isinstance(task, str) or not _TASK_NAME.match(task):
+        raise SpecError(path, f"{where}.task", "a task name (letters, digits, '_', '.', '-')", task)
+    if "seeds" not in raw:
+        raise SpecError(path, f"{where}.seeds", "the number of further-training seeds")
+    seeds = _positive_int(raw["seeds"], path, f"{where}.seeds")
+    n_train, n_test = ((None if raw.get(k) is None else _positive_int(raw[k], path, f"{where}.{k}"))
+                       for k in ("n_train", "n_test"))
+    horizons = raw.get("horizons")
+    if horizons is not None:
+        if not isinstance(horizons, list) or not horizons:
+            raise SpecError(path, f"{where}.horizons", "a non-empty list of positive integers",
+                            horizons)
+        horizons = tuple(_positive_int(h, path, f"{where}.horizons") for h in horizons)
+    target = raw.get("target")
+    if target is not None and (not isinstance(target, str) or not target):
+        raise SpecError(path, f"{where}.target", "a target name such as 'loss' or 'margin'", target)
+    retraining = raw.get("retraining") or []
+    if not isinstance(retraining, list) or any(r not in RETRAINING for r in retraining) \
+            or len(set(retraining)) != len(retraining):
+        raise SpecError(path, f"{where}.retraining", "a list of distinct values from "
+                        + ", ".join(RETRAINING), raw.get("retraining"))
+    estimators = raw.get("estimators")
+    return SuiteEntry(task, seeds,
+                      None if estimators is None else _estimators(estimators, path, f"{where}.estimators"),
+                      n_train, n_test, horizons, target, tuple(retraining))
+
+
+def parse_suite(raw: Any, path: str) -> Suite:
+    """Validate a suite's YAML content (see the module docstring); `path` names it in errors."""
+    if not isinstance(raw, dict) or set(raw) != {"tasks"}:
+        raise SpecError(path, "<file>", "a mapping with the single key 'tasks'",
+                        sorted(map(str, raw)) if isinstance(raw, dict) else raw)
+    if not isinstance(raw["tasks"], list) or not raw["tasks"]:
+        raise SpecError(path, "tasks", "a non-empty list of task entries", raw["tasks"])
+    entries = tuple(_entry(item, path, i) for i, item in enumerate(raw["tasks"]))
+    seen: set[str] = set()
+    for i, e in enumerate(entries):
+        if e.task in seen:
+            raise SpecError(path, f"tasks[{i}].task", "each task once", e.task)
+        seen.add(e.task)
+    return Suite(path, entries)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SpecError(str(path), "<file>", "a readable YAML file", str(err)) from None
+    except yaml.YAMLError as err:
+        raise SpecError(str(path), "<file>", "valid YAML", str(err).splitlines()[0]) from None
+    return parse_suite(raw, str(path))
+
+
+def results_dir(out_dir: str | Path, entry: SuiteEntry) -> Path:
+    """Where an entry's results.json/.csv go: `<out>/results/<task>`."""
+    return Path(out_dir) / "results" / entry.task
+
+
+def supports_retraining() -> bool:
+    """Whether this tdabench's CompareOptions has the `retraining` field."""
+    from tdabench.compare import CompareOptions
+    return "retraining" in {f.name for f in dataclasses.fields(CompareOptions)}
+
+
+def settings(entry: SuiteEntry, default_labels: list[str], retraining: bool) -> dict[str, Any]:
+    """The JSON form of an entry as it is run: estimators resolved to labels (`default_labels`
+    when the entry has none), retraining dropped when the comparison cannot do it."""
+    labels = default_labels if entry.estimators is None else [r.label for r in entry.estimators]
+    return {"task": entry.task, "seeds": entry.seeds, "estimators": list(labels),
+            "n_train": entry.n_train, "n_test": entry.n_test,
+            "horizons": None if entry.horizons is None else list(entry.horizons),
+            "target": entry.target, "retraining": list(entry.retraining) if retraining else []}
+
+
+def compare_options(entry: SuiteEntry, **common: Any) -> Any:
+    """The CompareOptions of an entry; `common` adds e.g. cache_dir, progress. `retraining` is
+    passed only when CompareOptions has that field."""
+    from tdabench.compare import CompareOptions
+    kwargs = dict(task=entry.task, estimators=entry.estimators, seeds=entry.seeds,
+                  horizons=entry.horizons, n_train=entry.n_train, n_test=entry.n_test,
+                  target=entry.target, **common)
+    if supports_retraining():
+        kwargs["retraining"] = entry.retraining
+    return CompareOptions(**kwargs)
+
+
+def check_entry(suite: Suite, entry: SuiteEntry) -> None:
+    """Before anything runs: the task exists and every estimator is known and accepts its params
+    (SpecError naming the suite file and the entry's field otherwise)."""
+    from tdabench.registry import make_estimator
+    from tdabench.task import find_spec
+
+    where = f"tasks[{suite.entries.index(entry)}]"
+    try:
+        find_spec(entry.task)
+    except TdabenchError as err:
+        raise SpecError(suite.path, f"{where}.task", f"a known task ({err})", entry.task) from None
+    for request in entry.estimators or ():
+        try:
+            make_estimator(request.name, **request.params)
+        except TdabenchError as err:
+            raise SpecError(suite.path, f"{where}.estimators", f"known estimators and params ({err})",
+                            request.label) from None
+
+
+def staleness(entry: SuiteEntry, out_dir: str | Path, wanted: dict[str, Any]) -> str | None:
+    """Why an entry must be run ("no results file", "other settings", "task spec changed"), or
+    None when its results file is current. `wanted` is `settings(entry, ...)`; the task must exist
+    (`check_entry`)."""
+    from tdabench.task import find_spec
+
+    path = results_dir(out_dir, entry) / "results.json"
+    if not path.exists():
+        return "no results file"
+    stored = read_results(path)
+    if stored.extra.get(SUITE_KEY) != wanted:
+        return "other settings"
+    return "task spec changed" if stored.task.spec_hash != find_spec(entry.task).spec_hash else None
+
+
+def run_entry(entry: SuiteEntry, wanted: dict[str, Any], out_dir: str | Path,
+              **common: Any) -> Path:
+    """Run the entry's comparison (`common`: further CompareOptions such as cache_dir, progress)
+    and write its results, with `wanted` stored, to `results_dir`; returns the results.json path."""
+    from tdabench.compare import run_compare
+    from tdabench.results import write_results
+
+    results = with_settings(run_compare(compare_options(entry, **common)), wanted)
+    return write_results(results, results_dir(out_dir, entry))[0]
+
+
+def with_settings(results: Results, wanted: dict[str, Any]) -> Results:
+    """`results` with the entry's settings stored under "suite_entry"."""
+    return dataclasses.replace(results, extra={**results.extra, SUITE_KEY: wanted})

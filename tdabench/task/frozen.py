@@ -1,0 +1,50 @@
+"""The frozen part of a pretrained model, computed once per data set and cached.
+
+For a `minilm` task only the last `trainable_layers` encoder layers, the pooler and the head are
+fine-tuned and attributed; the embeddings and the first 6 − k layers never change. Their outputs
+on every example are computed once (`text_models.minilm_features`), saved under
+`<cache>/features/`, and become the inputs `x` of the task, so neither final training, further
+training nor any estimator pays for the frozen layers again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from tdabench.task.cache import atomic_save_tensors, atomic_write_json, check_settings, load_tensors
+from tdabench.task.data import Dataset
+from tdabench.task.spec import TaskSpec
+
+FEATURES_FORMAT = 2  # 2: mean-pooled sentence embeddings (1 took the [CLS] state)
+
+
+def _settings(spec: TaskSpec) -> dict:
+    return {"format": FEATURES_FORMAT, "data": json.loads(json.dumps(dataclasses.asdict(spec.data))),
+            "frozen_layers": 6 - spec.model.trainable_layers, "dtype": spec.dtype}
+
+
+def _entry(spec: TaskSpec, root: Path) -> Path:
+    blob = json.dumps(_settings(spec), sort_keys=True).encode()
+    return root / "features" / f"minilm-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+def with_frozen_features(spec: TaskSpec, data: Dataset, root: Path) -> Dataset:
+    """`data` with token ids replaced by the frozen layers' outputs (cached)."""
+    from tdabench.task.text_models import MINILM_LAYERS, minilm_features
+
+    entry, settings = _entry(spec, root), _settings(spec)
+    if check_settings(entry, settings) and (entry / "features.safetensors").exists():
+        saved = load_tensors(entry / "features.safetensors")
+    else:
+        frozen = MINILM_LAYERS - spec.model.trainable_layers
+        saved = {name: minilm_features(getattr(data, name).x, frozen).to(getattr(torch, spec.dtype))
+                 for name in ("train", "test")}
+        atomic_save_tensors(entry / "features.safetensors", saved)
+        atomic_write_json(entry / "settings.json", settings)
+    return dataclasses.replace(data, train=dataclasses.replace(data.train, x=saved["train"]),
+                               test=dataclasses.replace(data.test, x=saved["test"]))
