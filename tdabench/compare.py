@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from tdabench import __version__
@@ -37,10 +36,8 @@ from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
-from tdabench.task.models import model_for_data
-from tdabench.task.probe import probe_layers
 from tdabench.task.spec import TaskSpec
-from tdabench.task.targets import check_target_name, is_probe
+from tdabench.task.targets import check_target_name
 
 
 @dataclass(frozen=True)
@@ -72,6 +69,7 @@ class EstimatorOutcome:
     records: list[Record] = field(default_factory=list)
     cost: dict = field(default_factory=dict)
     error: str | None = None
+    truth_error: str | None = None  # scoring every training instance failed (no retraining records)
 
 
 def default_requests() -> tuple[EstimatorRequest, ...]:
@@ -107,12 +105,9 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
 
 
 def check_target(name: str, spec: TaskSpec, data: Dataset) -> None:
-    """An unknown target, or a probe of a layer the model does not have, raises before training."""
+    """An unknown target raises before training (a probe's layer is checked by `build_context`,
+    on the model it builds, before it trains)."""
     check_target_name(name, spec.objective, data.n_outputs, spec.concept)
-    if is_probe(name):
-        layers = probe_layers(model_for_data(spec.model, data, getattr(torch, spec.dtype)))
-        if name.partition(":")[2] not in layers:
-            raise UnknownNameError("probe layer", name.partition(":")[2], layers)
 
 
 def _check_analyses(options: CompareOptions) -> None:
@@ -137,35 +132,64 @@ def _check_scores(scores: np.ndarray, expected: tuple[int, ...]) -> None:
         raise TdabenchError(f"returned {int((~np.isfinite(scores)).sum())} non-finite scores")
 
 
-def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskContext,
-                  gold: GoldStandard, centered: bool) -> EstimatorOutcome:
-    """Fit, score at every horizon, and compare; failures become `EstimatorOutcome.error`."""
+Truths = dict[str, LeaveOneOut | SubsetRetraining]
+
+
+def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskContext, gold: GoldStandard,
+                  centered: bool, truths: Truths | None = None) -> EstimatorOutcome:
+    """Fit, score at every horizon, and compare; failures become `EstimatorOutcome.error`.
+
+    With retraining `truths`, the estimator scores *every* training instance in one call (the LDS
+    needs them all) and the evaluated columns are sliced from it, so an expensive transform of the
+    test gradients (if-cg, if-lissa) runs once. Should that call fail, the evaluated columns are
+    scored alone and the failure is kept in `truth_error`: the further-training records survive.
+    """
     cfg, outcome = gold.config, EstimatorOutcome()
     test_idx, train_idx = np.asarray(cfg.test_idx), np.asarray(cfg.train_idx)
+    steps = cfg.horizon_steps(len(ctx.train))
     try:
         with measure() as fit_cost:
             estimator.fit(ctx)
         with measure() as score_cost:
-            scores = estimator.score_horizons(test_idx, train_idx, cfg.horizon_steps(len(ctx.train)))
+            every = _score_every_instance(estimator, ctx, cfg, outcome) if truths else None
+            scores = (estimator.score_horizons(test_idx, train_idx, steps) if every is None
+                      else every[:, :, train_idx])
         _check_scores(scores, (len(cfg.horizons), len(test_idx), len(train_idx)))
     except Exception as err:  # an estimator's failure must not lose the others' results
-        outcome.error = f"{type(err).__name__}: {err}".strip()
-        outcome.error += "" if isinstance(err, TdabenchError) else f" [{_where(err)}]"
+        outcome.error = _describe(err)
         return outcome
     peak = max(v for v in (fit_cost.peak_mem_mb, score_cost.peak_mem_mb, 0.0) if v is not None)
     outcome.cost = {"fit_s": round(fit_cost.seconds, 4), "score_s": round(score_cost.seconds, 4),
-                    "peak_mem_mb": peak or None}
-    params = _json_params(estimator)
-    source = _source(request.name)
+                    "peak_mem_mb": peak or None,
+                    "scored_train_instances": len(train_idx) if every is None else len(ctx.train)}
+    params, source = _json_params(estimator), _source(request.name)
     for h, horizon in enumerate(cfg.horizons):
         target = gold.mean(h, centered)
         for metric in METRICS:
             summary = agreement(scores[h], target, metric)
             outcome.records.append(Record.from_summary(request.label, params, horizon, metric, summary, source))
+    if every is not None:
+        try:
+            outcome.records += retraining_records(request.label, params, source, every[-1], ctx, cfg, truths,
+                                                  centered)
+        except Exception as err:  # keep the further-training records of this estimator
+            outcome.truth_error = _describe(err)
     return outcome
 
 
-Truths = dict[str, LeaveOneOut | SubsetRetraining]
+def _score_every_instance(estimator: Estimator, ctx: TaskContext, cfg: GoldConfig,
+                          outcome: EstimatorOutcome) -> np.ndarray | None:
+    """(horizons, n_test, n_train) scores against every training instance, or None (the failure is
+    recorded in `outcome.truth_error`). At the longest horizon they are what the retraining ground
+    truths compare with."""
+    test_idx, n = np.asarray(cfg.test_idx), len(ctx.train)
+    try:
+        scores = estimator.score_horizons(test_idx, np.arange(n), cfg.horizon_steps(n))
+        _check_scores(scores, (len(cfg.horizons), len(test_idx), n))
+    except Exception as err:
+        outcome.truth_error = _describe(err)
+        return None
+    return scores
 
 
 def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -> Truths:
@@ -176,24 +200,11 @@ def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -
     return {name: runners[name](ctx, rcfg, options.cache_dir, options.progress) for name in options.retraining}
 
 
-def all_train_scores(estimator: Estimator, ctx: TaskContext, cfg: GoldConfig) -> np.ndarray:
-    """(n_test, n_train) scores of a fitted estimator against *every* training instance: `score`, or
-    for a horizon-dependent estimator `score_horizons` at the gold standard's longest horizon."""
-    test_idx, n = np.asarray(cfg.test_idx), len(ctx.train)
-    if estimator.horizon_dependent:
-        scores = estimator.score_horizons(test_idx, np.arange(n), [cfg.horizon_steps(n)[-1]])[0]
-    else:
-        scores = estimator.score(test_idx, np.arange(n))
-    _check_scores(scores, (len(test_idx), n))
-    return scores
-
-
-def retraining_records(request: EstimatorRequest, estimator: Estimator, ctx: TaskContext, cfg: GoldConfig,
-                       truths: Truths, centered: bool) -> list[Record]:
-    """Records of a fitted estimator against each retraining ground truth (horizon = training epochs)."""
-    scores = all_train_scores(estimator, ctx, cfg)
-    args = (request.label, _json_params(estimator), ctx.spec.training.epochs)
-    source, records = _source(request.name), []
+def retraining_records(label: str, params: dict, source: dict | None, scores: np.ndarray, ctx: TaskContext,
+                       cfg: GoldConfig, truths: Truths, centered: bool) -> list[Record]:
+    """Records against each retraining ground truth (horizon = training epochs); `scores`: (n_test,
+    n_train) against every training instance, at the gold standard's longest horizon."""
+    args, records = (label, params, ctx.spec.training.epochs), []
     if "loo" in truths:
         loo = truths["loo"].mean(centered)
         for metric in METRICS:
@@ -203,6 +214,12 @@ def retraining_records(request: EstimatorRequest, estimator: Estimator, ctx: Tas
         summary = lds(scores, truths["lds"].keep, truths["lds"].targets())
         records.append(Record.from_summary(*args, "lds", summary, source, ground_truth="lds"))
     return records
+
+
+def _describe(err: BaseException) -> str:
+    """One line for a failure; where it happened unless it is one of tdabench's own errors."""
+    text = f"{type(err).__name__}: {err}".strip()
+    return text if isinstance(err, TdabenchError) else f"{text} [{_where(err)}]"
 
 
 def _where(err: BaseException) -> str:
@@ -272,13 +289,9 @@ def run_compare(options: CompareOptions) -> Results:
     while made:  # pop each estimator, so its fitted state (a factorised curvature…) is freed after use
         request, estimator = made.pop(0)
         bar.set_postfix_str(request.label)
-        outcome = run_estimator(request, estimator, ctx, gold, options.centered)
-        if truths and outcome.error is None:
-            try:
-                outcome.records += retraining_records(request, estimator, ctx, cfg, truths, options.centered)
-            except Exception as err:  # keep the further-training records of this estimator
-                truth_errors[request.label] = f"{type(err).__name__}: {err}".strip() + (
-                    "" if isinstance(err, TdabenchError) else f" [{_where(err)}]")
+        outcome = run_estimator(request, estimator, ctx, gold, options.centered, truths)
+        if outcome.truth_error is not None:
+            truth_errors[request.label] = outcome.truth_error
         del estimator
         records += outcome.records
         if outcome.error is None:

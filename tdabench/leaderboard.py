@@ -42,7 +42,7 @@ class Row:
     """One estimator with one param set; `cells` maps horizon → its further-training record.
 
     `loo`/`lds`: its leave-one-out (table metric) and LDS records, None when absent; `cost`: its
-    entry of the results file's cost["estimators"] ({"fit_s", "score_s", "peak_mem_mb"}) or None.
+    entry of the results file's cost["estimators"] ({"fit_s", "score_s", "peak_mem_mb", ...}) or None.
     """
 
     label: str
@@ -66,7 +66,8 @@ class Table:
 
     `gold` holds the gold-standard settings; `sources` every results file of the group (superseded
     ones included, see `footnotes`); `noise_ceiling` maps horizon → value (None if unknown);
-    `dates` the sorted dates of the group's results files.
+    `dates` the sorted dates of the group's results files; `failures` the estimators whose newest
+    results file records an error instead of results, with that error.
     """
 
     task: str
@@ -80,6 +81,7 @@ class Table:
     sources: list[str]
     footnotes: list[str]
     dates: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # estimator → why it has no results
 
     @property
     def title(self) -> str:
@@ -237,6 +239,16 @@ def _ceiling(group: list[Results], horizons: list[int], metric: str) -> dict[int
     return out
 
 
+def _failures(group: list[Results]) -> dict[str, str]:
+    """Estimator → its error, for those whose newest mention in the group is an error."""
+    out: dict[str, str] = {}
+    for res in sorted(group, key=_age):
+        for name in {r.estimator for r in res.records}:
+            out.pop(name, None)
+        out.update(res.errors)
+    return dict(sorted(out.items()))
+
+
 def _table(group: list[Results], metric: str) -> Table:
     first = group[0]
     newest, notes = _newest(group)
@@ -250,7 +262,7 @@ def _table(group: list[Results], metric: str) -> Table:
             "n_test": g.n_test}
     return Table(first.task.name, first.task.version, first.task.spec_hash, metric, gold, horizons,
                  _rows(ft, extras, horizons), _ceiling(group, horizons, metric),
-                 sorted({_origin(r) for r in group}), notes, sorted(r.date for r in group))
+                 sorted({_origin(r) for r in group}), notes, sorted(r.date for r in group), _failures(group))
 
 
 def build_leaderboard(results: list[Results], metric: str = "cosine") -> list[Table]:
@@ -348,8 +360,10 @@ def _skipped(rows: list[Row], horizons: list[int]) -> dict[int, int]:
 
 
 def table_notes(table: Table) -> list[str]:
-    """The table's footnotes, then a note on skipped test points if any were skipped."""
+    """The table's footnotes, the estimators that failed and why, then a note on skipped test
+    points if any were skipped."""
     unit, notes = table.gold["horizon_unit"], list(table.footnotes)
+    notes += [f"{name} did not run: {error}" for name, error in table.failures.items()]
     skipped = {h: n for h, n in _skipped(table.rows, table.horizons).items() if n}
     if skipped:
         notes.append("test points skipped as undefined (e.g. saturated, zero gold row), most over "

@@ -170,7 +170,7 @@ class TaskInfo:
 @dataclass(frozen=True)
 class Results:
     """One results file. `cost` = {"gold_standard_s": s, "estimators": {name: {"fit_s", "score_s",
-    "peak_mem_mb"}}}; `errors` = {estimator: message}; `extra` = further top-level keys.
+    "peak_mem_mb", "scored_train_instances"}}}; `errors` = {estimator: message}; `extra` = further top-level keys.
     `origin` (the file it was read from) is not serialised and not compared."""
 
     task: TaskInfo

@@ -54,6 +54,16 @@ def tiny_mlp_context() -> TaskContext:
 
 
 @pytest.fixture(scope="session")
+def tiny_cnn_context() -> TaskContext:
+    """5×5 conv (1→3 channels, tanh, 2×2 max-pool) and a linear head on scikit-learn's 8×8 digits,
+    l2 = 0.01, 208 parameters: 16 positions per convolution output."""
+    data = {"source": "sklearn:load_digits", "max_train": 60, "max_test": 20, "standardize": False,
+            "pixel_scale": 16, "image_shape": [1, 8, 8]}
+    model = {"kind": "cnn", "channels": [3], "hidden": [], "activation": "tanh", "init_seed": 0}
+    return build_context(parse_spec(tiny_spec("tiny-cnn", data=data, model=model)))
+
+
+@pytest.fixture(scope="session")
 def least_squares_context() -> TaskContext:
     """Ridge regression (l2 = 0.01), squared loss, one output (M = 2): K-FAC is exact, IF closed-form."""
     from estimator_helpers import least_squares_spec

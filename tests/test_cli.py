@@ -61,7 +61,9 @@ def test_compare_writes_results_as_in_the_design(compared):
     for record in results["records"]:
         assert -1 <= record["mean"] <= 1 and record["n_test"] + record["n_skipped"] == 8
     for name in estimators:
-        assert set(results["cost"]["estimators"][name]) == {"fit_s", "score_s", "peak_mem_mb"}
+        cost = results["cost"]["estimators"][name]
+        assert set(cost) == {"fit_s", "score_s", "peak_mem_mb", "scored_train_instances"}
+        assert cost["scored_train_instances"] == 10, "without retraining, only the evaluated instances"
     assert results["cost"]["gold_standard_s"] > 0
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(results["records"])

@@ -8,8 +8,9 @@ import pytest
 from gold_helpers import write_small_spec
 from tdabench.compare import CompareOptions, default_requests, run_compare
 from tdabench.estimators.base import Estimator
+from tdabench.estimators.grad_dot import GradDot
 from tdabench.registry import estimators
-from tdabench.results import read_results, write_results
+from tdabench.results import FURTHER_TRAINING, read_results, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
 
 
@@ -23,6 +24,22 @@ class WrongShape(Estimator):
         return np.zeros((len(train_idx), len(test_idx) + 1))
 
 
+class CountsCalls(GradDot):
+    """Grad-Dot that counts its scoring calls; with `refuse_over`, refuses more training columns."""
+
+    calls: list[int] = []
+
+    def __init__(self, *, batch_size: int = 256, refuse_over: int = 0) -> None:
+        super().__init__(batch_size=batch_size)
+        self.refuse_over = refuse_over
+
+    def _score(self, test_idx, train_idx):
+        type(self).calls.append(len(train_idx))
+        if self.refuse_over and len(train_idx) > self.refuse_over:
+            raise MemoryError("too many columns")
+        return super()._score(test_idx, train_idx)
+
+
 class NonFinite(Estimator):
     def _score(self, test_idx, train_idx):
         out = np.ones((len(test_idx), len(train_idx)))
@@ -34,7 +51,9 @@ class NonFinite(Estimator):
 def broken_registered(monkeypatch):
     estimators.names()  # import the built-ins before taking the snapshot
     monkeypatch.setattr(estimators, "_entries", dict(estimators._entries))
-    for name, cls in [("test-raises", Raises), ("test-wrong-shape", WrongShape), ("test-nan", NonFinite)]:
+    CountsCalls.calls = []
+    for name, cls in [("test-raises", Raises), ("test-wrong-shape", WrongShape), ("test-nan", NonFinite),
+                      ("test-counts", CountsCalls)]:
         estimators.register(name)(cls)
 
 
@@ -51,6 +70,31 @@ def test_failures_are_recorded_and_the_rest_is_kept(broken_registered, tmp_path)
     assert set(results.cost["estimators"]) == {"grad-dot"}
     json_path, _ = write_results(results, tmp_path / "out")
     assert read_results(json_path).errors == results.errors
+
+
+def test_retraining_scores_every_instance_once_and_slices_the_evaluated_ones(broken_registered, tmp_path):
+    """With an LDS, one scoring call covers all training instances; the further-training records
+    equal those of a run without it; a failure of that call keeps the further-training records."""
+    spec, cache = write_small_spec(tmp_path), tmp_path / "cache"
+    plain = run_compare(CompareOptions(task=str(spec), estimators=tuple(parse_estimators("test-counts")),
+                                       progress=False, cache_dir=cache))
+    n_evaluated = CountsCalls.calls[0]
+    CountsCalls.calls.clear()
+    refusing = f"test-counts(refuse_over={n_evaluated})"
+    options = CompareOptions(task=str(spec), progress=False, cache_dir=cache, retraining=("lds",),
+                             retraining_seeds=1, lds_subsets=4,
+                             estimators=tuple(parse_estimators(f"test-counts,{refusing}")))
+    results = run_compare(options)
+    n_train = results.task.details["n_train"]
+    assert CountsCalls.calls == [n_train, n_train, n_evaluated], "one call on all, then the refused one's fallback"
+    further = lambda label: {(r.horizon, r.metric): r.mean for r in results.records
+                             if r.estimator == label and r.ground_truth == FURTHER_TRAINING}
+    assert further("test-counts") == pytest.approx({(r.horizon, r.metric): r.mean for r in plain.records}, rel=1e-12)
+    assert further(refusing) == pytest.approx(further("test-counts"), rel=1e-12)
+    assert [r.estimator for r in results.records if r.ground_truth == "lds"] == ["test-counts"]
+    assert "MemoryError: too many columns" in results.extra["retraining"]["errors"][refusing]
+    assert results.cost["estimators"]["test-counts"]["scored_train_instances"] == n_train
+    assert not results.errors
 
 
 def test_default_is_every_builtin_and_only_builtins(broken_registered):

@@ -16,6 +16,7 @@ import torch
 from estimator_helpers import all_scores, assert_close, least_squares_spec
 from tdabench.estimators import (ArnoldiInfluence, ConjugateGradientInfluence, ExplicitInfluence, GradDot,
                                  HorizonLissa, LissaInfluence, TracIn, Trak)
+from tdabench.estimators.curvature import CurvatureOperator
 from tdabench.estimators.gradients import flat_per_sample_grads
 from tdabench.estimators.trak import RandomProjection
 from tdabench.gold import GoldConfig, paired_differences
@@ -62,6 +63,20 @@ def test_iterative_inverses_match_if_explicit(name, fixture, request):
     for curvature in ("hessian", "gauss-newton"):
         expected = all_scores(ExplicitInfluence(curvature=curvature, damping=0.5, damping_relative=False), ctx)
         assert_close(all_scores(ITERATIVE[name](0.5, curvature), ctx), expected, 1e-6)
+
+
+@pytest.mark.parametrize("curvature", ["hessian", "gauss-newton"])
+def test_curvature_operator_dense_equals_matrix_free(tiny_mlp_context, curvature):
+    """The explicit matrix a small model's operator builds gives the matrix-free products (tanh MLP,
+    l2 = 0.01, damping 0.3: both added once), in float64; a sampled `rows` product stays matrix-free."""
+    vectors = torch.randn(5, tiny_mlp_context.n_params, generator=torch.Generator().manual_seed(0),
+                          dtype=torch.float64)
+    dense = CurvatureOperator(tiny_mlp_context, curvature, damping=0.3, batch_size=7)
+    free = CurvatureOperator(tiny_mlp_context, curvature, damping=0.3, batch_size=7, dense_up_to=0)
+    assert_close(dense.matvec(vectors).numpy(), free.matvec(vectors).numpy(), 1e-12)
+    assert dense._dense is not None and free._dense is None
+    rows = torch.arange(0, len(tiny_mlp_context.train), 3)
+    assert_close(dense.matvec(vectors, rows=rows).numpy(), free.matvec(vectors, rows=rows).numpy(), 1e-12)
 
 
 def test_cg_refuses_an_indefinite_curvature(tiny_mlp_context):

@@ -14,6 +14,7 @@ from tdabench.errors import TdabenchError
 from tdabench.estimators import ExplicitInfluence, GradCos, GradDot, clone
 from tdabench.estimators.grad_dot import normalize_rows
 from tdabench.estimators.gradients import flat_per_sample_grads, flatten, lambda_g, unflatten
+from tdabench.estimators import dense_curvature
 from tdabench.estimators.influence import gauss_newton_matrix, hessian_matrix
 from tdabench.registry import make_estimator
 from tdabench.task import TaskContext
@@ -99,6 +100,25 @@ def test_hessian_matrix_matches_torch_hessian_on_mlp(tiny_mlp_context):
     assert_close(h.numpy(), hessian(risk)(theta).numpy(), 1e-12)
     g = gauss_newton_matrix(ctx)
     assert (g - h).abs().max() > 1e-3 * h.abs().max()  # tanh MLP: the residual term is not negligible
+
+
+def test_curvature_matrix_is_built_once_per_context_and_parameter_values(tiny_mlp_context, monkeypatch):
+    """if-explicit factorises its copy in place; a second estimator on the same context reuses the
+    memoised matrix and scores the same; a changed parameter (or a new context) builds it again."""
+    ctx = dataclasses.replace(tiny_mlp_context, params={k: v.clone() for k, v in tiny_mlp_context.params.items()})
+    builds = []
+    monkeypatch.setattr(dense_curvature, "hessian_matrix", lambda c: builds.append(c) or hessian_matrix(c))
+    first = all_scores(ExplicitInfluence(damping=10.0, damping_relative=False), ctx)
+    again = all_scores(ExplicitInfluence(damping=10.0, damping_relative=False), ctx)
+    cg = all_scores(make_estimator("if-cg", damping=10.0, damping_relative=False), ctx)
+    assert len(builds) == 1 and np.array_equal(first, again)
+    assert_close(cg, first, 1e-8)
+    with torch.no_grad():
+        ctx.params["0.bias"].add_(0.1)  # in place: the memoised matrix no longer applies
+    moved = all_scores(ExplicitInfluence(damping=10.0, damping_relative=False), ctx)
+    assert len(builds) == 2 and not np.allclose(moved, first)
+    all_scores(ExplicitInfluence(damping=10.0, damping_relative=False), dataclasses.replace(ctx))
+    assert len(builds) == 3
 
 
 def test_gauss_newton_matrix_matches_per_example_loop(tiny_mlp_context):

@@ -15,6 +15,8 @@ from tdabench.estimators.datainf import DataInf
 from tdabench.estimators.gradients import flat_per_sample_grads, flatten, lambda_g, unflatten
 from tdabench.estimators.influence import gauss_newton_matrix
 from tdabench.estimators.kfac import EKFAC, KFAC
+from tdabench.metrics import agreement
+from tdabench.registry import make_estimator
 from tdabench.task import TaskContext
 from tdabench.testing import check_estimator
 
@@ -22,9 +24,11 @@ ESTIMATORS = {"kfac": KFAC, "ekfac": EKFAC, "datainf": DataInf}
 
 
 def matrix_order(context: TaskContext, layer: str) -> np.ndarray:
-    """Flat indices of layer's (W | b) in row-major (out, in + 1) order: entry (r, c) = W[r, c], (r, in) = b[r]."""
+    """Flat indices of layer's (W | b) in row-major (out, in + 1) order: entry (r, c) = W[r, c], (r, in) = b[r]
+    (a convolution's W: its weight as (out, in·kh·kw), row-major)."""
     offsets = dict(zip(context.params, np.cumsum([0, *(p.numel() for p in context.params.values())])))
-    n_out, n_in = context.params[f"{layer}.weight"].shape
+    weight = context.params[f"{layer}.weight"]
+    n_out, n_in = weight.shape[0], weight[0].numel()
     weight = offsets[f"{layer}.weight"] + np.arange(n_out * n_in).reshape(n_out, n_in)
     bias = offsets[f"{layer}.bias"] + np.arange(n_out)
     return np.hstack([weight, bias[:, None]]).ravel()
@@ -88,9 +92,49 @@ def test_kfac_factors_match_per_example_loop(tiny_mlp_context):
         assert_close(s.numpy(), s_ref[layer] / len(ctx.train), 1e-10)
 
 
-def test_ekfac_eigenvalues_are_the_diagonal_of_the_rotated_gauss_newton_block(tiny_mlp_context):
-    """Λ*[k, l] = (Q_S ⊗ Q_A)ᵀ G_layer (Q_S ⊗ Q_A) diagonal, G_layer in row-major (out, in+1) order."""
-    ctx = tiny_mlp_context
+def test_kfac_convolution_factors_match_a_loop_over_patches(tiny_cnn_context):
+    """KFC: A = (1/n) Σ_i Σ_t ã_it ã_itᵀ with patches sliced by hand (channel, row, column order, 1
+    last), S = (1/(nT)) Σ_i Σ_t J_tᵀ(diag p − ppᵀ)J_t, J_t the Jacobian of the logits w.r.t. the
+    convolution's pre-activation at position t, from autograd.functional through a hand-written head."""
+    ctx = tiny_cnn_context
+    w, b = ctx.params["0.weight"], ctx.params["0.bias"]  # (3, 1, 5, 5), 4×4 output positions
+    head_w, head_b = ctx.params["4.weight"], ctx.params["4.bias"]
+    logits_of = lambda pre: torch.nn.functional.max_pool2d(torch.tanh(pre), 2).reshape(-1) @ head_w.T + head_b
+    a_ref, s_ref = np.zeros((26, 26)), np.zeros((3, 3))
+    for xi in ctx.train.x:
+        pre = torch.stack([torch.stack([(w[:, 0] * xi[0, r:r + 5, c:c + 5]).sum((1, 2)) + b for c in range(4)])
+                           for r in range(4)]).permute(2, 0, 1)  # (3, 4, 4), by hand
+        assert_close(pre.numpy(), torch.nn.functional.conv2d(xi[None], w, b)[0].numpy(), 1e-12)
+        for r in range(4):
+            for c in range(4):
+                patch = np.append(xi[0, r:r + 5, c:c + 5].reshape(-1).numpy(), 1.0)
+                a_ref += np.outer(patch, patch)
+        jac = torch.autograd.functional.jacobian(logits_of, pre).numpy().reshape(10, 3, 16)  # (C, out, T)
+        p = torch.softmax(logits_of(pre), -1).numpy()
+        for t in range(16):
+            s_ref += jac[:, :, t].T @ (np.diag(p) - np.outer(p, p)) @ jac[:, :, t]
+    est = KFAC().fit(ctx)
+    assert [type(b).__name__ for b in est.blocks_] == ["ConvBlock", "LinearBlock"]
+    (a, s), n = est.factors_[0], len(ctx.train)
+    assert_close(a.numpy(), a_ref / n, 1e-10)
+    assert_close(s.numpy(), s_ref / (n * 16), 1e-10)
+
+
+def test_ekfac_on_a_cnn_agrees_with_kronfluence(tiny_cnn_context):
+    """kronfluence factors the convolution its own way (and samples labels for its Fisher): on the
+    tiny CNN at 100·λ_G, measured per-test-point Pearson 0.9996 and scale 1.02 against ours."""
+    native = EKFAC(damping=100.0).fit(tiny_cnn_context)
+    reference = make_estimator("ekfac-kronfluence", damping=native.describe()["damping"]).fit(tiny_cnn_context)
+    ours, theirs = all_scores(native, tiny_cnn_context), all_scores(reference, tiny_cnn_context)
+    assert agreement(theirs, ours, "pearson").mean >= 0.99
+    assert 0.9 < (ours * theirs).sum() / (theirs ** 2).sum() < 1.1
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mlp_context", "tiny_cnn_context"])
+def test_ekfac_eigenvalues_are_the_diagonal_of_the_rotated_gauss_newton_block(fixture, request):
+    """Λ*[k, l] = (Q_S ⊗ Q_A)ᵀ G_layer (Q_S ⊗ Q_A) diagonal, G_layer in row-major (out, in+1) order;
+    for the CNN's convolution too (its per-example gradient sums the 16 positions' outer products)."""
+    ctx = request.getfixturevalue(fixture)
     gn = loss_part_of_gauss_newton(ctx)
     ekfac, kfac = EKFAC().fit(ctx), KFAC().fit(ctx)
     layers = zip(ekfac.blocks_, ekfac.bases_, ekfac.eigenvalues_, kfac.eigenvalues_)
@@ -103,11 +147,12 @@ def test_ekfac_eigenvalues_are_the_diagonal_of_the_rotated_gauss_newton_block(ti
         assert gap > 1e-3, f"layer {block.name}: K-FAC's eigenvalues should differ from EK-FAC's on an MLP"
 
 
+@pytest.mark.parametrize("fixture", ["tiny_mlp_context", "tiny_cnn_context"])
 @pytest.mark.parametrize("cls", [KFAC, EKFAC])
-def test_kronecker_transform_matches_explicit_block_diagonal_inverse(tiny_mlp_context, cls):
+def test_kronecker_transform_matches_explicit_block_diagonal_inverse(fixture, cls, request):
     """Scores = g_test (C + (λ + l2)I)⁻¹ g_trainᵀ with C block-diagonal, C_layer = S ⊗ A (K-FAC) or
     (Q_S ⊗ Q_A) diag(Λ*) (Q_S ⊗ Q_A)ᵀ (EK-FAC) in row-major (out, in+1) order, built explicitly."""
-    ctx = tiny_mlp_context
+    ctx = request.getfixturevalue(fixture)
     est = cls(damping=0.5).fit(ctx)
     curvature = np.zeros((ctx.n_params, ctx.n_params))
     for block, (a, s), (q_s, q_a), lam in zip(est.blocks_, est.factors_, est.bases_, est.eigenvalues_):
@@ -206,5 +251,5 @@ def test_zero_damping_without_l2_is_refused(tiny_logreg_context, name):
 def test_parameters_outside_linear_layers_are_refused(tiny_logreg_context, cls):
     ctx = tiny_logreg_context
     extra = dataclasses.replace(ctx, params={**ctx.params, "scale": torch.ones(1, dtype=torch.float64)})
-    with pytest.raises(TdabenchError, match="parameter 'scale' does not belong to an nn.Linear layer"):
+    with pytest.raises(TdabenchError, match="parameter 'scale' does not belong to a supported layer"):
         cls().fit(extra)

@@ -11,9 +11,9 @@ import pytest
 from tdabench.errors import UnknownNameError
 from tdabench.html_report import leaderboard_html
 from tdabench.leaderboard import (CSV_COLUMNS, build_leaderboard, format_cell, format_interval,
-                                  format_seconds, leaderboard_csv, plot_names, read_relative,
-                                  render_terminal_table, results_files, summary_grid,
-                                  write_leaderboard)
+                                  format_seconds, leaderboard_csv, leaderboard_markdown, plot_names,
+                                  read_relative, render_terminal_table, results_files, summary_grid,
+                                  table_notes, write_leaderboard)
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, write_results
 
 HASH_A = "sha256:" + "a" * 64
@@ -61,6 +61,21 @@ def test_newest_file_wins_with_footnote() -> None:
     assert means == {"grad-dot": 0.2, "tracin": 0.3}
     assert len(table.footnotes) == 1
     assert "grad-dot" in table.footnotes[0] and "superseded: old" in table.footnotes[0]
+
+
+def test_failed_estimators_are_listed_until_a_newer_file_has_their_results() -> None:
+    old = res([rec("grad-dot", 1, 0.1)], origin="old", date="2024-05-01T00:00:00+00:00",
+              errors={"kfac": "Conv2d is not supported", "trak": "out of memory"})
+    new = res([rec("trak", 1, 0.2)], origin="new", date="2024-05-02T00:00:00+00:00",
+              errors={"if-cg": "not positive definite"})
+    (table,) = build_leaderboard([new, old])
+    assert table.failures == {"if-cg": "not positive definite", "kfac": "Conv2d is not supported"}
+    notes = table_notes(table)
+    assert "kfac did not run: Conv2d is not supported" in notes
+    assert "if-cg did not run: not positive definite" in leaderboard_markdown([table])
+    (again,) = build_leaderboard([res([rec("kfac", 1, 0.3)], origin="newer", date="2024-05-03T00:00:00+00:00"),
+                                  new, old])
+    assert again.failures == {"if-cg": "not positive definite"}
 
 
 def test_labels_rows_order_and_noise_ceiling() -> None:

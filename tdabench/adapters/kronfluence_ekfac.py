@@ -1,6 +1,6 @@
 """`ekfac-kronfluence`: EK-FAC influence functions computed by kronfluence, in tdabench's convention.
 
-kronfluence (Grosse et al. 2023) fits, for every `nn.Linear` layer ("tracked module") separately,
+kronfluence (Grosse et al. 2023) fits, for every `nn.Linear` and `nn.Conv2d` layer ("tracked module"),
 the activation covariance A = mean a aᵀ (a with a 1 appended for the bias) and the pseudo-gradient
 covariance S = mean g gᵀ (g: gradient of the per-example loss w.r.t. the layer's output), takes
 their eigenvectors Q_A, Q_S, and refits the eigenvalues Λ = mean_i (Q_Sᵀ ∇_W ℓ_i Q_A)² on per-example
@@ -150,11 +150,12 @@ class EkfacKronfluence(Estimator):
                                 f"({err})") from None
         if context.spec.objective.loss == "squared" and context.data.n_outputs != 1:
             raise TdabenchError(f"{NAME}: squared loss is supported with one output, got {context.data.n_outputs}")
-        tracked = sum(p.numel() for m in context.model.modules() if isinstance(m, torch.nn.Linear)
+        kinds = (torch.nn.Linear, torch.nn.Conv2d)
+        tracked = sum(p.numel() for m in context.model.modules() if isinstance(m, kinds)
                       for p in m.parameters(recurse=False))
         if tracked != context.n_params:
-            raise TdabenchError(f"{NAME}: kronfluence factors nn.Linear layers only here, which hold {tracked} of "
-                                f"the model's {context.n_params} parameters; the others would be ignored")
+            raise TdabenchError(f"{NAME}: kronfluence factors nn.Linear and nn.Conv2d layers only, which hold "
+                                f"{tracked} of the model's {context.n_params} parameters; the others would be ignored")
         workdir = tempfile.TemporaryDirectory(prefix="tdabench-kronfluence-")
         try:
             generator = torch.Generator().manual_seed(int(self.seed))

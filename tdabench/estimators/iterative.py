@@ -108,7 +108,8 @@ class LissaInfluence(DampedInfluence):
     depth: recursion steps. scale: s, which must exceed half the largest eigenvalue of C + λI for
     the recursion to converge; None = 1.1 × that eigenvalue estimated by power iteration.
     hvp_batch_size: training examples sampled (with `seed`) for each step's curvature product, as in
-    stochastic LiSSA; None = the whole training set (deterministic, converges to `if-explicit`).
+    stochastic LiSSA; None = the whole training set (deterministic, converges to `if-explicit`). The
+    power iteration that sets the default scale samples its products the same way.
     """
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
@@ -135,18 +136,19 @@ class LissaInfluence(DampedInfluence):
     def _fit_representations(self, context: TaskContext) -> None:
         self._fit_damping(context)
         self.operator_ = self._operator(context)
-        self.scale_ = (1.1 * top_eigenvalue(self.operator_, seed=self.seed) if self.scale is None
-                       else float(self.scale))
+        self.scale_ = (1.1 * top_eigenvalue(self.operator_, seed=self.seed, matvec=self._sampled_matvec(context))
+                       if self.scale is None else float(self.scale))
 
     def _transform(self, reps: torch.Tensor) -> torch.Tensor:
-        return lissa(self._sampled_matvec(), reps.double(), self.depth, self.scale_)
+        return lissa(self._sampled_matvec(self._fitted_context()), reps.double(), self.depth, self.scale_)
 
-    def _sampled_matvec(self) -> MatVec:
-        """Full-batch products, or each call on a fresh sample of `hvp_batch_size` examples."""
+    def _sampled_matvec(self, context: TaskContext) -> MatVec:
+        """Full-batch products, or each call on a fresh sample of `hvp_batch_size` examples (drawn
+        with `seed`: the power iteration and the recursion each restart the same stream)."""
         if self.hvp_batch_size is None:
             return self.operator_.matvec
         rng = np.random.default_rng(self.seed)
-        n = len(self._fitted_context().train)
+        n = len(context.train)
         size = min(self.hvp_batch_size, n)
         return lambda v: self.operator_.matvec(v, rows=torch.as_tensor(rng.choice(n, size, replace=False)))
 

@@ -1,8 +1,8 @@
-"""K-FAC and EK-FAC influence: a Kronecker-factored Gauss–Newton block per nn.Linear layer.
+"""K-FAC and EK-FAC influence: a Kronecker-factored Gauss–Newton block per nn.Linear or nn.Conv2d layer.
 
     score[j, i] = ∇f(z_j)ᵀ (C + (λ + l2) I)⁻¹ ∇ℓ(z_i)      (tdabench sign, as in `influence.py`)
 
-C is block-diagonal over the Linear layers and approximates the loss part of G = (1/n)Σ_i J_iᵀM_iJ_i
+C is block-diagonal over the layers and approximates the loss part of G = (1/n)Σ_i J_iᵀM_iJ_i
 (+ l2·I, which enters as extra damping). For a layer with input a (in,) and ã = (a, 1) when it has a
 bias, the weight gradient of example i is the matrix V = s ãᵀ (out × in+1), whose row-major
 flattening is s ⊗ ã (W's entries row by row; the bias is the last column). With the exact
@@ -14,6 +14,12 @@ the layer's block of G is exactly (1/n)Σ_i Σ_c (s_ic s_icᵀ) ⊗ (ã_i ã_i�
   Q_S [(Q_Sᵀ V Q_A) / (σ αᵀ + λ')] Q_Aᵀ  (elementwise division), λ' = λ + l2.
 - EK-FAC (George et al. 2018): same bases, eigenvalues σ αᵀ replaced by the diagonal of the exact
   block in the basis Q_S ⊗ Q_A: Λ*[k, l] = (1/n)Σ_iΣ_c (Q_Sᵀ s_ic)_k² (Q_Aᵀ ã_i)_l².
+- Convolutions (KFC, Grosse & Martens 2016; `layers.ConvBlock`): example i's gradient is
+  V_ic = Σ_t s_ict ã_itᵀ over the T output positions (ã_it: the unfolded input patch). Assuming
+  activations and pseudo-gradients uncorrelated across positions and alike at every position,
+  block ≈ S ⊗ A with A = (1/n)Σ_iΣ_t ã ãᵀ and S = (1/(nT))Σ_iΣ_cΣ_t s sᵀ; EK-FAC's
+  Λ*[k, l] = (1/n)Σ_iΣ_c ((Q_Sᵀ V_ic Q_A)[k, l])² uses the exact V_ic, so it remains the exact diagonal
+  of the block in that basis. A linear layer is the case T = 1, where these are the formulas above.
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ def output_hessian_root(context: TaskContext, outputs: torch.Tensor, y: torch.Te
 
 def pseudo_gradients(context: TaskContext, blocks: list[LinearBlock], params: Tensors, x: torch.Tensor,
                      y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer: inputs ã (b, width) and pseudo-gradients s (b, C, out), s[i, c] = (∂out_i/∂pre)ᵀ R_i e_c:
-    the gradient of Σ_i out_iᵀ R_i e_c w.r.t. the layer's probe (examples are independent)."""
+    """Per layer: inputs ã (b, T, width) and pseudo-gradients s (b, C, T, out) at its T positions,
+    s[i, c] = (∂out_i/∂pre)ᵀ R_i e_c: the gradient of Σ_i out_iᵀ R_i e_c w.r.t. the layer's probe
+    (examples are independent)."""
     with probed(blocks) as (inputs, probes), torch.enable_grad():
         outputs = context.outputs(params, x)
     missing = [b.name for b in blocks if b.name not in inputs]
@@ -57,11 +64,20 @@ def pseudo_gradients(context: TaskContext, blocks: list[LinearBlock], params: Te
             for c in range(outputs.shape[1])]
     result = []
     for k, block in enumerate(blocks):
-        a = inputs[block.name]
+        a = block.patches(inputs[block.name])
         if block.bias is not None:
-            a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], dim=1)
-        result.append((a, torch.stack([col[k] for col in cols], dim=1)))
+            a = torch.cat([a, torch.ones(*a.shape[:2], 1, dtype=a.dtype)], dim=2)
+        result.append((a, torch.stack([block.positions(col[k]) for col in cols], dim=1)))
     return result
+
+
+def _squared_rotated_gradients(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Σ_iΣ_c ((Σ_t s_ict a_itᵀ)[k, l])² for s (b, C, T, out) and a (b, T, width): (out, width).
+    With one position (T = 1) the square factors, (s_k a_l)² = s_k² a_l², and no (b, C, out, width)
+    temporary is made."""
+    if a.shape[1] == 1:
+        return s[:, :, 0].pow(2).sum(1).T @ a[:, 0].pow(2)
+    return torch.einsum("icto,itw->icow", s, a).pow(2).sum((0, 1))
 
 
 def batches(context: TaskContext, batch_size: int) -> Iterator[tuple[Tensors, torch.Tensor, torch.Tensor]]:
@@ -89,7 +105,7 @@ class KroneckerInfluence(InnerProductEstimator):
 
     def _fit_representations(self, context: TaskContext) -> None:
         label = type(self).__dict__.get("name") or type(self).__name__
-        self.blocks_ = linear_blocks(context, label)
+        self.blocks_ = linear_blocks(context, label, conv=True)
         self.lambda_g_ = training_lambda_g(context, self.batch_size) if self.damping_relative else None
         self.damping_ = float(self.damping) * (self.lambda_g_ if self.damping_relative else 1.0)
         self.factors_ = self._factors(context)
@@ -109,8 +125,9 @@ class KroneckerInfluence(InnerProductEstimator):
                  torch.zeros(b.n_out, b.n_out, dtype=torch.float64)) for b in self.blocks_]
         for params, xb, yb in batches(context, self.batch_size):
             for (a_sum, s_sum), (a, s) in zip(sums, pseudo_gradients(context, self.blocks_, params, xb, yb)):
+                a, s = a.reshape(-1, a.shape[-1]), s.reshape(-1, s.shape[-1]) / s.shape[2] ** 0.5
                 a_sum.addmm_(a.T, a)
-                s_sum.addmm_(s.reshape(-1, s.shape[2]).T, s.reshape(-1, s.shape[2]))
+                s_sum.addmm_(s.T, s)
         n = len(context.train)
         return [(a_sum / n, s_sum / n) for a_sum, s_sum in sums]
 
@@ -152,5 +169,5 @@ class EKFAC(KroneckerInfluence):
         for params, xb, yb in batches(context, self.batch_size):
             stats = pseudo_gradients(context, self.blocks_, params, xb, yb)
             for total, (q_s, q_a), (a, s) in zip(sums, self.bases_, stats):
-                total.addmm_((s @ q_s).pow(2).sum(1).T, (a @ q_a).pow(2))
+                total += _squared_rotated_gradients(s @ q_s, a @ q_a)
         return [total / len(context.train) for total in sums]

@@ -8,6 +8,11 @@ d = ∂F/∂(pre-activation). So gradient inner products factor per layer,
 
 which gives Grad-Dot-type Gram matrices without materialising per-sample gradients (the "ghost"
 inner products). Models with parameters outside nn.Linear layers fall back to flat gradients.
+
+K-FAC also takes nn.Conv2d layers (`ConvBlock`, `linear_blocks(..., conv=True)`): a convolution
+applies one matrix W (out × in·kh·kw, the row-major flattening of its weight) at each of T output
+positions to the unfolded input patch there (`torch.nn.functional.unfold` order: channel, kernel
+row, kernel column), so its per-example gradient is the sum of T outer products Σ_t d_t ã_tᵀ.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.gradients import GradFn, Tensors, flat_per_sample_grads, per_example_function
@@ -53,23 +59,67 @@ class LinearBlock:
         if self.bias is not None:
             flat[:, self.bias] = matrix[:, :, self.n_in]
 
+    def accepts(self, inputs: torch.Tensor) -> bool:
+        return inputs.dim() == 2
 
-def linear_blocks(context: TaskContext, label: str) -> list[LinearBlock]:
-    """The model's nn.Linear layers owning parameters of context.params; any other parameter raises."""
+    def patches(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The layer's inputs (b, in) as (b, T, in) with T = 1 position."""
+        return inputs.unsqueeze(1)
+
+    def positions(self, grads: torch.Tensor) -> torch.Tensor:
+        """Gradients w.r.t. the outputs (b, out) as (b, T, out) with T = 1 position."""
+        return grads.unsqueeze(1)
+
+
+@dataclass(frozen=True)
+class ConvBlock(LinearBlock):
+    """An nn.Conv2d layer (groups = 1, zero padding): `n_in` = in·kh·kw, T = output positions."""
+
+    def accepts(self, inputs: torch.Tensor) -> bool:
+        return inputs.dim() == 4
+
+    def patches(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Inputs (b, in, H, W) → unfolded patches (b, T, in·kh·kw), in the weight's column order."""
+        m = self.module
+        return functional.unfold(inputs, m.kernel_size, dilation=m.dilation, padding=m.padding,
+                                 stride=m.stride).transpose(1, 2)
+
+    def positions(self, grads: torch.Tensor) -> torch.Tensor:
+        """Gradients w.r.t. the outputs (b, out, H', W') → (b, T, out)."""
+        return grads.flatten(2).transpose(1, 2)
+
+
+def _conv_block(name: str, module: nn.Conv2d, weight: slice, bias: slice | None) -> ConvBlock | None:
+    """A ConvBlock, or None for convolutions this view does not describe (groups, string padding,
+    padding modes other than zeros)."""
+    if module.groups != 1 or isinstance(module.padding, str) or module.padding_mode != "zeros":
+        return None
+    n_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+    return ConvBlock(name, module, weight, bias, module.out_channels, n_in)
+
+
+def linear_blocks(context: TaskContext, label: str, conv: bool = False) -> list[LinearBlock]:
+    """The model's nn.Linear layers (and, with `conv`, nn.Conv2d layers) owning parameters of
+    context.params, in module order; any other parameter raises."""
     offsets = np.cumsum([0, *(p.numel() for p in context.params.values())]).tolist()
     where = {k: slice(lo, hi) for k, lo, hi in zip(context.params, offsets[:-1], offsets[1:])}
     blocks, owned = [], set()
     for name, module in context.model.named_modules():
         weight, bias = f"{name}.weight", f"{name}.bias"
-        if isinstance(module, nn.Linear) and weight in where:
-            has_bias = module.bias is not None and bias in where
+        if weight not in where or not isinstance(module, (nn.Linear, nn.Conv2d) if conv else nn.Linear):
+            continue
+        has_bias = module.bias is not None and bias in where
+        bias_slice = where[bias] if has_bias else None
+        block = (LinearBlock(name, module, where[weight], bias_slice, module.out_features, module.in_features)
+                 if isinstance(module, nn.Linear) else _conv_block(name, module, where[weight], bias_slice))
+        if block is not None:
             owned.update([weight, bias] if has_bias else [weight])
-            blocks.append(LinearBlock(name, module, where[weight], where[bias] if has_bias else None,
-                                      module.out_features, module.in_features))
+            blocks.append(block)
+    supported = "nn.Linear, nn.Conv2d (groups 1, zero padding)" if conv else "nn.Linear"
     for key in context.params:
         if key not in owned:
-            raise TdabenchError(f"{label}: parameter '{key}' does not belong to an nn.Linear layer "
-                                f"(supported layers: nn.Linear)")
+            raise TdabenchError(f"{label}: parameter '{key}' does not belong to a supported layer "
+                                f"(supported layers: {supported})")
     return blocks
 
 
@@ -83,9 +133,10 @@ def probed(blocks: list[LinearBlock]) -> Iterator[tuple[dict[str, torch.Tensor],
 
     def hook_for(block: LinearBlock) -> Callable[..., torch.Tensor]:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-            if block.name in inputs or args[0].dim() != 2:
-                raise TdabenchError(f"layer '{block.name}': only nn.Linear layers called once per forward "
-                                    f"on (batch, features) inputs are supported")
+            if block.name in inputs or not block.accepts(args[0]):
+                raise TdabenchError(f"layer '{block.name}': only layers called once per forward on batched "
+                                    f"inputs are supported ((batch, features) for nn.Linear, (batch, "
+                                    f"channels, height, width) for nn.Conv2d)")
             inputs[block.name] = args[0].detach()
             probes[block.name] = torch.zeros_like(output, requires_grad=True)
             return output + probes[block.name]

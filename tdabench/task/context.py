@@ -19,7 +19,7 @@ from tdabench.task.cache import atomic_save_tensors, atomic_write_json, cache_ro
 from tdabench.task.data import Dataset, Split, load_dataset
 from tdabench.task.models import model_for_data
 from tdabench.task.objective import OutputFn, l2_penalty, margin, per_example_loss
-from tdabench.task.probe import Probe, fit_probe, layer_activation
+from tdabench.task.probe import Probe, check_probe_layer, fit_probe, layer_activation
 from tdabench.task.targets import is_probe, make_target
 from tdabench.errors import TdabenchError
 from tdabench.task.spec import TaskSpec
@@ -56,6 +56,9 @@ class TaskContext:
     checkpoints: tuple[Checkpoint, ...] = ()  # saved during the final model's training; may be empty
     cache_dir: Path | None = None  # where the final model is cached (None: cache_root())
     probe: Probe | None = None  # the frozen concept probe of a 'probe:LAYER' target
+    # What estimators compute once per context and share (dense_curvature.curvature_matrix); a
+    # context made by dataclasses.replace starts empty.
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def train(self) -> Split:
@@ -181,6 +184,8 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
     dtype = getattr(torch, spec.dtype)
     data = data or load_task_data(spec, cache_dir)
     model = model_for_data(spec.model, data, dtype)
+    target = target or spec.target
+    check_probe_layer(target, model)  # before the final model is trained
     entry = _final_model_entry(spec, cache_dir or cache_root())
     complete = (entry / "model.safetensors").exists() and all(
         _checkpoint_path(entry, e).exists() for e in spec.training.checkpoint_epochs)
@@ -192,7 +197,6 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
                "test": evaluate(model, data.test, spec.objective)}
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
-    target = target or spec.target
     target_fn, probe = _target_parts(target, spec, model, params, buffers, data)
     return TaskContext(spec, model, params, buffers, data, metrics, target, target_fn,
                        per_example_loss(spec.objective), _load_checkpoints(spec, entry, list(params)),

@@ -29,6 +29,13 @@ def probe_layers(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
+def check_probe_layer(target: str, model: nn.Module) -> None:
+    """A 'probe:LAYER' target naming a module the model does not have raises, listing the valid ones."""
+    kind, _, layer = target.partition(":")
+    if kind == "probe" and layer not in probe_layers(model):
+        raise UnknownNameError("probe layer", layer, probe_layers(model))
+
+
 def _pool(out) -> torch.Tensor:
     out = out[0] if isinstance(out, (tuple, list)) else out
     if out.dim() == 3:
