@@ -98,6 +98,9 @@ def test_hessian_matrix_matches_torch_hessian_on_mlp(tiny_mlp_context):
     h = hessian_matrix(ctx, chunk_size=5)
     assert torch.equal(h, h.T)
     assert_close(h.numpy(), hessian(risk)(theta).numpy(), 1e-12)
+    batched = hessian_matrix(ctx, chunk_size=5, batch_size=7)  # 60 examples: 8 uneven batches
+    assert torch.equal(batched, batched.T)
+    assert_close(batched.numpy(), h.numpy(), 1e-12)
     g = gauss_newton_matrix(ctx)
     assert (g - h).abs().max() > 1e-3 * h.abs().max()  # tanh MLP: the residual term is not negligible
 
@@ -107,7 +110,7 @@ def test_curvature_matrix_is_built_once_per_context_and_parameter_values(tiny_ml
     memoised matrix and scores the same; a changed parameter (or a new context) builds it again."""
     ctx = dataclasses.replace(tiny_mlp_context, params={k: v.clone() for k, v in tiny_mlp_context.params.items()})
     builds = []
-    monkeypatch.setattr(dense_curvature, "hessian_matrix", lambda c: builds.append(c) or hessian_matrix(c))
+    monkeypatch.setattr(dense_curvature, "hessian_matrix", lambda c, **kw: builds.append(c) or hessian_matrix(c, **kw))
     first = all_scores(ExplicitInfluence(damping=10.0, damping_relative=False), ctx)
     again = all_scores(ExplicitInfluence(damping=10.0, damping_relative=False), ctx)
     cg = all_scores(make_estimator("if-cg", damping=10.0, damping_relative=False), ctx)
