@@ -151,7 +151,8 @@ def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskCont
         with measure() as fit_cost:
             estimator.fit(ctx)
         with measure() as score_cost:
-            every = _score_every_instance(estimator, ctx, cfg, outcome) if truths else None
+            every, outcome.truth_error = (_score_every_instance(estimator, cfg, steps, len(ctx.train))
+                                          if truths else (None, None))
             scores = (estimator.score_horizons(test_idx, train_idx, steps) if every is None
                       else every[:, :, train_idx])
         _check_scores(scores, (len(cfg.horizons), len(test_idx), len(train_idx)))
@@ -177,19 +178,17 @@ def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskCont
     return outcome
 
 
-def _score_every_instance(estimator: Estimator, ctx: TaskContext, cfg: GoldConfig,
-                          outcome: EstimatorOutcome) -> np.ndarray | None:
-    """(horizons, n_test, n_train) scores against every training instance, or None (the failure is
-    recorded in `outcome.truth_error`). At the longest horizon they are what the retraining ground
-    truths compare with."""
-    test_idx, n = np.asarray(cfg.test_idx), len(ctx.train)
+def _score_every_instance(estimator: Estimator, cfg: GoldConfig, steps: list[int],
+                          n_train: int) -> tuple[np.ndarray | None, str | None]:
+    """((horizons, n_test, n_train) scores against every training instance, None), or (None, why it
+    failed). At the longest horizon they are what the retraining ground truths compare with."""
+    test_idx = np.asarray(cfg.test_idx)
     try:
-        scores = estimator.score_horizons(test_idx, np.arange(n), cfg.horizon_steps(n))
-        _check_scores(scores, (len(cfg.horizons), len(test_idx), n))
+        scores = estimator.score_horizons(test_idx, np.arange(n_train), steps)
+        _check_scores(scores, (len(cfg.horizons), len(test_idx), n_train))
     except Exception as err:
-        outcome.truth_error = _describe(err)
-        return None
-    return scores
+        return None, _describe(err)
+    return scores, None
 
 
 def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -> Truths:

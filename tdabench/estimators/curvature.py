@@ -21,7 +21,7 @@ import torch
 from torch.func import grad, jvp, vjp, vmap
 
 from tdabench.errors import TdabenchError
-from tdabench.estimators.dense_curvature import CURVATURES, curvature_matrix
+from tdabench.estimators.dense_curvature import CURVATURES, MEMO_UP_TO, curvature_matrix
 from tdabench.estimators.gradients import as_float64, flatten, unflatten
 from tdabench.task.context import TaskContext
 from tdabench.task.objective import per_example_loss
@@ -36,7 +36,7 @@ class CurvatureOperator:
     curvature: str = "hessian"
     damping: float = 0.0
     batch_size: int = 256
-    dense_up_to: int = 4096  # models with at most this many parameters build C once, then matmul
+    dense_up_to: int = MEMO_UP_TO  # models with at most this many parameters build C once, then matmul
     n_products: int = field(default=0, init=False)  # vectors multiplied so far (for cost reports)
     _dense: torch.Tensor | None = field(default=None, init=False, repr=False)
 

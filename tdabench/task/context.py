@@ -185,7 +185,8 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
     data = data or load_task_data(spec, cache_dir)
     model = model_for_data(spec.model, data, dtype)
     target = target or spec.target
-    check_probe_layer(target, model)  # before the final model is trained
+    if is_probe(target):
+        check_probe_layer(model, target.partition(":")[2])  # before the final model is trained
     entry = _final_model_entry(spec, cache_dir or cache_root())
     complete = (entry / "model.safetensors").exists() and all(
         _checkpoint_path(entry, e).exists() for e in spec.training.checkpoint_epochs)

@@ -29,10 +29,9 @@ def probe_layers(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
-def check_probe_layer(target: str, model: nn.Module) -> None:
-    """A 'probe:LAYER' target naming a module the model does not have raises, listing the valid ones."""
-    kind, _, layer = target.partition(":")
-    if kind == "probe" and layer not in probe_layers(model):
+def check_probe_layer(model: nn.Module, layer: str) -> None:
+    """A `layer` that names no submodule of the model raises, listing the valid ones."""
+    if layer not in probe_layers(model):
         raise UnknownNameError("probe layer", layer, probe_layers(model))
 
 
@@ -46,9 +45,8 @@ def _pool(out) -> torch.Tensor:
 def layer_activation(model: nn.Module, params: Tensors, buffers: Tensors, x: torch.Tensor,
                      layer: str) -> torch.Tensor:
     """The pooled output (B, d) of module `layer` when the model runs with `params` on x."""
+    check_probe_layer(model, layer)
     modules = dict(model.named_modules())
-    if not layer or layer not in modules:
-        raise UnknownNameError("probe layer", layer, probe_layers(model))
     seen: list[torch.Tensor] = []
     handle = modules[layer].register_forward_hook(lambda mod, inp, out: seen.append(_pool(out)))
     try:
