@@ -31,9 +31,16 @@ def _name_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported like every other input error: one line, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise TdabenchError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tdabench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="tdabench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     lister = sub.add_parser("list", help="list tasks and estimators")
     lister.set_defaults(handler=cmd_list)
     lister.add_argument("--json", action="store_true", help="machine-readable output")
@@ -112,12 +119,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tdabench.compare import CompareOptions, headline, run_compare
     from tdabench.leaderboard import render_terminal_table
     from tdabench.metrics import METRICS
-    from tdabench.results import write_results
+    from tdabench.results import check_writable_folder, write_results
     from tdabench.selection import parse_estimators
     from tdabench.task import DEFAULT_TASK
 
     if args.metric not in METRICS:
         raise TdabenchError(f"unknown metric '{args.metric}'; valid metrics: {', '.join(METRICS)}")
+    check_writable_folder(args.out)  # before the comparison runs, so its results can be written
     options = CompareOptions(
         task=args.task or DEFAULT_TASK,
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
@@ -192,13 +200,18 @@ def _run_suite(args: argparse.Namespace) -> None:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from tdabench.leaderboard import build_leaderboard, read_relative, results_files, write_leaderboard
+    from tdabench.metrics import METRICS
+    from tdabench.results import check_writable_folder
 
+    if args.metric not in METRICS:
+        raise TdabenchError(f"unknown metric '{args.metric}'; valid metrics: {', '.join(METRICS)}")
     if args.rebuild_only and args.results:
         raise TdabenchError("--rebuild-only rebuilds from OUT/results; it does not go with --results")
     if args.tasks and not args.suite:
         raise TdabenchError("--tasks selects suite entries; it needs --suite")
     if not (args.results or args.suite or args.rebuild_only):
         raise TdabenchError("give --results FILES, --suite FILE or --rebuild-only")
+    check_writable_folder(args.out)
     if args.suite and not args.rebuild_only:
         _run_suite(args)
     paths = args.results or results_files(args.out / "results")
@@ -211,8 +224,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return args.handler(args)
     except TdabenchError as err:
         print(f"tdabench: error: {err}", file=sys.stderr)

@@ -25,6 +25,7 @@ from tdabench.costs import measure
 from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.estimators.base import Estimator
 from tdabench.gold import GoldConfig, GoldStandard, config_from_spec, run_gold_standard
+from tdabench.gold.config import GOLD_MODES, check_epsilon, check_horizons
 from tdabench.gold.memory import auto_chunk_size
 from tdabench.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
@@ -63,6 +64,33 @@ class CompareOptions:
     final_models: int = 1  # >= 2: seed-noise analysis over that many final models
     robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
 
+    def __post_init__(self) -> None:
+        """Refuse every setting that cannot work, before anything is loaded or trained."""
+        for name in ("seeds", "n_train", "n_test", "chunk_size"):
+            _check_positive_int(name, getattr(self, name), optional=True)
+        _check_positive_int("final_models", self.final_models)
+        if self.horizons is not None:
+            check_horizons(self.horizons)
+        if self.mode is not None and self.mode not in GOLD_MODES:
+            raise UnknownNameError("mode", self.mode, list(GOLD_MODES))
+        if self.epsilon is not None:
+            check_epsilon(self.epsilon)
+        for name in self.retraining:
+            if name not in RETRAINING_GROUND_TRUTHS:
+                raise UnknownNameError("retraining ground truth", name, list(RETRAINING_GROUND_TRUTHS))
+        if len(set(self.retraining)) != len(self.retraining):
+            raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(self.retraining)}")
+        RetrainingConfig((0,), (0,), self.retraining_seeds, self.lds_subsets)  # raises when invalid
+        if not (isinstance(self.robust_threshold, (int, float)) and self.robust_threshold > 0):
+            raise TdabenchError(f"robust_threshold must be positive, got {self.robust_threshold!r}")
+
+
+def _check_positive_int(name: str, value: object, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TdabenchError(f"{name} must be a positive integer, got {value!r}")
+
 
 @dataclass
 class EstimatorOutcome:
@@ -86,7 +114,6 @@ def default_requests() -> tuple[EstimatorRequest, ...]:
 def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tuple[EstimatorRequest, Estimator]]]:
     """Validate everything cheap first (names, parameters, settings), then build the context."""
     spec = find_spec(options.task)
-    _check_analyses(options)
     requests = options.estimators or default_requests()
     made = [(r, make_estimator(r.name, **r.params)) for r in requests]
     labels = [r.label for r in requests]
@@ -97,6 +124,9 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
         spec.gold_standard, len(data.train), len(data.test), seeds=options.seeds, horizons=options.horizons,
         mode=options.mode, epsilon=options.epsilon, n_train_evaluated=options.n_train,
         n_test_evaluated=options.n_test, chunk_size=options.chunk_size)
+    if options.epsilon is not None and cfg.mode != "downweight":
+        raise TdabenchError(f"--epsilon goes with --mode downweight (the mode is '{cfg.mode}', which removes "
+                            f"the instance)")
     check_target(options.target or spec.target, spec, data)  # a bad target fails before training
     ctx = build_context(spec, options.cache_dir, options.target, data)
     if cfg.chunk_size is None:  # train copies in chunks when one vmapped step would not fit
@@ -108,20 +138,6 @@ def check_target(name: str, spec: TaskSpec, data: Dataset) -> None:
     """An unknown target raises before training (a probe's layer is checked by `build_context`,
     on the model it builds, before it trains)."""
     check_target_name(name, spec.objective, data.n_outputs, spec.concept)
-
-
-def _check_analyses(options: CompareOptions) -> None:
-    """Validate the optional analyses' settings before anything is trained."""
-    for name in options.retraining:
-        if name not in RETRAINING_GROUND_TRUTHS:
-            raise UnknownNameError("retraining ground truth", name, list(RETRAINING_GROUND_TRUTHS))
-    if len(set(options.retraining)) != len(options.retraining):
-        raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(options.retraining)}")
-    RetrainingConfig((0,), (0,), options.retraining_seeds, options.lds_subsets)  # raises when invalid
-    if not isinstance(options.final_models, int) or options.final_models < 1:
-        raise TdabenchError(f"final_models must be a positive integer, got {options.final_models!r}")
-    if not options.robust_threshold > 0:
-        raise TdabenchError(f"robust_threshold must be positive, got {options.robust_threshold!r}")
 
 
 def _check_scores(scores: np.ndarray, expected: tuple[int, ...]) -> None:

@@ -215,10 +215,11 @@ def estimator_names() -> list[str]:
 
 
 def make_estimator(name: str, **params: Any) -> Estimator:
-    """Instantiate estimator `name`; an unknown parameter raises TdabenchError listing the valid ones."""
+    """Instantiate estimator `name` and check its parameter values (`Estimator.check_params`); an
+    unknown parameter or a bad value raises TdabenchError (unknown ones listing the valid ones)."""
     cls = get_estimator(name)
     try:
-        return cls(**params)
+        estimator = cls(**params)
     except TypeError:
         valid = _param_names(cls)
         unknown = sorted(set(params) - set(valid))
@@ -226,6 +227,7 @@ def make_estimator(name: str, **params: Any) -> Estimator:
             raise
         raise TdabenchError(f"estimator '{name}' has no parameter {', '.join(map(repr, unknown))}; "
                             f"valid parameters: {', '.join(valid) or '(none)'}") from None
+    return estimator.check_params()
 
 
 def _param_names(cls: type) -> list[str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tdabench.errors import TdabenchError
+from tdabench.storage import atomic_write_bytes, atomic_write_text
 from tdabench.metrics import Summary
 
 SCHEMA_VERSION = 1
@@ -227,24 +228,16 @@ def params_json(params: Any) -> str:
     return json.dumps(params, sort_keys=True, default=_json_default)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 text (newlines as given) to a temporary file in the same folder, then
-    os.replace it over `path`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then os.replace it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def check_writable_folder(folder: Path) -> None:
+    """Create `folder` if needed and check that a file can be written in it; TdabenchError (one
+    line) otherwise. Called before a long computation whose results go there."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise TdabenchError(f"cannot write to {folder}: {reason}") from None
 
 
 def _csv_cell(value: Any) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -41,7 +40,7 @@ from tqdm.auto import tqdm
 from tdabench.errors import TdabenchError
 from tdabench.gold.retraining import leave_one_out, train_chunked
 from tdabench.metrics import METRICS, Summary, reliability, row_agreement, summarize
-from tdabench.task.cache import atomic_save_tensors, atomic_write_json, cache_root, check_settings, load_tensors
+from tdabench.storage import UnitStore, cache_root, run_units, seed_unit, unit_seed
 from tdabench.task.context import TaskContext
 
 RETRAINING_FORMAT = 1  # raise when the training code changes the numbers a config produces
@@ -93,22 +92,22 @@ def _run_seeds(ctx: TaskContext, settings: dict[str, Any], seeds: int, epochs_pe
                compute: Callable[[int, Callable[[], None]], dict[str, np.ndarray]], cache_dir: Path | None,
                progress: bool, after_seed: Callable[[int], None] | None) -> tuple[list[dict], float]:
     """Compute the seeds missing on disk (`compute(seed, on_epoch)`), save each atomically, load all."""
-    entry = retraining_entry(ctx, settings, cache_dir)
-    if not check_settings(entry, settings):
-        atomic_write_json(entry / "settings.json", settings)
-    path = lambda s: entry / f"seed_{s:04d}.safetensors"
-    todo = [s for s in range(seeds) if not path(s).exists()]
-    bar = tqdm(total=len(todo) * epochs_per_seed, desc=f"retraining {settings['kind']} ({len(todo)} seeds)",
-               unit="epoch", disable=not progress or not todo, leave=False)
-    start = time.perf_counter()
-    for seed in todo:
-        arrays = compute(seed, bar.update)
-        atomic_save_tensors(path(seed), {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
-        if after_seed is not None:
-            after_seed(seed)
-    bar.close()
-    seconds = time.perf_counter() - start
-    return [{k: v.numpy() for k, v in load_tensors(path(s)).items()} for s in range(seeds)], seconds
+    store = UnitStore(retraining_entry(ctx, settings, cache_dir), settings)
+    bars: list[tqdm] = []
+
+    def start(missing: list[str]) -> None:
+        bars.append(tqdm(total=len(missing) * epochs_per_seed, desc=f"retraining {settings['kind']} "
+                         f"({len(missing)} seeds)", unit="epoch", disable=not progress or not missing, leave=False))
+
+    def compute_unit(unit: str) -> dict[str, torch.Tensor]:
+        arrays = compute(unit_seed(unit), lambda: bars[0].update())
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    units = [seed_unit(s) for s in range(seeds)]
+    done, seconds = run_units(store, units, compute_unit, before=start,
+                              after_unit=None if after_seed is None else lambda u: after_seed(unit_seed(u)))
+    bars[0].close()
+    return [{k: v.numpy() for k, v in done[u].items()} for u in units], seconds
 
 
 def _n_chunks(n_copies: int, chunk_size: int | None) -> int:

@@ -307,24 +307,3 @@ def test_failed_refit_leaves_estimator_unfitted(tiny_logreg_context):
         est.fit(tiny_logreg_context)
     with pytest.raises(TdabenchError, match="not fitted"):
         est.score([0], [0])
-
-
-@pytest.mark.parametrize("shift, expected_kind", [(3.0, "cholesky"), (-0.5, "lu")])
-def test_factorize_tries_cholesky_and_restores_the_matrix_for_lu(shift, expected_kind):
-    """An indefinite matrix fails Cholesky part-way; the overwritten triangle is restored, so the LU
-    solve is still exact. Sizes above the restore's block of 1024 exercise the blocked copy."""
-    from tdabench.estimators.influence import factorize, solve
-
-    rng = np.random.default_rng(0)
-    q, _ = np.linalg.qr(rng.normal(size=(1100, 1100)))
-    eigenvalues = np.linspace(0.1, 2.0, 1100) + np.where(np.arange(1100) == 700, shift - 3.0, 0.0)
-    matrix = (q * eigenvalues) @ q.T
-    matrix = (matrix + matrix.T) / 2
-    rhs = rng.normal(size=(1100, 3))
-    factor = factorize(torch.from_numpy(matrix.copy()), positive_definite=None)
-    assert factor[0] == expected_kind
-    expected = np.linalg.solve(matrix, rhs)
-    np.testing.assert_allclose(solve(factor, rhs), expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
-    if shift < 0:
-        with pytest.raises(TdabenchError, match="not positive definite"):
-            factorize(torch.from_numpy(matrix.copy()), positive_definite=True)

@@ -20,6 +20,7 @@ import torch
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.curvature import CurvatureOperator
+from tdabench.estimators.base import is_seed
 from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence, check_positive_int
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
@@ -74,7 +75,7 @@ class ArnoldiInfluence(DampedInfluence):
         super()._validate_params()
         check_positive_int(self, "rank", "n_iterations")
         self._check_param(self.rank <= self.n_iterations, "rank", f"at most n_iterations={self.n_iterations}")
-        self._check_param(isinstance(self.seed, int), "seed", "an integer")
+        self._check_param(is_seed(self.seed), "seed", "an integer >= 0")
 
     def _fit_representations(self, context: TaskContext) -> None:
         self._fit_damping(context)

@@ -2,6 +2,8 @@
 
 - ``__init__`` only stores its keyword arguments (no logic, no validation); `get_params` reads them
   back through the signature, `set_params` changes them.
+- ``check_params()`` validates the parameter values (`make_estimator` calls it, so a bad value is
+  refused before anything is trained; ``fit`` calls it again, since `set_params` may change them).
 - ``fit(context)`` validates the parameters and stores fitted state in attributes ending in ``_``
   (at least ``context_``); it returns ``self``.
 - ``score(test_idx, train_idx)`` returns a float64 array of shape ``(len(test_idx), len(train_idx))``:
@@ -75,10 +77,15 @@ class Estimator:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items())
         return f"{type(self).__name__}({args})"
 
+    def check_params(self) -> Estimator:
+        """Raise TdabenchError naming the first parameter whose value is invalid; return self."""
+        self._validate_params()
+        return self
+
     def fit(self, context: TaskContext) -> Estimator:
         """Validate the parameters, then compute whatever `score` needs from the context."""
         self.__dict__.pop("context_", None)  # a failed refit must not leave the old fit usable
-        self._validate_params()
+        self.check_params()
         self._fit(context)
         self.context_ = context
         return self
@@ -141,6 +148,11 @@ def clone(estimator: Estimator) -> Estimator:
 
 def is_positive_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+
+def is_seed(value: Any) -> bool:
+    """A random seed: an integer >= 0 (numpy's generators refuse negative ones)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
 
 
 def as_index(idx: Sequence[int] | np.ndarray, n: int, what: str) -> np.ndarray:

@@ -7,83 +7,25 @@ target (tdabench sign). The score drops the positive factor 1/n and damps the cu
     score[j, i] = ∇f(z_j)ᵀ (C + λI)⁻¹ ∇ℓ(z_i),   C = H (Hessian of R) or G (Gauss–Newton matrix)
 
 G = mean_i J_iᵀ ∇²_out ℓ_i J_i + l2·I (J_i: Jacobian of the outputs of example i). C is built in
-float64 over the whole training set and factorised once in `fit` (LU for H, which may be
-indefinite off the optimum; Cholesky for G + λI), so `score` costs two gradient passes and a solve.
+float64 over the whole training set and factorised once in `fit`, in place, with torch's LAPACK
+(`factorization`: Cholesky for G + λI; for H + λI, which may be indefinite off the optimum,
+Cholesky and, when that fails, LU of a rebuilt matrix), so `score` costs two gradient passes and a
+solve.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import scipy.linalg
 import torch
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import is_positive_int
 from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence
 from tdabench.estimators.dense_curvature import curvature_matrix, gauss_newton_matrix, hessian_matrix
+from tdabench.estimators.factorization import factorize
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 
-__all__ = ["ExplicitInfluence", "factorize", "solve", "gauss_newton_matrix", "hessian_matrix"]
-
-
-def factorize(matrix: torch.Tensor, positive_definite: bool | None) -> tuple[str, Any]:
-    """Factorise a symmetric (P, P) float64 matrix in place (its storage is reused and destroyed).
-
-    Cholesky when `positive_definite`; LU with partial pivoting (fine for indefinite matrices) when
-    False; None tries Cholesky (half the work of LU) and falls back to LU when the matrix is not
-    positive definite, after restoring the triangle the attempt overwrote. Uses scipy's LAPACK: on
-    the 2-core test machine its LU ran twice as fast as torch.linalg's. A numerically singular
-    matrix (reciprocal condition number below machine epsilon) is refused.
-    """
-    norm = _norm1(matrix)
-    a = matrix.numpy().T  # F-contiguous view of the symmetric matrix: LAPACK works in place
-    factor = None
-    if positive_definite is not False:
-        diagonal = a.diagonal().copy()
-        potrf = scipy.linalg.get_lapack_funcs("potrf", (a,))
-        _, info = potrf(a, lower=True, overwrite_a=True, clean=False)
-        if info == 0:
-            factor = "cholesky", (a, True)
-            rcond, _ = scipy.linalg.get_lapack_funcs("pocon", (a,))(a, norm, uplo="L")
-        elif positive_definite:
-            raise TdabenchError("the damped Gauss-Newton matrix is not positive definite; increase the damping")
-        else:
-            _restore_lower(a, diagonal)
-    if factor is None:
-        factor = "lu", scipy.linalg.lu_factor(a, overwrite_a=True, check_finite=False)
-        rcond, _ = scipy.linalg.get_lapack_funcs("gecon", (a,))(factor[1][0], norm, norm="1")
-    if not rcond >= np.finfo(np.float64).eps:
-        raise TdabenchError(f"the damped curvature matrix is numerically singular (reciprocal condition "
-                            f"number {rcond:.1e}); increase the damping")
-    return factor
-
-
-def _restore_lower(a: np.ndarray, diagonal: np.ndarray, block: int = 1024) -> None:
-    """Undo a failed in-place lower Cholesky: copy the (untouched) upper triangle onto the lower one
-    and put the diagonal back, block by block (no full-size temporary)."""
-    for lo in range(0, len(a), block):
-        hi = min(lo + block, len(a))
-        a[hi:, lo:hi] = a[lo:hi, hi:].T
-        square = a[lo:hi, lo:hi]
-        below = np.tril_indices(hi - lo, -1)
-        square[below] = square.T[below]
-    np.fill_diagonal(a, diagonal)
-
-
-def _norm1(matrix: torch.Tensor, rows: int = 2048) -> float:
-    """max_j Σ_i |A_ij| of a symmetric matrix, computed in row blocks (no full-size temporary)."""
-    return max(float(matrix[lo:lo + rows].abs().sum(1).max()) for lo in range(0, len(matrix), rows))
-
-
-def solve(factor: tuple[str, Any], rhs: np.ndarray) -> np.ndarray:
-    """X = C⁻¹ rhs for a factorisation from `factorize`; rhs (P, k) → (P, k)."""
-    kind, data = factor
-    if kind == "cholesky":
-        return scipy.linalg.cho_solve(data, rhs, check_finite=False)
-    return scipy.linalg.lu_solve(data, rhs, check_finite=False)
+__all__ = ["ExplicitInfluence", "gauss_newton_matrix", "hessian_matrix"]
 
 
 @register_estimator("if-explicit")
@@ -120,11 +62,15 @@ class ExplicitInfluence(DampedInfluence):
                 f"{n_params}×{n_params} curvature matrix ({n_params ** 2 * 8 / 1e9:.1f} GB; "
                 f"max_params={self.max_params}); use an iterative estimator or raise max_params")
         self._fit_damping(context)
+        self.factor_ = factorize(self._damped_matrix(context), rebuild=lambda: self._damped_matrix(context),
+                                 positive_definite=True if self.curvature == "gauss-newton" else None)
+
+    def _damped_matrix(self, context: TaskContext) -> torch.Tensor:
+        """C + λI, a new (P, P) float64 tensor."""
         matrix = curvature_matrix(context, self.curvature, self.batch_size)
         matrix.diagonal().add_(self.damping_)
-        self.factor_ = factorize(matrix, positive_definite=True if self.curvature == "gauss-newton" else None)
+        return matrix
 
     def _transform(self, reps: torch.Tensor) -> torch.Tensor:
         """Rows r ↦ (C + λI)⁻¹ r (C symmetric), in float64."""
-        solved = solve(self.factor_, reps.double().T.numpy())
-        return torch.from_numpy(np.ascontiguousarray(solved.T))
+        return self.factor_.solve(reps.double().T).T.contiguous()

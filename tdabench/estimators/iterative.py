@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from tdabench.errors import TdabenchError
+from tdabench.estimators.base import is_seed
 from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence, check_positive_int, is_real
 from tdabench.estimators.curvature import top_eigenvalue
 from tdabench.registry import register_estimator
@@ -131,7 +132,7 @@ class LissaInfluence(DampedInfluence):
                           "a positive number or None")
         if self.hvp_batch_size is not None:
             check_positive_int(self, "hvp_batch_size")
-        self._check_param(isinstance(self.seed, int), "seed", "an integer")
+        self._check_param(is_seed(self.seed), "seed", "an integer >= 0")
 
     def _fit_representations(self, context: TaskContext) -> None:
         self._fit_damping(context)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from tdabench.errors import TdabenchError
+from tdabench.estimators.base import is_seed
 from tdabench.estimators.damped import check_positive_int, is_real
 from tdabench.estimators.inner_product import InnerProductEstimator
 from tdabench.registry import register_estimator
@@ -109,7 +110,7 @@ class Trak(InnerProductEstimator):
         super()._validate_params()
         check_positive_int(self, "proj_dim", "n_models")
         self._check_param(self.projection in ("gaussian", "rademacher"), "projection", "'gaussian' or 'rademacher'")
-        self._check_param(isinstance(self.seed, int), "seed", "an integer")
+        self._check_param(is_seed(self.seed), "seed", "an integer >= 0")
         self._check_param(is_real(self.damping) and self.damping >= 0, "damping", "a finite number >= 0")
         self._check_param(self.dtype in ("float32", "float64"), "dtype", "'float32' or 'float64'")
 

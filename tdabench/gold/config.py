@@ -15,6 +15,23 @@ from tdabench.task.schedule import steps_per_epoch
 from tdabench.task.spec import GoldSpec, OptimizerSpec
 
 GOLD_FORMAT = 1  # raise when the training code changes the numbers a config produces
+GOLD_MODES = ("removal", "downweight")
+
+
+def check_horizons(horizons: tuple[int, ...]) -> None:
+    """Horizons: a non-empty, strictly increasing list of positive integers."""
+    values = list(horizons)
+    if not values or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in values):
+        raise TdabenchError(f"horizons must be positive integers, got {values}")
+    if values != sorted(set(values)):
+        raise TdabenchError(f"horizons must be strictly increasing, got {values}")
+
+
+def check_epsilon(epsilon: float) -> None:
+    """Down-weighting scales an instance's loss weight by 1 − ε: 0 < ε ≤ 1 (ε = 1 keeps the batch
+    and gives the instance weight 0; ε > 1 would make its weight negative, ascent on its loss)."""
+    if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool) and 0 < epsilon <= 1):
+        raise TdabenchError(f"epsilon must be in (0, 1] (the loss weight becomes 1 - epsilon), got {epsilon!r}")
 
 
 @dataclass(frozen=True)
@@ -38,18 +55,18 @@ class GoldConfig:
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.horizons or min(self.horizons) < 1:
-            raise TdabenchError(f"horizons must be positive integers, got {list(self.horizons)}")
-        if list(self.horizons) != sorted(set(self.horizons)):
-            raise TdabenchError(f"horizons must be strictly increasing, got {list(self.horizons)}")
+        check_horizons(self.horizons)
         if self.seeds < 1:
             raise TdabenchError(f"seeds must be at least 1, got {self.seeds}")
-        if self.mode not in ("removal", "downweight"):
+        if self.mode not in GOLD_MODES:
             raise TdabenchError(f"mode must be 'removal' or 'downweight', got '{self.mode}'")
+        check_epsilon(self.epsilon)
         if self.horizon_unit not in ("epoch", "step"):
             raise TdabenchError(f"horizon unit must be 'epoch' or 'step', got '{self.horizon_unit}'")
         if len(set(self.train_idx)) != len(self.train_idx) or not self.train_idx:
             raise TdabenchError("train_idx must be non-empty and free of repeats")
+        if len(set(self.test_idx)) != len(self.test_idx) or not self.test_idx:
+            raise TdabenchError("test_idx must be non-empty and free of repeats")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise TdabenchError(f"chunk_size must be positive, got {self.chunk_size}")
 
@@ -76,6 +93,8 @@ class GoldConfig:
 
 def select_indices(n: int, k: int, seed: int, what: str) -> tuple[int, ...]:
     """k distinct indices of range(n) drawn with `seed`, sorted; all of them when k >= n is allowed."""
+    if k < 1:
+        raise TdabenchError(f"cannot evaluate {k} {what}: at least one is needed")
     if k > n:
         raise TdabenchError(f"cannot evaluate {k} {what}: the split has only {n}")
     if k == n:

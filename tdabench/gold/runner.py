@@ -7,7 +7,6 @@ uninterrupted run. A folder holding seeds of other settings is refused (CacheMis
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from tdabench.gold.config import GoldConfig
 from tdabench.gold.vectorized import paired_differences
-from tdabench.task.cache import atomic_save_tensors, atomic_write_json, cache_root, check_settings, load_tensors
+from tdabench.storage import UnitStore, cache_root, run_units, seed_unit, unit_seed
 from tdabench.task.context import TaskContext
 
 
@@ -52,32 +51,27 @@ def gold_entry(ctx: TaskContext, cfg: GoldConfig, root: Path | None = None) -> P
     return (root or cache_root()) / "gold" / name
 
 
-def _seed_path(entry: Path, seed: int) -> Path:
-    return entry / f"seed_{seed:04d}.safetensors"
-
-
 def run_gold_standard(ctx: TaskContext, cfg: GoldConfig, cache_dir: Path | None = None,
                       progress: bool = True,
                       after_seed: Callable[[int], None] | None = None) -> GoldStandard:
     """Compute (or resume) every seed of `cfg`; `after_seed(s)` is called once seed s is on disk."""
-    entry = gold_entry(ctx, cfg, cache_dir)
-    settings = cfg.settings(ctx.spec.spec_hash) | {"target": ctx.target_name}
-    if not check_settings(entry, settings):
-        atomic_write_json(entry / "settings.json", settings)
-    todo = [s for s in range(cfg.seeds) if not _seed_path(entry, s).exists()]
+    store = UnitStore(gold_entry(ctx, cfg, cache_dir), cfg.settings(ctx.spec.spec_hash) | {"target": ctx.target_name},
+                      keys=("diff", "reference"))
     n_steps = cfg.horizon_steps(len(ctx.train))[-1]
     n_chunks = -(-len(cfg.train_idx) // (cfg.chunk_size or len(cfg.train_idx)))
-    bar = tqdm(total=len(todo) * n_steps * n_chunks, desc=f"gold standard ({len(todo)} seeds)",
-               unit="step", disable=not progress or not todo, leave=False)
-    start = time.perf_counter()
-    for seed in todo:
-        diff, reference = paired_differences(ctx, cfg, seed, on_step=lambda: bar.update())
-        atomic_save_tensors(_seed_path(entry, seed), {"diff": torch.from_numpy(diff),
-                                                      "reference": torch.from_numpy(reference)})
-        if after_seed is not None:
-            after_seed(seed)
-    bar.close()
-    seconds = time.perf_counter() - start
-    loaded = [load_tensors(_seed_path(entry, s)) for s in range(cfg.seeds)]
-    return GoldStandard(cfg, np.stack([t["diff"].numpy() for t in loaded]),
-                        np.stack([t["reference"].numpy() for t in loaded]), seconds)
+    bars: list[tqdm] = []
+
+    def start(missing: list[str]) -> None:
+        bars.append(tqdm(total=len(missing) * n_steps * n_chunks, desc=f"gold standard ({len(missing)} seeds)",
+                         unit="step", disable=not progress or not missing, leave=False))
+
+    def compute(unit: str) -> dict[str, torch.Tensor]:
+        diff, reference = paired_differences(ctx, cfg, unit_seed(unit), on_step=lambda: bars[0].update())
+        return {"diff": torch.from_numpy(diff), "reference": torch.from_numpy(reference)}
+
+    units = [seed_unit(s) for s in range(cfg.seeds)]
+    done, seconds = run_units(store, units, compute, before=start,
+                              after_unit=None if after_seed is None else lambda u: after_seed(unit_seed(u)))
+    bars[0].close()
+    return GoldStandard(cfg, np.stack([done[u]["diff"].numpy() for u in units]),
+                        np.stack([done[u]["reference"].numpy() for u in units]), seconds)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from tdabench.task.cache import atomic_save_tensors, atomic_write_json, cache_root, check_settings, load_tensors
+from tdabench.storage import UnitStore, cache_root
 from tdabench.task.data import Dataset, Split, load_dataset
 from tdabench.task.models import model_for_data
 from tdabench.task.objective import OutputFn, l2_penalty, margin, per_example_loss
@@ -154,28 +154,45 @@ def load_task_data(spec: TaskSpec, cache_dir: Path | None = None) -> Dataset:
     return data
 
 
-def _checkpoint_path(entry: Path, epoch: int) -> Path:
-    return entry / f"checkpoint_{epoch:04d}.safetensors"
+def _checkpoint_unit(epoch: int) -> str:
+    return f"checkpoint_{epoch:04d}"
 
 
-def _train_final_model(model: nn.Module, spec: TaskSpec, data: Dataset, entry: Path) -> None:
+def _final_model_store(spec: TaskSpec, root: Path) -> UnitStore:
+    """Units "model" (the state dict) and "checkpoint_NNNN" (the parameters after epoch NNNN)."""
+    return UnitStore(_final_model_entry(spec, root), final_model_settings(spec)).open()
+
+
+def _train_final_model(model: nn.Module, spec: TaskSpec, data: Dataset, store: UnitStore) -> None:
     """Train from the spec, saving the checkpoints of `training.checkpoint_epochs`, then the model."""
     wanted = set(spec.training.checkpoint_epochs)
 
     def save_checkpoint(epoch: int) -> None:
         if epoch in wanted:
-            atomic_save_tensors(_checkpoint_path(entry, epoch), dict(model.named_parameters()))
+            store.save(_checkpoint_unit(epoch), dict(model.named_parameters()))
 
     train_module(model, data.train, spec.objective, spec.training, on_epoch=save_checkpoint)
-    atomic_save_tensors(entry / "model.safetensors", model.state_dict())
-    atomic_write_json(entry / "settings.json", final_model_settings(spec))
+    store.save("model", model.state_dict())
 
 
-def _load_checkpoints(spec: TaskSpec, entry: Path, names: list[str]) -> tuple[Checkpoint, ...]:
+def _load_final_model(model: nn.Module, spec: TaskSpec, store: UnitStore) -> list[Tensors] | None:
+    """Load the cached model into `model` and return its checkpoints' tensors; None when any unit is
+    missing or unreadable, or holds other tensors than the model's (then it is trained again)."""
+    state = store.load("model")
+    checkpoints = [store.load(_checkpoint_unit(e)) for e in spec.training.checkpoint_epochs]
+    names = {k for k, _ in model.named_parameters()}
+    if state is None or set(state) != set(model.state_dict()) or any(
+            c is None or set(c) != names for c in checkpoints):
+        return None
+    model.load_state_dict(state)
+    return checkpoints
+
+
+def _checkpoints(spec: TaskSpec, loaded: list[Tensors], names: list[str]) -> tuple[Checkpoint, ...]:
     """The saved checkpoints, each with its tensors in the order `names` (that of context.params)."""
     lr = spec.training.lr  # constant learning rate: every checkpoint's epochs used it
-    loaded = [(e, load_tensors(_checkpoint_path(entry, e))) for e in spec.training.checkpoint_epochs]
-    return tuple(Checkpoint(e, {k: tensors[k] for k in names}, lr) for e, tensors in loaded)
+    return tuple(Checkpoint(e, {k: tensors[k] for k in names}, lr)
+                 for e, tensors in zip(spec.training.checkpoint_epochs, loaded))
 
 
 def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | None = None,
@@ -187,18 +204,16 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
     target = target or spec.target
     if is_probe(target):
         check_probe_layer(model, target.partition(":")[2])  # before the final model is trained
-    entry = _final_model_entry(spec, cache_dir or cache_root())
-    complete = (entry / "model.safetensors").exists() and all(
-        _checkpoint_path(entry, e).exists() for e in spec.training.checkpoint_epochs)
-    if check_settings(entry, final_model_settings(spec)) and complete:
-        model.load_state_dict(load_tensors(entry / "model.safetensors"))
-    else:
-        _train_final_model(model, spec, data, entry)
+    store = _final_model_store(spec, cache_dir or cache_root())
+    loaded = _load_final_model(model, spec, store)
+    if loaded is None:
+        _train_final_model(model, spec, data, store)
+        loaded = _load_final_model(model, spec, store)
     metrics = {"train": evaluate(model, data.train, spec.objective),
                "test": evaluate(model, data.test, spec.objective)}
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     target_fn, probe = _target_parts(target, spec, model, params, buffers, data)
     return TaskContext(spec, model, params, buffers, data, metrics, target, target_fn,
-                       per_example_loss(spec.objective), _load_checkpoints(spec, entry, list(params)),
+                       per_example_loss(spec.objective), _checkpoints(spec, loaded, list(params)),
                        cache_dir, probe)

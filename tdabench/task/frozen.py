@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from tdabench.task.cache import atomic_save_tensors, atomic_write_json, check_settings, load_tensors
+from tdabench.storage import UnitStore, run_units
 from tdabench.task.data import Dataset
 from tdabench.task.spec import TaskSpec
 
@@ -37,14 +37,12 @@ def with_frozen_features(spec: TaskSpec, data: Dataset, root: Path) -> Dataset:
     """`data` with token ids replaced by the frozen layers' outputs (cached)."""
     from tdabench.task.text_models import MINILM_LAYERS, minilm_features
 
-    entry, settings = _entry(spec, root), _settings(spec)
-    if check_settings(entry, settings) and (entry / "features.safetensors").exists():
-        saved = load_tensors(entry / "features.safetensors")
-    else:
+    def compute(_: str) -> dict[str, torch.Tensor]:
         frozen = MINILM_LAYERS - spec.model.trainable_layers
-        saved = {name: minilm_features(getattr(data, name).x, frozen).to(getattr(torch, spec.dtype))
-                 for name in ("train", "test")}
-        atomic_save_tensors(entry / "features.safetensors", saved)
-        atomic_write_json(entry / "settings.json", settings)
+        return {name: minilm_features(getattr(data, name).x, frozen).to(getattr(torch, spec.dtype))
+                for name in ("train", "test")}
+
+    done, _ = run_units(UnitStore(_entry(spec, root), _settings(spec), keys=("train", "test")), ["features"], compute)
+    saved = done["features"]
     return dataclasses.replace(data, train=dataclasses.replace(data.train, x=saved["train"]),
                                test=dataclasses.replace(data.test, x=saved["test"]))

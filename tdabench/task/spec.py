@@ -162,6 +162,8 @@ class GoldSpec:
                "a non-empty list of positive integers", self.horizons)
         _check(list(self.horizons) == sorted(set(self.horizons)), "horizons", "strictly increasing", self.horizons)
         _check(self.seeds > 0, "seeds", "a positive integer", self.seeds)
+        _check(0 < self.epsilon <= 1, "epsilon", "a number in (0, 1] (the loss weight becomes 1 - epsilon)",
+               self.epsilon)
         _check(self.n_train_evaluated > 0, "n_train_evaluated", "a positive integer", self.n_train_evaluated)
         _check(self.n_test > 0, "n_test", "a positive integer", self.n_test)
 
@@ -316,7 +318,9 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except OSError as err:
-        raise SpecError(str(path), "<file>", "a readable YAML file", str(err)) from None
+        raise SpecError(str(path), "<file>", "a readable YAML file", err.strerror or str(err)) from None
+    except UnicodeDecodeError:
+        raise SpecError(str(path), "<file>", "a UTF-8 text file (YAML)") from None
     except yaml.YAMLError as err:
         raise SpecError(str(path), "<file>", "valid YAML", str(err).splitlines()[0]) from None
 
