@@ -110,7 +110,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from tdabench.compare import CompareOptions, headline, run_compare
-    from tdabench.leaderboard import render_terminal_table
+    from tdabench.report import render_terminal_table
     from tdabench.metrics import METRICS
     from tdabench.results import write_results
     from tdabench.selection import parse_estimators
@@ -137,7 +137,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _write_decay_plots(results: Results, metric: str, out: Path) -> None:
     """`out/decay_<metric>.png/.svg`; a missing matplotlib is a note, not a failure (results are written)."""
-    from tdabench.plots import write_results_plots
+    from tdabench.report.plots import write_results_plots
 
     try:
         print("wrote " + " and ".join(map(str, write_results_plots(results, metric, out))))
@@ -191,7 +191,7 @@ def _run_suite(args: argparse.Namespace) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from tdabench.leaderboard import build_leaderboard, read_relative, results_files, write_leaderboard
+    from tdabench.report import build_leaderboard, read_relative, results_files, write_leaderboard
 
     if args.rebuild_only and args.results:
         raise TdabenchError("--rebuild-only rebuilds from OUT/results; it does not go with --results")
