@@ -117,7 +117,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from tdabench.compare import CompareOptions, headline, run_compare
-    from tdabench.leaderboard import render_terminal_table
+    from tdabench.report import render_terminal_table
     from tdabench.metrics import METRICS
     from tdabench.results import check_writable_folder, write_results
     from tdabench.selection import parse_estimators
@@ -145,7 +145,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _write_decay_plots(results: Results, metric: str, out: Path) -> None:
     """`out/decay_<metric>.png/.svg`; a missing matplotlib is a note, not a failure (results are written)."""
-    from tdabench.plots import write_results_plots
+    from tdabench.report.plots import write_results_plots
 
     try:
         print("wrote " + " and ".join(map(str, write_results_plots(results, metric, out))))
@@ -199,8 +199,8 @@ def _run_suite(args: argparse.Namespace) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from tdabench.leaderboard import build_leaderboard, read_relative, results_files, write_leaderboard
     from tdabench.metrics import METRICS
+    from tdabench.report import build_leaderboard, read_relative, results_files, write_leaderboard
     from tdabench.results import check_writable_folder
 
     if args.metric not in METRICS:

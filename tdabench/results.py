@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tdabench.errors import TdabenchError
-from tdabench.storage import atomic_write_bytes, atomic_write_text
+from tdabench.storage import atomic_write_text
 from tdabench.metrics import Summary
 
 SCHEMA_VERSION = 1
@@ -240,7 +240,8 @@ def check_writable_folder(folder: Path) -> None:
         raise TdabenchError(f"cannot write to {folder}: {reason}") from None
 
 
-def _csv_cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A CSV cell: None → "", floats in full precision (repr), anything else as str()."""
     return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
@@ -255,7 +256,7 @@ def results_csv(results: Results) -> str:
         row = (t.name, t.version, t.spec_hash, r.estimator, params_json(r.params),
                r.horizon, unit, r.metric, r.mean, r.sem, r.n_test, r.n_skipped,
                src.get("distribution"), src.get("version"), r.ground_truth, r.ci_low, r.ci_high)
-        writer.writerow([_csv_cell(v) for v in row])
+        writer.writerow([csv_cell(v) for v in row])
     return buf.getvalue()
 
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from tdabench.errors import UnknownNameError
-from tdabench.html_report import leaderboard_html
-from tdabench.leaderboard import (CSV_COLUMNS, build_leaderboard, format_cell, format_interval,
-                                  format_seconds, leaderboard_csv, leaderboard_markdown, plot_names,
-                                  read_relative, render_terminal_table, results_files, summary_grid,
-                                  table_notes, write_leaderboard)
+from tdabench.report import (CSV_COLUMNS, build_leaderboard, format_cell, format_interval,
+                             format_seconds, leaderboard_csv, leaderboard_html, leaderboard_markdown,
+                             plot_names, read_relative, render_terminal_table, results_files,
+                             summary_grid, table_notes, write_leaderboard)
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, write_results
 
 HASH_A = "sha256:" + "a" * 64

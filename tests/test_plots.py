@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tdabench.leaderboard import build_leaderboard
-from tdabench.plots import decay_figure, write_decay_plot, write_results_plots
+from tdabench.report.plots import decay_figure, write_decay_plot, write_results_plots
+from tdabench.report.tables import build_leaderboard
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo
 
 pytest.importorskip("matplotlib")
@@ -78,7 +78,7 @@ def test_files_are_reproducible(tmp_path: Path) -> None:
 
 def test_compare_writes_plots_next_to_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture) -> None:
-    import tdabench.plots
+    import tdabench.report.plots
     from tdabench.cli import _write_decay_plots
     from tdabench.errors import TdabenchError
 
@@ -88,6 +88,6 @@ def test_compare_writes_plots_next_to_results(tmp_path: Path, monkeypatch: pytes
 
     def no_matplotlib(*args: object) -> list[Path]:
         raise TdabenchError("plots need matplotlib")
-    monkeypatch.setattr(tdabench.plots, "write_results_plots", no_matplotlib)
+    monkeypatch.setattr(tdabench.report.plots, "write_results_plots", no_matplotlib)
     _write_decay_plots(results(), "pearson", tmp_path / "none")  # a note, not a failure
     assert capsys.readouterr().out == "note: no decay plot: plots need matplotlib\n"

@@ -1,6 +1,6 @@
 """The leaderboard as one static HTML page: inline CSS, no JavaScript, nothing fetched from elsewhere.
 
-Same content as the Markdown README (tdabench.leaderboard): per table the summary grid, the decay
+Same content as the Markdown README (`report.text`): per table the summary grid, the decay
 plot (PNG, with a link to the SVG), every horizon, the results files and the notes. Every text is
 HTML-escaped; the page depends only on its inputs.
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from html import escape
 
-from tdabench.leaderboard import (Table, gold_line, header_lines, horizon_grid, legend_lines,
-                                  summary_grid, table_notes)
+from tdabench.report.tables import Table
+from tdabench.report.text import (gold_line, header_lines, horizon_grid, legend_lines, summary_grid,
+                                  table_notes)
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -41,6 +42,7 @@ def _table_html(head: list[str], body: list[list[str]], css_class: str) -> list[
 
 
 def _section(table: Table, plot: str | None) -> list[str]:
+    """One table's part of the page: summary, plot, every horizon, sources, notes."""
     lines = [f"<h2>{escape(table.title)}</h2>", f"<p>{escape(gold_line(table.gold))}</p>",
              *_table_html(*summary_grid(table), "summary")]
     if plot:
@@ -59,7 +61,7 @@ def _section(table: Table, plot: str | None) -> list[str]:
 
 def leaderboard_html(tables: list[Table], command: str | None = None,
                      plots: list[str] | None = None) -> str:
-    """The index.html text; `plots` are `leaderboard.plot_names(tables)` (no images when None)."""
+    """The index.html text; `plots` are `report.plots.plot_names(tables)` (no images when None)."""
     metric = tables[0].metric if tables else "pearson"
     sources = sorted({s for t in tables for s in t.sources})
     lines = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',

@@ -1,0 +1,272 @@
+"""The leaderboard's table model, built from results files (DESIGN.md §6): rows, grouping, ranks.
+
+Results are grouped by task name, task version and spec hash, and further by the gold-standard
+settings (mode, ε, centering, seeds, horizon unit, evaluated sizes), so records scored against
+different gold standards never share a table. Rows are estimators (labelled with their params when
+one estimator appears with several param sets), columns are horizons, cells "mean ± sem", and a
+last row gives the noise ceiling. Further-training records fill the horizon cells; a row also
+carries the estimator's leave-one-out ("loo", in the table's metric) and LDS records and its cost.
+When several files in a group hold the same estimator + params (per ground truth), the newest (by
+`date`) wins and a footnote says so. Output depends only on the inputs (no clock, no host).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from statistics import NormalDist
+
+from tdabench.errors import UnknownNameError
+from tdabench.metrics import METRICS
+from tdabench.results import FURTHER_TRAINING, Record, Results, params_json
+from tdabench.stats import BOOTSTRAP_LEVEL, shared_ranks
+
+LOO, LDS = "loo", "lds"
+# The normal quantile of BOOTSTRAP_LEVEL (1.96): intervals mean ± NORMAL_Z·sem without a bootstrap.
+NORMAL_Z = NormalDist().inv_cdf(0.5 + BOOTSTRAP_LEVEL / 2.0)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One estimator with one param set; `cells` maps horizon → its further-training record.
+
+    `loo`/`lds`: its leave-one-out (table metric) and LDS records, None when absent; `cost`: its
+    entry of the results file's cost["estimators"] ({"fit_s", "score_s", "peak_mem_mb", ...}) or None.
+    """
+
+    label: str
+    estimator: str
+    params: dict
+    cells: dict[int, Record]
+    loo: Record | None = None
+    lds: Record | None = None
+    cost: dict | None = None
+
+    @property
+    def best_horizon(self) -> int | None:
+        """The horizon with the highest mean (the shortest among equal means); None without one."""
+        known = [(r.mean, -h) for h, r in self.cells.items() if r.mean is not None]
+        return -max(known)[1] if known else None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One leaderboard table: one task version and spec hash, one gold standard, one metric.
+
+    `gold` holds the gold-standard settings; `sources` every results file of the group (superseded
+    ones included, see `footnotes`); `noise_ceiling` maps horizon → value (None if unknown);
+    `dates` the sorted dates of the group's results files; `failures` the estimators whose newest
+    results file records an error instead of results, with that error.
+    """
+
+    task: str
+    task_version: int
+    spec_hash: str
+    metric: str
+    gold: dict
+    horizons: list[int]
+    rows: list[Row]
+    noise_ceiling: dict[int, float | None]
+    sources: list[str]
+    footnotes: list[str]
+    dates: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # estimator → why it has no results
+
+    @property
+    def title(self) -> str:
+        """e.g. "breast-cancer-mlp v1 (spec sha256:0123456789ab)": first 12 digits of the hash."""
+        algo, _, digest = self.spec_hash.rpartition(":")
+        return f"{self.task} v{self.task_version} (spec {algo + ':' if algo else ''}{digest[:12]})"
+
+    @property
+    def key_horizons(self) -> list[int]:
+        """The shortest, a middle (index ⌊(n − 1)/2⌋ of the sorted grid) and the longest horizon,
+        without repeats."""
+        h = self.horizons
+        return sorted({h[0], h[(len(h) - 1) // 2], h[-1]}) if h else []
+
+    @property
+    def ranks(self) -> list[int | None]:
+        """Per row, `stats.shared_ranks` at the longest horizon; None for a row without a mean
+        there. A cell's interval is `interval(record)`: its bootstrap interval, or mean ± z·sem
+        (z = NORMAL_Z, 1.96) for records written without one, or the mean alone."""
+        cells = [row.cells.get(self.horizons[-1]) if self.horizons else None for row in self.rows]
+        means = [None if c is None else c.mean for c in cells]
+        bounds = [interval(c) for c in cells]
+        ranks = shared_ranks(means, [b[0] for b in bounds], [b[1] for b in bounds])
+        return [None if m is None else k for m, k in zip(means, ranks)]
+
+
+def interval(record: Record | None) -> tuple[float | None, float | None]:
+    """(low, high): the record's bootstrap interval, else mean ± NORMAL_Z·sem, else (None, None)."""
+    if record is None or record.mean is None:
+        return None, None
+    if record.ci_low is not None and record.ci_high is not None:
+        return record.ci_low, record.ci_high
+    if record.sem is not None:
+        return record.mean - NORMAL_Z * record.sem, record.mean + NORMAL_Z * record.sem
+    return None, None
+
+
+def _label(estimator: str, params: dict, several: bool) -> str:
+    """`name`, or `name(k=v, ...)` (sorted keys, JSON values) if the estimator has several params."""
+    if not several or not params:
+        return estimator
+    inner = ", ".join(f"{k}={v if isinstance(v, str) else params_json(v)}"
+                      for k, v in sorted(params.items()))
+    return f"{estimator}({inner})"
+
+
+_Key = tuple[str, str]  # (estimator, params_json)
+_Found = dict[_Key, tuple[list[Record], Results]]
+
+
+def _cost(res: Results, estimator: str) -> dict | None:
+    """The estimator's entry of the file's cost["estimators"], None if absent or not a dict."""
+    costs = res.cost.get("estimators") if isinstance(res.cost, dict) else None
+    entry = costs.get(estimator) if isinstance(costs, dict) else None
+    return entry if isinstance(entry, dict) else None
+
+
+def _attach(ft: _Found, extras: dict[str, _Found]) -> dict[_Key, dict[str, tuple[list[Record], Results]]]:
+    """Rows' keys → {ground truth: (records, file)}: a loo/lds entry joins the further-training
+    row with the same estimator and params, else the only row of that estimator name that lacks
+    one, else it gets a row of its own."""
+    rows: dict[_Key, dict[str, tuple[list[Record], Results]]] = {k: {FURTHER_TRAINING: v}
+                                                                 for k, v in ft.items()}
+    for gt, found in extras.items():
+        for key, value in sorted(found.items(), key=lambda kv: kv[0]):
+            if key not in rows:
+                same = [k for k in rows if k[0] == key[0] and gt not in rows[k]]
+                if len(same) == 1:
+                    key = same[0]
+            rows.setdefault(key, {})[gt] = value
+    return rows
+
+
+def _rows(ft: _Found, extras: dict[str, _Found], horizons: list[int]) -> list[Row]:
+    """Rows sorted by mean at the longest horizon, descending (no mean last), then by label."""
+    joined = _attach(ft, extras)
+    counts = Counter(est for est, _ in joined)
+    rows = []
+    for (est, pk), parts in joined.items():
+        cells = {r.horizon: r for r in parts.get(FURTHER_TRAINING, ([], None))[0]}
+        extra = {gt: max(parts[gt][0], key=lambda r: r.horizon) for gt in (LOO, LDS) if gt in parts}
+        source = next(parts[gt][1] for gt in (FURTHER_TRAINING, LOO, LDS) if gt in parts)
+        rows.append(Row(_label(est, json.loads(pk), counts[est] > 1), est, json.loads(pk), cells,
+                        extra.get(LOO), extra.get(LDS), _cost(source, est)))
+    last = max(horizons, default=None)
+
+    def key(row: Row) -> tuple:
+        mean = row.cells[last].mean if last in row.cells else None
+        return (mean is None, -(mean or 0.0), row.label, params_json(row.params))
+    return sorted(rows, key=key)
+
+
+def _gold_settings(r: Results) -> tuple:
+    """The gold-standard settings that keep records in separate tables."""
+    g = r.gold_standard
+    return (g.mode, g.epsilon, g.centered, g.seeds, g.horizon_unit, g.n_train_evaluated, g.n_test)
+
+
+def _group_key(r: Results) -> tuple:
+    """(task name, version, spec hash, gold settings as strings): one table per key."""
+    return (r.task.name, r.task.version, r.task.spec_hash) + tuple(map(str, _gold_settings(r)))
+
+
+def _age(r: Results) -> tuple:
+    """Sort key, oldest first: the parsed `date` (naive = UTC; unparsable = oldest), then origin."""
+    try:
+        d = datetime.fromisoformat(r.date.replace("Z", "+00:00"))
+    except ValueError:
+        return (0, 0.0, r.date, _origin(r))
+    d = d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+    return (1, d.timestamp(), r.date, _origin(r))
+
+
+def _origin(r: Results) -> str:
+    """The file's origin, or a stand-in naming its date."""
+    return r.origin or f"<results of {r.date}>"
+
+
+def _newest(group: list[Results]) -> tuple[dict[tuple[str, str, str], Results], list[str]]:
+    """Per (ground truth, estimator, params), the newest file holding records of it; footnotes."""
+    owner: dict[tuple[str, str, str], list[Results]] = {}
+    for res in sorted(group, key=_age):
+        for rec in res.records:
+            files = owner.setdefault((rec.ground_truth, rec.estimator, params_json(rec.params)), [])
+            if not files or files[-1] is not res:
+                files.append(res)
+    newest, notes = {}, []
+    for (gt, est, pk), files in sorted(owner.items()):
+        newest[(gt, est, pk)] = files[-1]
+        if len(files) > 1:
+            old = ", ".join(_origin(f) for f in files[:-1])
+            what = "" if gt == FURTHER_TRAINING else f" ({gt})"
+            notes.append(f"{_label(est, json.loads(pk), True)}{what}: newest results used "
+                         f"({_origin(files[-1])}, {files[-1].date}); superseded: {old}")
+    return newest, notes
+
+
+def _pick(newest: dict[tuple[str, str, str], Results], ground_truth: str, metric: str) -> _Found:
+    """(estimator, params) → (its records of `ground_truth` and `metric` in its newest file, file)."""
+    out: _Found = {}
+    for (gt, est, pk), res in newest.items():
+        recs = [r for r in res.records if r.ground_truth == gt == ground_truth
+                and r.estimator == est and r.metric == metric and params_json(r.params) == pk]
+        if recs:
+            out[(est, pk)] = (recs, res)
+    return out
+
+
+def _ceiling(group: list[Results], horizons: list[int], metric: str) -> dict[int, float | None]:
+    """Noise ceiling per horizon from the newest file that reports it."""
+    out: dict[int, float | None] = {h: None for h in horizons}
+    for res in sorted(group, key=_age):
+        for c in res.gold_standard.noise_ceiling:
+            if c.metric == metric and c.value is not None:
+                out[c.horizon] = c.value
+    return out
+
+
+def _failures(group: list[Results]) -> dict[str, str]:
+    """Estimator → its error, for those whose newest mention in the group is an error."""
+    out: dict[str, str] = {}
+    for res in sorted(group, key=_age):
+        for name in {r.estimator for r in res.records}:
+            out.pop(name, None)
+        out.update(res.errors)
+    return dict(sorted(out.items()))
+
+
+def _gold(r: Results) -> dict:
+    """Table.gold: the gold-standard settings of a group's file, by name."""
+    g = r.gold_standard
+    return {"mode": g.mode, "epsilon": g.epsilon, "centered": g.centered, "seeds": g.seeds,
+            "horizon_unit": g.horizon_unit, "n_train_evaluated": g.n_train_evaluated,
+            "n_test": g.n_test}
+
+
+def _table(group: list[Results], metric: str) -> Table:
+    """The Table of one group of results files (one `_group_key`)."""
+    first = group[0]
+    newest, notes = _newest(group)
+    ft = _pick(newest, FURTHER_TRAINING, metric)
+    extras = {LOO: _pick(newest, LOO, metric), LDS: _pick(newest, LDS, LDS)}
+    horizons = sorted({h for r in group for h in r.gold_standard.horizons}
+                      | {r.horizon for recs, _ in ft.values() for r in recs})
+    return Table(first.task.name, first.task.version, first.task.spec_hash, metric, _gold(first), horizons,
+                 _rows(ft, extras, horizons), _ceiling(group, horizons, metric),
+                 sorted({_origin(r) for r in group}), notes, sorted(r.date for r in group), _failures(group))
+
+
+def build_leaderboard(results: list[Results], metric: str = "cosine") -> list[Table]:
+    """One Table per (task name, version, spec hash, gold-standard settings), sorted by that key."""
+    if metric not in METRICS:
+        raise UnknownNameError("metric", metric, list(METRICS))
+    groups: dict[tuple, list[Results]] = {}
+    for r in results:
+        groups.setdefault(_group_key(r), []).append(r)
+    return [_table(groups[k], metric) for k in sorted(groups)]

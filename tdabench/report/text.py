@@ -1,0 +1,225 @@
+"""The leaderboard as text: cell formatting, summary and horizon grids, page sentences, Markdown,
+CSV and the terminal table of one results file.
+
+Markdown and CSV are the README.md and leaderboard.csv of the pages (see `report.write`); the HTML
+page (`report.html`) reuses the grids and sentences. Every text depends only on its tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tdabench.report.tables import NORMAL_Z, Row, Table, build_leaderboard
+from tdabench.results import Record, Results, csv_cell, params_json
+from tdabench.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
+
+DASH = "—"
+CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon", "metric",
+               "mean", "sem", "n_test", "n_skipped", "horizon_unit", "gold_mode", "gold_seeds",
+               "ground_truth", "ci_low", "ci_high")
+
+
+def format_cell(mean: float | None, sem: float | None) -> str:
+    """"0.930 ± 0.010"; "0.930" without a standard error; "—" without a mean."""
+    if mean is None:
+        return DASH
+    return f"{mean:.3f}" if sem is None else f"{mean:.3f} ± {sem:.3f}"
+
+
+def format_interval(record: Record | None) -> str:
+    """"0.930 [0.910, 0.950]" (mean [bootstrap interval]); `format_cell(mean, sem)` without an
+    interval; "—" without a record or a mean."""
+    if record is None or record.mean is None:
+        return DASH
+    if record.ci_low is None or record.ci_high is None:
+        return format_cell(record.mean, record.sem)
+    return f"{record.mean:.3f} [{record.ci_low:.3f}, {record.ci_high:.3f}]"
+
+
+def format_seconds(seconds: float) -> str:
+    """Three significant digits ("0.0048", "59.2", "179"), whole seconds from 1000 s on."""
+    return f"{seconds:.0f}" if seconds >= 1000 else f"{seconds:.3g}"
+
+
+def _cost_cells(cost: dict | None) -> list[str]:
+    """[fit + score seconds, peak MB], "—" where unknown."""
+    cost = cost or {}
+    fit, score, peak = cost.get("fit_s"), cost.get("score_s"), cost.get("peak_mem_mb")
+    seconds = format_seconds(fit + score) if isinstance(fit, (int, float)) and isinstance(
+        score, (int, float)) else DASH
+    return [seconds, f"{peak:.0f}" if isinstance(peak, (int, float)) else DASH]
+
+
+def _summary_row(row: Row, rank: int | None, keys: list[int], with_loo: bool) -> list[str]:
+    """One estimator's line of `summary_grid`."""
+    best = row.best_horizon
+    return ([row.label] + [format_interval(row.cells.get(h)) for h in keys]
+            + [DASH if best is None else str(best), format_interval(row.lds)]
+            + ([format_interval(row.loo)] if with_loo else [])
+            + _cost_cells(row.cost) + [DASH if rank is None else str(rank)])
+
+
+def summary_grid(table: Table) -> tuple[list[str], list[list[str]]]:
+    """The per-task summary: header and body (rows, then the noise ceiling), as strings.
+
+    Columns: estimator; mean [interval] at `table.key_horizons`; best horizon; LDS; LOO (only when
+    some row has it); fit + score seconds; peak MB; shared rank at the longest horizon.
+    """
+    unit, keys = table.gold["horizon_unit"], table.key_horizons
+    with_loo = any(row.loo is not None for row in table.rows)
+    last = table.horizons[-1] if table.horizons else None
+    head = (["estimator"] + [f"{unit} {h}" for h in keys] + [f"best {unit}", "LDS"]
+            + ([f"LOO ({table.metric})"] if with_loo else [])
+            + ["fit + score (s)", "peak MB", f"rank at {unit} {last}"])
+    body = [_summary_row(row, rank, keys, with_loo) for row, rank in zip(table.rows, table.ranks)]
+    ceiling = ["noise ceiling"] + [format_cell(table.noise_ceiling.get(h), None) for h in keys]
+    body.append(ceiling + [""] * (len(head) - len(ceiling)))
+    return head, body
+
+
+def horizon_grid(table: Table) -> tuple[list[str], list[list[str]]]:
+    """Every horizon: header and body, cells "mean ± sem", then the noise ceiling."""
+    hs = table.horizons
+    head = ["estimator"] + [f"{table.gold['horizon_unit']} {h}" for h in hs]
+    body = [[row.label] + [format_cell(row.cells[h].mean, row.cells[h].sem) if h in row.cells
+                           else DASH for h in hs] for row in table.rows]
+    return head, body + [["noise ceiling"] + [format_cell(table.noise_ceiling.get(h), None)
+                                              for h in hs]]
+
+
+def gold_line(gold: dict) -> str:
+    """One sentence on the gold-standard settings of a table."""
+    mode = gold["mode"] + (f" (ε = {gold['epsilon']})" if gold.get("epsilon") is not None else "")
+    centered = "centered" if gold["centered"] else "not centered"
+    return (f"Gold standard: further training, {mode}, {gold['seeds']} seeds, horizons in "
+            f"{gold['horizon_unit']}s, {gold['n_train_evaluated']} training instances × "
+            f"{gold['n_test']} test points, {centered}.")
+
+
+def _skipped(rows: list[Row], horizons: list[int]) -> dict[int, int]:
+    """Per horizon, the most test points any estimator had to skip (undefined agreement)."""
+    return {h: max((r.cells[h].n_skipped for r in rows if h in r.cells), default=0)
+            for h in horizons}
+
+
+def table_notes(table: Table) -> list[str]:
+    """The table's footnotes, the estimators that failed and why, then a note on skipped test
+    points if any were skipped."""
+    unit, notes = table.gold["horizon_unit"], list(table.footnotes)
+    notes += [f"{name} did not run: {error}" for name, error in table.failures.items()]
+    skipped = {h: n for h, n in _skipped(table.rows, table.horizons).items() if n}
+    if skipped:
+        notes.append("test points skipped as undefined (e.g. saturated, zero gold row), most over "
+                     "estimators: " + ", ".join(f"{unit} {h}: {n}" for h, n in skipped.items()))
+    return notes
+
+
+def header_lines(tables: list[Table]) -> list[str]:
+    """Plain sentences for the top of a leaderboard page: the seeds and the results' dates."""
+    if not tables:
+        return ["No results files."]
+    seeds = "; ".join(f"{t.title}: {t.gold['seeds']}" for t in tables)
+    lines = [f"Further-training seeds averaged in each gold standard: {seeds}."]
+    dates = sorted(d for t in tables for d in t.dates)
+    if dates:
+        span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+        lines.append(f"Results dated {span}.")
+    return lines
+
+
+def legend_lines(metric: str) -> list[str]:
+    """What the summary columns mean."""
+    level = f"{BOOTSTRAP_LEVEL * 100:g} %"
+    return [f"Metric: {metric}. Cells: mean over test points [{level} percentile-bootstrap "
+            f"interval, {BOOTSTRAP_RESAMPLES} resamples of the test points] (mean ± standard "
+            "error where a results file has no interval).",
+            "best: the horizon with the highest mean. LDS: linear datamodeling score (mean "
+            "Spearman over test points against retraining on random subsets). LOO: agreement "
+            "with leave-one-out retraining from scratch. fit + score and peak MB: the "
+            "estimator's cost in that run.",
+            "rank: 1 + the number of estimators whose interval at the longest horizon lies "
+            "entirely above this one's; estimators with overlapping intervals share a rank "
+            f"(mean ± {NORMAL_Z:.2f} standard errors for results files without intervals)."]
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    """A Markdown table: the first column left-aligned, the others right; "|" escaped in cells."""
+    return (["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+            + ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body])
+
+
+def _markdown(table: Table, plot: str | None) -> list[str]:
+    """One table's section of the README: summary, plot, every horizon, sources, notes."""
+    lines = [f"## {table.title}", "", gold_line(table.gold), "", *_md_table(*summary_grid(table)),
+             ""]
+    if plot:
+        lines += [f"![decay curve of {table.task}, {table.metric}](plots/{plot}.png) "
+                  f"([SVG](plots/{plot}.svg))", ""]
+    lines += [f"Metric: {table.metric}; cells: mean ± standard error over test points.", "",
+              "Results files: " + ", ".join(f"`{s}`" for s in table.sources), "",
+              *_md_table(*horizon_grid(table))]
+    notes = table_notes(table)
+    return lines + ([""] + [f"- {n}" for n in notes] if notes else []) + [""]
+
+
+def leaderboard_markdown(tables: list[Table], command: str | None = None,
+                         plots: list[str] | None = None) -> str:
+    """The README.md text; `command` is quoted in the header, `plots` are `report.plots.plot_names(tables)`
+    (no images when None)."""
+    sources = sorted({s for t in tables for s in t.sources})
+    head = ([f"Command: `{command}`"] if command else []) + header_lines(tables)
+    metric = tables[0].metric if tables else "pearson"
+    lines = ["# tdabench leaderboard", "",
+             "Generated from results files by `tdabench leaderboard`; do not edit by hand.", "",
+             *[line for text in head + legend_lines(metric) for line in (text, "")],
+             "Results files used:", *[f"- `{s}`" for s in sources], ""]
+    for table, plot in zip(tables, plots or [None] * len(tables)):
+        lines += _markdown(table, plot)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _csv_records(row: Row) -> list[Record]:
+    """A row's further-training records by horizon, then its LOO and LDS records."""
+    return [row.cells[h] for h in sorted(row.cells)] + [r for r in (row.loo, row.lds) if r]
+
+
+def _csv_values(t: Table, row: Row, r: Record) -> tuple:
+    """The CSV_COLUMNS values of one record of a row of a table."""
+    return (t.task, t.task_version, t.spec_hash, row.estimator, params_json(row.params),
+            r.horizon, r.metric, r.mean, r.sem, r.n_test, r.n_skipped, t.gold["horizon_unit"],
+            t.gold["mode"], t.gold["seeds"], r.ground_truth, r.ci_low, r.ci_high)
+
+
+def leaderboard_csv(tables: list[Table]) -> str:
+    """Long format, one line per record of every table (further training by horizon, then LOO
+    and LDS), with the columns CSV_COLUMNS."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for t in tables:
+        for row in t.rows:
+            for r in _csv_records(row):
+                writer.writerow([csv_cell(v) for v in _csv_values(t, row, r)])
+    return buf.getvalue()
+
+
+def _aligned(grid: tuple[list[str], list[list[str]]]) -> list[str]:
+    """Header and body as padded text lines: the first column left-aligned, the others right."""
+    lines = [grid[0], *grid[1]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                      enumerate(zip(line, widths))).rstrip() for line in lines]
+
+
+def render_terminal_table(results: Results, metric: str) -> str:
+    """Plain-text table of one results file: estimators × horizons, noise ceiling, skips, errors."""
+    table = build_leaderboard([results], metric)[0]
+    unit = table.gold["horizon_unit"]
+    lines = [f"{table.title}  [{metric}]", *_aligned(horizon_grid(table))]
+    skipped = _skipped(table.rows, table.horizons)
+    lines.append("skipped test points (undefined, e.g. saturated): "
+                 + ", ".join(f"{unit} {h}: {n}" for h, n in skipped.items()))
+    if results.errors:
+        lines += ["errors:"] + [f"  {name}: {msg}" for name, msg in sorted(results.errors.items())]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""Writing the leaderboard pages: finding and reading results files relative to the pages' folder,
+then README.md, leaderboard.csv, index.html and the decay plots, each written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from tdabench.report.html import leaderboard_html
+from tdabench.report.plots import plot_names, write_decay_plot
+from tdabench.report.tables import Table
+from tdabench.report.text import leaderboard_csv, leaderboard_markdown
+from tdabench.results import Results, read_results
+from tdabench.storage import atomic_write_text
+
+
+def results_files(folder: str | Path) -> list[Path]:
+    """Every `results.json` under `folder` (any depth), sorted; [] when the folder is missing."""
+    return sorted(Path(folder).rglob("results.json")) if Path(folder).is_dir() else []
+
+
+def read_relative(paths: list[str | Path], out_dir: str | Path) -> list[Results]:
+    """Read results files (files or folders); each origin becomes the file's path relative to
+    `out_dir`, with "/", so the pages link to it and do not depend on where the checkout lies."""
+    out = Path(out_dir).resolve()
+    results = []
+    for p in paths:
+        r = read_results(p)
+        rel = Path(os.path.relpath(Path(r.origin or p).resolve(), out)).as_posix()
+        results.append(dataclasses.replace(r, origin=rel))
+    return results
+
+
+def _write_plots(tables: list[Table], names: list[str], folder: Path) -> list[Path]:
+    """`folder/<name>.png/.svg` per table; other *.png/*.svg files in `folder` are removed."""
+    folder.mkdir(exist_ok=True)
+    paths: list[Path] = []
+    for table, name in zip(tables, names):
+        paths += write_decay_plot(table, folder / name)
+    for old in sorted(folder.glob("*")):
+        if old.suffix in (".png", ".svg") and old not in paths:
+            old.unlink()
+    return paths
+
+
+def write_leaderboard(tables: list[Table], out_dir: str | Path, command: str | None = None,
+                      plots: bool = True) -> list[Path]:
+    """Write `README.md`, `leaderboard.csv`, `index.html` and (with `plots`) the decay plots
+    `plots/<name>.png/.svg` into `out_dir`, atomically; older *.png/*.svg files in `plots/` that
+    this build did not write are removed. Returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = plot_names(tables) if plots else None
+    paths = [out / "README.md", out / "leaderboard.csv", out / "index.html"]
+    atomic_write_text(paths[0], leaderboard_markdown(tables, command, names))
+    atomic_write_text(paths[1], leaderboard_csv(tables))
+    atomic_write_text(paths[2], leaderboard_html(tables, command, names))
+    if names is not None:
+        paths += _write_plots(tables, names, out / "plots")
+    return paths
