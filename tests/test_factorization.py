@@ -4,15 +4,13 @@ lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (scipy's bundled OpenBLAS segfaults
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
 
+from subprocess_helpers import run_python
 from tdabench.errors import TdabenchError
 from tdabench.estimators.factorization import factorize, inverse_norm1
 
@@ -102,15 +100,9 @@ LARGE_FACTORIZATION = textwrap.dedent("""
 """)
 
 
-def scrubbed_environment() -> dict[str, str]:
-    """This process's environment without the variables that hide the OpenBLAS crash."""
-    return {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-
-
 def test_large_factorization_does_not_crash_without_openblas_coretype():
     """Cholesky and LU of a 16,000² SPD matrix, in a subprocess with OPENBLAS_CORETYPE and
     OPENBLAS_L2_SIZE removed: exit 0 and x = C⁻¹(Cx) to 1e-10. scipy's potrf exits 139 here."""
-    run = subprocess.run([sys.executable, "-c", LARGE_FACTORIZATION.format(n=16000)], env=scrubbed_environment(),
-                         capture_output=True, text=True, timeout=600)
+    run = run_python(["-c", LARGE_FACTORIZATION.format(n=16000)], timeout=600)
     assert run.returncode == 0, (run.returncode, run.stdout, run.stderr[-2000:])
     assert run.stdout.count(" ok ") == 2, run.stdout
