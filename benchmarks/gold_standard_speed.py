@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tdabench.gold import config_from_spec, paired_differences, paired_differences_sequential
 from tdabench.task import build_context, find_spec
+from tdabench.truths.further import config_from_spec, paired_differences, paired_differences_sequential
 
 
 def main() -> None:

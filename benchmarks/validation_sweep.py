@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 from tdabench.compare import run_estimator
-from tdabench.gold import GoldConfig, config_from_spec, run_gold_standard
 from tdabench.registry import make_estimator
 from tdabench.selection import parse_estimators
 from tdabench.task import build_context, find_spec
+from tdabench.truths.further import GoldConfig, config_from_spec, run_gold_standard
 
 
 def validation_config(spec, ctx, seeds: int, n_train: int | None) -> GoldConfig:

@@ -5,10 +5,11 @@ fit, score at every horizon, check the shape and the values, agreement per horiz
 An estimator that raises or returns a wrong shape or non-finite values is recorded under `errors`;
 the others are kept.
 
-Optional analyses (DESIGN §5): `retraining` adds the leave-one-out ("loo") and LDS ("lds") ground
-truths of tdabench.retraining (records with `ground_truth` "loo"/"lds", horizon = the training
-epochs; settings and cost in results.extra["retraining"]); `final_models` ≥ 2 adds the seed-noise
-analysis of tdabench.seed_noise over that many final models (results.extra["seed_noise"]).
+Optional analyses (DESIGN §5): `retraining` adds the leave-one-out (LOO) and LDS ground truths of
+tdabench.truths.retraining (records with `ground_truth` LOO/LDS of truths/names.py, horizon = the
+training epochs; settings and cost in results.extra["retraining"]); `final_models` ≥ 2 adds the
+seed-noise analysis of tdabench.truths.seed_noise over that many final models
+(results.extra["seed_noise"]).
 """
 
 from __future__ import annotations
@@ -24,21 +25,21 @@ from tdabench import __version__
 from tdabench.costs import measure
 from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.estimators.base import Estimator
-from tdabench.gold import GoldConfig, GoldStandard, config_from_spec, run_gold_standard
-from tdabench.gold.config import GOLD_MODES, check_epsilon, check_horizons
-from tdabench.gold.memory import auto_chunk_size
 from tdabench.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
-from tdabench.retraining import (RETRAINING_GROUND_TRUTHS, LeaveOneOut, RetrainingConfig, SubsetRetraining,
-                                 lds, run_leave_one_out, run_subset_retraining)
-from tdabench.seed_noise import run_seed_noise
 from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
 from tdabench.task.spec import TaskSpec
 from tdabench.task.targets import check_target_name
+from tdabench.truths.further import (GOLD_MODES, GoldConfig, GoldStandard, auto_chunk_size, check_epsilon,
+                                     check_horizons, config_from_spec, run_gold_standard)
+from tdabench.truths.names import LDS, LDS_METRIC, LOO
+from tdabench.truths.registry import RETRAINING
+from tdabench.truths.retraining import LeaveOneOut, RetrainingConfig, SubsetRetraining, lds
+from tdabench.truths.seed_noise import run_seed_noise
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class CompareOptions:
     chunk_size: int | None = None
     cache_dir: Path | None = None
     progress: bool = True
-    retraining: tuple[str, ...] = ()  # retraining ground truths to add: "loo", "lds"
+    retraining: tuple[str, ...] = ()  # retraining ground truths to add: names of truths.registry.RETRAINING
     retraining_seeds: int = 3  # retraining seeds averaged by both ground truths
     lds_subsets: int = 50  # random 50 % subsets of the LDS
     final_models: int = 1  # >= 2: seed-noise analysis over that many final models
@@ -76,8 +77,8 @@ class CompareOptions:
         if self.epsilon is not None:
             check_epsilon(self.epsilon)
         for name in self.retraining:
-            if name not in RETRAINING_GROUND_TRUTHS:
-                raise UnknownNameError("retraining ground truth", name, list(RETRAINING_GROUND_TRUTHS))
+            if name not in RETRAINING:
+                raise UnknownNameError("retraining ground truth", name, list(RETRAINING))
         if len(set(self.retraining)) != len(self.retraining):
             raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(self.retraining)}")
         RetrainingConfig((0,), (0,), self.retraining_seeds, self.lds_subsets)  # raises when invalid
@@ -211,8 +212,8 @@ def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -
     """The retraining ground truths asked for, on the gold standard's instances and test points."""
     rcfg = RetrainingConfig(cfg.train_idx, cfg.test_idx, options.retraining_seeds, options.lds_subsets,
                             chunk_size=cfg.chunk_size)
-    runners = {"loo": run_leave_one_out, "lds": run_subset_retraining}
-    return {name: runners[name](ctx, rcfg, options.cache_dir, options.progress) for name in options.retraining}
+    return {name: RETRAINING[name].runner(ctx, rcfg, options.cache_dir, options.progress)
+            for name in options.retraining}
 
 
 def retraining_records(label: str, params: dict, source: dict | None, scores: np.ndarray, ctx: TaskContext,
@@ -220,14 +221,14 @@ def retraining_records(label: str, params: dict, source: dict | None, scores: np
     """Records against each retraining ground truth (horizon = training epochs); `scores`: (n_test,
     n_train) against every training instance, at the gold standard's longest horizon."""
     args, records = (label, params, ctx.spec.training.epochs), []
-    if "loo" in truths:
-        loo = truths["loo"].mean(centered)
+    if LOO in truths:
+        loo = truths[LOO].mean(centered)
         for metric in METRICS:
             summary = agreement(scores[:, list(cfg.train_idx)], loo, metric)
-            records.append(Record.from_summary(*args, metric, summary, source, ground_truth="loo"))
-    if "lds" in truths:
-        summary = lds(scores, truths["lds"].keep, truths["lds"].targets())
-        records.append(Record.from_summary(*args, "lds", summary, source, ground_truth="lds"))
+            records.append(Record.from_summary(*args, metric, summary, source, ground_truth=LOO))
+    if LDS in truths:
+        summary = lds(scores, truths[LDS].keep, truths[LDS].targets())
+        records.append(Record.from_summary(*args, LDS_METRIC, summary, source, ground_truth=LDS))
     return records
 
 

@@ -4,8 +4,8 @@
 raising SCHEMA_VERSION. Files are written atomically and never hold NaN or Infinity (None → null).
 A record's `n_test` counts the test points whose agreement was defined (the mean is over them) and
 `n_skipped` the undefined ones (saturated points, DESIGN.md §7). Its `ground_truth` says what the
-estimator was compared with (GROUND_TRUTHS); `ci_low`/`ci_high` bound the mean (bootstrap over test
-points). Files written before these fields existed load with their defaults.
+estimator was compared with (GROUND_TRUTHS, tdabench/truths/names.py); `ci_low`/`ci_high` bound the
+mean (bootstrap over test points). Files written before these fields existed load with their defaults.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from tdabench.errors import TdabenchError
 from tdabench.storage import atomic_write_text
 from tdabench.metrics import Summary
+from tdabench.truths.names import FURTHER_TRAINING, GROUND_TRUTHS
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon",
@@ -32,11 +33,6 @@ CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "hori
                "source_distribution", "source_version", "ground_truth", "ci_low", "ci_high")
 _TOP_KEYS = ("schema_version", "tdabench_version", "git_hash", "date", "task", "gold_standard",
              "records", "cost", "errors")
-# further-training: the gold standard (DESIGN.md §2), metrics cosine/pearson/spearman per horizon;
-# loo: leave-one-out retraining from scratch, same metrics at horizon = its retraining epochs;
-# lds: linear datamodeling score, metric "lds" (mean Spearman over test points).
-GROUND_TRUTHS = ("further-training", "loo", "lds")
-FURTHER_TRAINING = GROUND_TRUTHS[0]
 
 
 def _finite_or_none(name: str, value: float | None) -> None:

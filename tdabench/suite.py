@@ -32,8 +32,8 @@ import yaml
 from tdabench.errors import SpecError, TdabenchError
 from tdabench.results import Results, read_results
 from tdabench.selection import EstimatorRequest, parse_estimators
+from tdabench.truths.names import RETRAINING_GROUND_TRUTHS
 
-RETRAINING = ("loo", "lds")
 SUITE_KEY = "suite_entry"
 _ENTRY_KEYS = ("task", "seeds", "estimators", "n_train", "n_test", "horizons", "target", "retraining")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -124,10 +124,10 @@ def _entry(raw: Any, path: str, i: int) -> SuiteEntry:
     if target is not None and (not isinstance(target, str) or not target):
         raise SpecError(path, f"{where}.target", "a target name such as 'loss' or 'margin'", target)
     retraining = raw.get("retraining") or []
-    if not isinstance(retraining, list) or any(r not in RETRAINING for r in retraining) \
+    if not isinstance(retraining, list) or any(r not in RETRAINING_GROUND_TRUTHS for r in retraining) \
             or len(set(retraining)) != len(retraining):
         raise SpecError(path, f"{where}.retraining", "a list of distinct values from "
-                        + ", ".join(RETRAINING), raw.get("retraining"))
+                        + ", ".join(RETRAINING_GROUND_TRUTHS), raw.get("retraining"))
     estimators = raw.get("estimators")
     return SuiteEntry(task, seeds,
                       None if estimators is None else _estimators(estimators, path, f"{where}.estimators"),

@@ -10,8 +10,9 @@ from tdabench.compare import CompareOptions, default_requests, run_compare
 from tdabench.estimators.base import Estimator
 from tdabench.estimators.grad_dot import GradDot
 from tdabench.registry import estimators
-from tdabench.results import FURTHER_TRAINING, read_results, write_results
+from tdabench.results import read_results, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
+from tdabench.truths.names import FURTHER_TRAINING
 
 
 class Raises(Estimator):

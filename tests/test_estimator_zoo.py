@@ -19,11 +19,11 @@ from tdabench.estimators import (ArnoldiInfluence, ConjugateGradientInfluence, E
 from tdabench.estimators.curvature import CurvatureOperator
 from tdabench.estimators.gradients import flat_per_sample_grads
 from tdabench.estimators.trak import RandomProjection
-from tdabench.gold import GoldConfig, paired_differences
 from tdabench.task import TaskContext, build_context, parse_spec
 from tdabench.task.context import Checkpoint
 from tdabench.task.ensemble import member_context
 from tdabench.task.spec import OptimizerSpec
+from tdabench.truths.further import GoldConfig, paired_differences
 
 
 def at_ridge_optimum(ctx: TaskContext, weight_decay: float = 0.0) -> TaskContext:

@@ -11,9 +11,9 @@ import torch
 
 from gold_helpers import small_context
 from tdabench.errors import CacheMismatchError, TdabenchError
-from tdabench.gold import GoldConfig, paired_differences, paired_differences_sequential, run_gold_standard
-from tdabench.gold.runner import gold_entry
 from tdabench.task.spec import OptimizerSpec
+from tdabench.truths.further import (GoldConfig, gold_entry, paired_differences, paired_differences_sequential,
+                                     run_gold_standard)
 
 RECIPES = {
     "sgd": OptimizerSpec(lr=0.05, batch_size=8),

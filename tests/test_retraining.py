@@ -12,11 +12,8 @@ from conftest import tiny_spec
 from gold_helpers import write_small_spec
 from tdabench.compare import CompareOptions, run_compare
 from tdabench.errors import CacheMismatchError, TdabenchError, UnknownNameError
-from tdabench.gold.retraining import initial_params, subset_batches, train_from_scratch
 from tdabench.metrics import METRICS
 from tdabench.results import read_results, write_results
-from tdabench.retraining import (RetrainingConfig, lds, lds_rows, random_subsets, retraining_entry,
-                                 run_leave_one_out, run_subset_retraining)
 from tdabench.task import build_context, parse_spec
 from tdabench.task.models import build_model
 from tdabench.task.objective import l2_penalty, per_example_loss
@@ -24,6 +21,12 @@ from tdabench.selection import parse_estimators
 from tdabench.task.optim import torch_optimizer
 from tdabench.task.schedule import TRAINING_STREAM, epoch_batches, epoch_permutation
 from tdabench.task.training import train_module
+from tdabench.truths.further import run_gold_standard
+from tdabench.truths.names import GROUND_TRUTHS, RETRAINING_GROUND_TRUTHS
+from tdabench.truths.registry import FURTHER, GROUND_TRUTH_REGISTRY, RETRAINING
+from tdabench.truths.retraining import (RetrainingConfig, lds, lds_rows, random_subsets, retraining_entry,
+                                        run_leave_one_out, run_subset_retraining)
+from tdabench.truths.scratch import initial_params, subset_batches, train_from_scratch
 
 TRAININGS = {
     "momentum+wd": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.01,
@@ -190,6 +193,15 @@ def test_compare_adds_retraining_and_seed_noise(tmp_path):
     assert read.extra == json.loads(json.dumps(results.extra)) and read.records == results.records
     again = run_compare(options)  # everything cached: same records, no retraining time
     assert again.records == results.records and again.extra["retraining"]["loo"]["seconds"] == 0
+
+
+def test_one_registry_of_ground_truths():
+    """Every ground-truth name has its runner in one registry; the retraining ones are those that
+    compare and the suite accept."""
+    assert tuple(GROUND_TRUTH_REGISTRY) == GROUND_TRUTHS == ("further-training", "loo", "lds")
+    assert all(name == truth.name and truth.description for name, truth in GROUND_TRUTH_REGISTRY.items())
+    assert tuple(RETRAINING) == RETRAINING_GROUND_TRUTHS and FURTHER.runner is run_gold_standard
+    assert {n: t.runner for n, t in RETRAINING.items()} == {"loo": run_leave_one_out, "lds": run_subset_retraining}
 
 
 def test_unknown_retraining_name_lists_the_valid_ones():

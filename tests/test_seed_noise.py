@@ -9,11 +9,11 @@ import pytest
 
 from conftest import tiny_spec
 from tdabench.estimators.base import Estimator
-from tdabench.gold import GoldConfig
 from tdabench.registry import make_estimator
-from tdabench.seed_noise import SeedNoise, masked_row_agreement, robust_mask, run_seed_noise, spread
 from tdabench.task import build_context, parse_spec
 from tdabench.task.spec import OptimizerSpec
+from tdabench.truths.further import GoldConfig
+from tdabench.truths.seed_noise import SeedNoise, masked_row_agreement, robust_mask, run_seed_noise, spread
 
 
 def _config(n_train: int, n_test: int = 1, horizons: tuple[int, ...] = (1,)) -> GoldConfig:

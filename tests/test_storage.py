@@ -11,11 +11,10 @@ import torch
 
 from gold_helpers import small_context
 from tdabench.errors import CacheMismatchError
-from tdabench.gold import GoldConfig, run_gold_standard
-from tdabench.gold.runner import gold_entry
 from tdabench.storage import (CorruptFileError, UnitStore, atomic_save_tensors, atomic_write_bytes, load_tensors,
                               run_units)
 from tdabench.task.spec import OptimizerSpec
+from tdabench.truths.further import GoldConfig, gold_entry, run_gold_standard
 
 
 @pytest.fixture(scope="module")

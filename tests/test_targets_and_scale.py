@@ -13,13 +13,13 @@ from torch.func import functional_call
 
 from tdabench.cli import main
 from tdabench.errors import SpecError, TdabenchError, UnknownNameError
-from tdabench.gold import GoldConfig, paired_differences, paired_differences_sequential
-from tdabench.gold.memory import auto_chunk_size, bytes_per_copy
 from tdabench.task import build_context, find_spec
 from tdabench.task.concepts import has_negation
 from tdabench.task.packages import MissingPackageError
 from tdabench.task.sources import load_source
 from tdabench.task.targets import make_target
+from tdabench.truths.further import (GoldConfig, auto_chunk_size, bytes_per_copy, paired_differences,
+                                     paired_differences_sequential)
 
 
 @pytest.fixture(scope="module")

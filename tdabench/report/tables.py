@@ -20,10 +20,10 @@ from statistics import NormalDist
 
 from tdabench.errors import UnknownNameError
 from tdabench.metrics import METRICS
-from tdabench.results import FURTHER_TRAINING, Record, Results, params_json
+from tdabench.results import Record, Results, params_json
 from tdabench.stats import BOOTSTRAP_LEVEL, shared_ranks
+from tdabench.truths.names import FURTHER_TRAINING, LDS, LDS_METRIC, LOO
 
-LOO, LDS = "loo", "lds"
 # The normal quantile of BOOTSTRAP_LEVEL (1.96): intervals mean ± NORMAL_Z·sem without a bootstrap.
 NORMAL_Z = NormalDist().inv_cdf(0.5 + BOOTSTRAP_LEVEL / 2.0)
 
@@ -254,7 +254,7 @@ def _table(group: list[Results], metric: str) -> Table:
     first = group[0]
     newest, notes = _newest(group)
     ft = _pick(newest, FURTHER_TRAINING, metric)
-    extras = {LOO: _pick(newest, LOO, metric), LDS: _pick(newest, LDS, LDS)}
+    extras = {LOO: _pick(newest, LOO, metric), LDS: _pick(newest, LDS, LDS_METRIC)}
     horizons = sorted({h for r in group for h in r.gold_standard.horizons}
                       | {r.horizon for recs, _ in ft.values() for r in recs})
     return Table(first.task.name, first.task.version, first.task.spec_hash, metric, _gold(first), horizons,

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tdabench.gold.config import GoldConfig
-from tdabench.gold.vectorized import paired_differences
 from tdabench.storage import UnitStore, cache_root, run_units, seed_unit, unit_seed
 from tdabench.task.context import TaskContext
+from tdabench.truths.further.config import GoldConfig
+from tdabench.truths.further.vectorized import paired_differences
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,10 @@ import numpy as np
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator
-from tdabench.gold import GoldConfig, run_gold_standard
 from tdabench.metrics import METRICS, Summary, agreement, row_agreement, seed_statistics, summarize
 from tdabench.task.context import TaskContext
 from tdabench.task.ensemble import member_context
+from tdabench.truths.further import GoldConfig, run_gold_standard
 
 
 def robust_mask(z: np.ndarray, threshold: float = 2.0) -> np.ndarray:
@@ -151,8 +151,8 @@ def run_seed_noise(ctx: TaskContext, cfg: GoldConfig, estimators: Sequence[tuple
                    cache_dir: Path | None = None, progress: bool = True) -> SeedNoise:
     """Gold standard and scores of every estimator (`(label, factory)`) on final models 0..F−1.
 
-    Final models and gold standards are cached (task/ensemble.py, gold/runner.py). An estimator
-    that fails on any final model is left out and its error kept in `SeedNoise.errors`.
+    Final models and gold standards are cached (task/ensemble.py, truths/further/runner.py). An
+    estimator that fails on any final model is left out and its error kept in `SeedNoise.errors`.
     """
     if final_models < 2:
         raise TdabenchError(f"the seed-noise analysis needs at least 2 final models, got {final_models}")

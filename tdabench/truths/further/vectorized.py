@@ -2,7 +2,8 @@
 
 Copy 0 is the reference run on all of D; copy k removes (or down-weights) instance r_k. Every copy
 sees the same permutation per epoch (schedule.py). After each horizon the target f(z; θ_k) is
-evaluated on the test points, and the paired differences f(z; θ_k) − f(z; θ_0) are kept.
+evaluated on the test points, and the paired differences f(z; θ_k) − f(z; θ_0) are kept. The stacked
+copies, their gradients and their targets are in truths/stacked.py.
 """
 
 from __future__ import annotations
@@ -11,42 +12,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.func import vmap
 
-from tdabench.gold.config import GoldConfig
 from tdabench.task.context import TaskContext
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import FURTHER_TRAINING_STREAM, epoch_batches, epoch_permutation
-
-Tensors = dict[str, torch.Tensor]
-
-
-def _stack(params: Tensors, k: int) -> Tensors:
-    return {name: p.unsqueeze(0).expand(k, *p.shape).clone() for name, p in params.items()}
-
-
-def _step_fn(ctx: TaskContext) -> Callable[..., Tensors]:
-    """Gradients of every copy's batch loss Σ w·loss / Σ mask + regulariser, w.r.t. its own copy.
-
-    The copies are independent, so one backward pass through the sum of the vmapped per-copy losses
-    gives each copy its own gradient (faster than vmap(grad(...)) here, and equal to it).
-    """
-    def batch_loss(params: Tensors, x, y, w, m):
-        return (w * ctx.loss(params, x, y)).sum() / m.sum().clamp(min=1.0) + ctx.regularizer(params)
-    per_copy = vmap(batch_loss)
-
-    def grads_of(params: Tensors, x, y, w, m) -> Tensors:
-        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        with torch.enable_grad():
-            total = per_copy(leaves, x, y, w, m).sum()
-            grads = torch.autograd.grad(total, list(leaves.values()))
-        return dict(zip(leaves, grads))
-    return grads_of
-
-
-def _target_fn(ctx: TaskContext, test_x: torch.Tensor, test_y: torch.Tensor) -> Callable:
-    per_copy = lambda params: ctx.target(params, test_x, test_y)
-    return vmap(per_copy)
+from tdabench.truths.further.config import GoldConfig
+from tdabench.truths.stacked import gradients_fn, stack_copies, targets_fn
 
 
 def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarray,
@@ -57,9 +28,9 @@ def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarr
     """
     n, dtype = len(ctx.train), ctx.dtype
     test_idx = torch.as_tensor(cfg.test_idx)
-    evaluate = _target_fn(ctx, ctx.test.x[test_idx], ctx.test.y[test_idx])
-    grads_of, optimizer = _step_fn(ctx), FunctionalOptimizer(cfg.recipe)
-    params = _stack(ctx.params, len(removed))
+    evaluate = targets_fn(ctx, ctx.test.x[test_idx], ctx.test.y[test_idx])
+    grads_of, optimizer = gradients_fn(ctx), FunctionalOptimizer(cfg.recipe)
+    params = stack_copies(ctx.params, len(removed))
     state = optimizer.init(params)
     marks = cfg.horizon_steps(n)
     out, step, epoch = [], 0, 0

@@ -11,10 +11,10 @@ import copy
 import numpy as np
 import torch
 
-from tdabench.gold.config import GoldConfig
 from tdabench.task.context import TaskContext
 from tdabench.task.schedule import FURTHER_TRAINING_STREAM, steps_per_epoch
 from tdabench.task.training import train_module
+from tdabench.truths.further.config import GoldConfig
 
 
 def _run_one(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: int) -> np.ndarray:

@@ -7,7 +7,7 @@
 where θ^{s} is trained from the final model's initialisation θ₀ with the final model's recipe
 (`spec.training`) on all of D under retraining seed s (data-order seed `spec.training.seed + s`,
 so s = 0 reproduces the final model) and θ^{−i,s} the same run without i, in lock-step
-(gold/retraining.py). Same sign as the gold standard: > 0 means removing i increases the target.
+(truths/scratch.py). Same sign as the gold standard: > 0 means removing i increases the target.
 
 **LDS.** M subsets S_m of ⌊fraction·n⌉ training instances each (`random_subsets`, drawn with
 `subset_seed`) are trained from θ₀ by the same recipe under every seed; the target is
@@ -22,7 +22,7 @@ scores of *every* training instance, (n_test, n_train).
 Each seed of each ground truth is saved atomically under $TDABENCH_CACHE/retraining/ as soon as it
 is done, in an entry keyed by everything that determines its numbers (not the seed count nor the
 chunk size); an interrupted run resumes, and an entry holding other settings is refused
-(CacheMismatchError), exactly like the gold standard (gold/runner.py).
+(CacheMismatchError), exactly like the gold standard (truths/further/runner.py).
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ import torch
 from tqdm.auto import tqdm
 
 from tdabench.errors import TdabenchError
-from tdabench.gold.retraining import leave_one_out, train_chunked
 from tdabench.metrics import METRICS, Summary, reliability, row_agreement, summarize
 from tdabench.storage import UnitStore, cache_root, run_units, seed_unit, unit_seed
 from tdabench.task.context import TaskContext
+from tdabench.truths.names import LDS, LOO
+from tdabench.truths.scratch import leave_one_out, train_chunked
 
 RETRAINING_FORMAT = 1  # raise when the training code changes the numbers a config produces
-RETRAINING_GROUND_TRUTHS: tuple[str, ...] = ("loo", "lds")
 SUBSET_STREAM = 2  # random-number stream of the LDS subsets (0, 1: the data-order streams)
 
 
@@ -73,8 +73,8 @@ class RetrainingConfig:
             raise TdabenchError(f"chunk_size must be positive, got {self.chunk_size}")
 
     def settings(self, kind: str, ctx: TaskContext) -> dict[str, Any]:
-        """What determines one seed's numbers of ground truth `kind` ('loo' or 'lds')."""
-        own = ({"train_idx": list(self.train_idx)} if kind == "loo" else
+        """What determines one seed's numbers of ground truth `kind` (LOO or LDS)."""
+        own = ({"train_idx": list(self.train_idx)} if kind == LOO else
                {"subsets": self.subsets, "fraction": self.fraction, "subset_seed": self.subset_seed})
         return {"format": RETRAINING_FORMAT, "kind": kind, "spec_hash": ctx.spec.spec_hash,
                 "target": ctx.target_name, "test_idx": list(self.test_idx), **own}
@@ -155,7 +155,7 @@ def run_leave_one_out(ctx: TaskContext, cfg: RetrainingConfig, cache_dir: Path |
         diff, reference = leave_one_out(ctx, cfg.train_idx, cfg.test_idx, seed, cfg.chunk_size, on_epoch)
         return {"diff": diff, "reference": reference}
     epochs = ctx.spec.training.epochs * _n_chunks(len(cfg.train_idx) + 1, cfg.chunk_size)
-    loaded, seconds = _run_seeds(ctx, cfg.settings("loo", ctx), cfg.seeds, epochs, compute, cache_dir,
+    loaded, seconds = _run_seeds(ctx, cfg.settings(LOO, ctx), cfg.seeds, epochs, compute, cache_dir,
                                  progress, after_seed)
     return LeaveOneOut(cfg, np.stack([d["diff"] for d in loaded]),
                        np.stack([d["reference"] for d in loaded]), seconds)
@@ -199,7 +199,7 @@ def run_subset_retraining(ctx: TaskContext, cfg: RetrainingConfig, cache_dir: Pa
     def compute(seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
         return {"targets": train_chunked(ctx, keep, seed, cfg.test_idx, cfg.chunk_size, on_epoch)}
     epochs = ctx.spec.training.epochs * _n_chunks(cfg.subsets, cfg.chunk_size)
-    loaded, seconds = _run_seeds(ctx, cfg.settings("lds", ctx), cfg.seeds, epochs, compute, cache_dir,
+    loaded, seconds = _run_seeds(ctx, cfg.settings(LDS, ctx), cfg.seeds, epochs, compute, cache_dir,
                                  progress, after_seed)
     return SubsetRetraining(cfg, keep, np.stack([d["targets"] for d in loaded]), seconds)
 

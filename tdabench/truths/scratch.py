@@ -1,7 +1,8 @@
 """Training from scratch, K copies at once: the engine of the retraining ground truths (DESIGN §5).
 
-The same machinery as the further-training gold standard (vectorized.py): K stacked parameter
-copies, one vmapped functional optimizer step for all of them. What differs:
+The same machinery as the further-training gold standard (further/vectorized.py; both use
+stacked.py): K stacked parameter copies, one vmapped functional optimizer step for all of them.
+What differs:
 
 - every copy starts from the final model's *initialisation* θ₀ (`model_for_data(spec.model, ...)` before
   training: `initial_params`), not from θᶠ;
@@ -25,13 +26,11 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from tdabench.gold.vectorized import _stack, _step_fn, _target_fn
 from tdabench.task.context import TaskContext
 from tdabench.task.models import model_for_data
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import TRAINING_STREAM, Batch, epoch_permutation, steps_per_epoch
-
-Tensors = dict[str, torch.Tensor]
+from tdabench.truths.stacked import Tensors, gradients_fn, stack_copies, targets_fn
 
 
 def initial_params(ctx: TaskContext) -> Tensors:
@@ -66,8 +65,8 @@ def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: 
     Returns f(z_j; θ_k) at the end of training, shape (K, n_test), float64.
     """
     recipe, n = ctx.spec.training, len(ctx.train)
-    grads_of, optimizer = _step_fn(ctx), FunctionalOptimizer(recipe)
-    params = _stack(initial_params(ctx), len(keep))
+    grads_of, optimizer = gradients_fn(ctx), FunctionalOptimizer(recipe)
+    params = stack_copies(initial_params(ctx), len(keep))
     state = optimizer.init(params)
     for epoch in range(recipe.epochs):
         perm = epoch_permutation(n, recipe.seed + seed, epoch, TRAINING_STREAM)
@@ -80,7 +79,7 @@ def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: 
             on_epoch()
     idx = torch.as_tensor(np.asarray(test_idx, dtype=np.int64))
     with torch.no_grad():
-        return _target_fn(ctx, ctx.test.x[idx], ctx.test.y[idx])(params).double().numpy()
+        return targets_fn(ctx, ctx.test.x[idx], ctx.test.y[idx])(params).double().numpy()
 
 
 def train_chunked(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],

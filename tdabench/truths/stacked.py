@@ -1,0 +1,46 @@
+"""K parameter copies trained at once: stacked parameters, vmapped per-copy gradients and targets.
+
+The shared machinery of further training (further/vectorized.py) and training from scratch
+(scratch.py): the copies are independent, each with its own batch, loss weights and mask.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.func import vmap
+
+from tdabench.task.context import TaskContext
+
+Tensors = dict[str, torch.Tensor]
+
+
+def stack_copies(params: Tensors, k: int) -> Tensors:
+    """`k` copies of `params`, stacked along a new leading axis (each tensor its own memory)."""
+    return {name: p.unsqueeze(0).expand(k, *p.shape).clone() for name, p in params.items()}
+
+
+def gradients_fn(ctx: TaskContext) -> Callable[..., Tensors]:
+    """Gradients of every copy's batch loss Σ w·loss / Σ mask + regulariser, w.r.t. its own copy.
+
+    The copies are independent, so one backward pass through the sum of the vmapped per-copy losses
+    gives each copy its own gradient (faster than vmap(grad(...)) here, and equal to it).
+    """
+    def batch_loss(params: Tensors, x, y, w, m):
+        return (w * ctx.loss(params, x, y)).sum() / m.sum().clamp(min=1.0) + ctx.regularizer(params)
+    per_copy = vmap(batch_loss)
+
+    def grads_of(params: Tensors, x, y, w, m) -> Tensors:
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        with torch.enable_grad():
+            total = per_copy(leaves, x, y, w, m).sum()
+            grads = torch.autograd.grad(total, list(leaves.values()))
+        return dict(zip(leaves, grads))
+    return grads_of
+
+
+def targets_fn(ctx: TaskContext, test_x: torch.Tensor, test_y: torch.Tensor) -> Callable:
+    """Stacked copies → the target f(z; θ_k) of every copy on the test points, (K, n_test)."""
+    per_copy = lambda params: ctx.target(params, test_x, test_y)
+    return vmap(per_copy)
