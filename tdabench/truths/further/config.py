@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,10 @@ def check_horizons(horizons: tuple[int, ...]) -> None:
 
 
 def check_epsilon(epsilon: float) -> None:
-    """Down-weighting scales an instance's loss weight by 1 − ε: 0 < ε ≤ 1 (ε = 1 keeps the batch
-    and gives the instance weight 0; ε > 1 would make its weight negative, ascent on its loss)."""
+    """The ε a user may ask for: down-weighting scales an instance's loss weight by 1 − ε, so
+    0 < ε ≤ 1 (ε = 1 keeps the batch and gives the instance weight 0; ε > 1 would make its weight
+    negative, ascent on its loss). `GoldConfig` itself takes any finite ε ≠ 0 (ε < 0 up-weights:
+    central differences of the down-weighting response use ±ε)."""
     if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool) and 0 < epsilon <= 1):
         raise TdabenchError(f"epsilon must be in (0, 1] (the loss weight becomes 1 - epsilon), got {epsilon!r}")
 
@@ -60,7 +63,8 @@ class GoldConfig:
             raise TdabenchError(f"seeds must be at least 1, got {self.seeds}")
         if self.mode not in GOLD_MODES:
             raise TdabenchError(f"mode must be 'removal' or 'downweight', got '{self.mode}'")
-        check_epsilon(self.epsilon)
+        if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon != 0):
+            raise TdabenchError(f"epsilon must be a finite number other than 0, got {self.epsilon!r}")
         if self.horizon_unit not in ("epoch", "step"):
             raise TdabenchError(f"horizon unit must be 'epoch' or 'step', got '{self.horizon_unit}'")
         if len(set(self.train_idx)) != len(self.train_idx) or not self.train_idx:
