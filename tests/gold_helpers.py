@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ def spec_dict(task: str = "breast-cancer-mlp", **overrides: Any) -> dict:
             node = node.setdefault(key, {})
         node[leaf] = copy.deepcopy(value)
     return raw
+
+
+def in_cache(context: TaskContext, folder: Path) -> TaskContext:
+    """The same context, caching its ground truths under `folder`."""
+    return dataclasses.replace(context, cache_dir=folder)
 
 
 def small_context(cache: Path, task: str = "breast-cancer-mlp", **overrides: Any) -> TaskContext:

@@ -104,7 +104,8 @@ def gold_derivative(ctx: TaskContext, recipe: OptimizerSpec, steps: tuple[int, .
     """n · d(gold)/dε by a central difference of the down-weighting gold standard at ±ε."""
     def gold(e: float) -> np.ndarray:
         cfg = GoldConfig(recipe, train_idx=tuple(range(len(ctx.train))), test_idx=tuple(range(len(ctx.test))),
-                         horizons=steps, horizon_unit="step", seeds=1, mode="downweight", epsilon=e)
+                         horizons=steps, horizon_unit="step", seeds=1, mode="downweight", epsilon=e,
+                         n_train=len(ctx.train))
         return paired_differences(ctx, cfg, seed=0)[0]
     return (gold(eps) - gold(-eps)) / (2 * eps) * len(ctx.train)
 

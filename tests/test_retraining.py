@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import tiny_spec
-from gold_helpers import write_small_spec
+from gold_helpers import in_cache, write_small_spec
 from tdabench.compare import CompareOptions, run_compare
 from tdabench.errors import CacheMismatchError, TdabenchError, UnknownNameError
 from tdabench.metrics import METRICS
@@ -63,7 +63,7 @@ def _sequential_loo(ctx, train_idx, test_idx, seed) -> tuple[np.ndarray, np.ndar
 def test_vectorised_loo_equals_sequential_train_module(tmp_path, training):
     ctx = _context(tmp_path, training)
     cfg = RetrainingConfig(train_idx=(0, 7, 48), test_idx=(0, 3, 9), seeds=2, chunk_size=2)
-    loo = run_leave_one_out(ctx, cfg, tmp_path, progress=False)
+    loo = run_leave_one_out(in_cache(ctx, tmp_path), cfg, progress=False)
     for s in range(2):
         diff, reference = _sequential_loo(ctx, cfg.train_idx, cfg.test_idx, s)
         assert np.abs(diff).max() > 1e-5, "the removals must change the target"
@@ -153,17 +153,17 @@ def test_cache_resumes_and_refuses_other_settings(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_subset_retraining(ctx, cfg, tmp_path / "a", progress=False, after_seed=die_after_first)
+        run_subset_retraining(in_cache(ctx, tmp_path / "a"), cfg, progress=False, after_seed=die_after_first)
     computed = []
-    resumed = run_subset_retraining(ctx, cfg, tmp_path / "a", progress=False, after_seed=computed.append)
+    resumed = run_subset_retraining(in_cache(ctx, tmp_path / "a"), cfg, progress=False, after_seed=computed.append)
     assert computed == [1, 2]
-    fresh = run_subset_retraining(ctx, cfg, tmp_path / "b", progress=False)
+    fresh = run_subset_retraining(in_cache(ctx, tmp_path / "b"), cfg, progress=False)
     np.testing.assert_array_equal(resumed.per_seed, fresh.per_seed)
     assert resumed.per_seed.shape == (3, 4, 2) and resumed.targets().shape == (2, 4)
-    settings = retraining_entry(ctx, cfg.settings("lds", ctx), tmp_path / "a") / "settings.json"
+    settings = retraining_entry(in_cache(ctx, tmp_path / "a"), cfg.settings("lds", ctx)) / "settings.json"
     settings.write_text(json.dumps(json.loads(settings.read_text()) | {"fraction": 0.3}))
     with pytest.raises(CacheMismatchError, match="fraction"):
-        run_subset_retraining(ctx, cfg, tmp_path / "a", progress=False)
+        run_subset_retraining(in_cache(ctx, tmp_path / "a"), cfg, progress=False)
 
 
 @pytest.mark.parametrize("bad,match", [(dict(seeds=0), "seeds"), (dict(subsets=2), "subsets"),

@@ -18,7 +18,7 @@ from tdabench.truths.seed_noise import SeedNoise, masked_row_agreement, robust_m
 
 def _config(n_train: int, n_test: int = 1, horizons: tuple[int, ...] = (1,)) -> GoldConfig:
     return GoldConfig(OptimizerSpec(lr=0.05, batch_size=8), train_idx=tuple(range(n_train)),
-                      test_idx=tuple(range(n_test)), horizons=horizons, seeds=1)
+                      test_idx=tuple(range(n_test)), horizons=horizons, seeds=1, n_train=n_train)
 
 
 def test_z_scores_and_robust_share_by_hand():
@@ -69,9 +69,9 @@ class Broken(Estimator):
 def test_two_final_models_end_to_end(tmp_path):
     ctx = build_context(parse_spec(tiny_spec("tiny-seed-noise")), tmp_path)
     cfg = GoldConfig(OptimizerSpec(lr=0.1, batch_size=16), train_idx=tuple(range(0, 60, 6)),
-                     test_idx=(0, 1, 2, 3, 4), horizons=(1, 3), seeds=2)
+                     test_idx=(0, 1, 2, 3, 4), horizons=(1, 3), seeds=2, n_train=len(ctx.train))
     noise = run_seed_noise(ctx, cfg, [("grad-dot", lambda: make_estimator("grad-dot")), ("broken", Broken)],
-                           final_models=2, cache_dir=tmp_path, progress=False)
+                           final_models=2, progress=False)
     assert noise.gold.shape == (2, 2, 5, 10) and noise.scores["grad-dot"].shape == (2, 2, 5, 10)
     assert not np.allclose(noise.gold[0], noise.gold[1]), "the two final models must differ"
     assert "boom" in noise.errors["broken"] and "broken" not in noise.scores

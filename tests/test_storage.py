@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gold_helpers import small_context
+from gold_helpers import in_cache, small_context
 from tdabench.errors import CacheMismatchError
 from tdabench.storage import (CorruptFileError, UnitStore, atomic_save_tensors, atomic_write_bytes, load_tensors,
                               run_units)
@@ -63,12 +63,13 @@ def test_unreadable_settings_file_is_refused(tmp_path):
 def test_truncated_gold_seed_is_moved_aside_and_recomputed(tmp_path, mlp_ctx, capsys):
     """A seed file cut short (a crash while it was copied, a full disk) is never trusted: it is moved
     aside, recomputed, and the gold standard equals an undamaged run's."""
-    cfg = GoldConfig(OptimizerSpec(lr=0.05, batch_size=8), train_idx=(0, 5), test_idx=(0, 1), horizons=(1, 2), seeds=2)
-    first = run_gold_standard(mlp_ctx, cfg, tmp_path, progress=False)
-    seed_file = gold_entry(mlp_ctx, cfg, tmp_path) / "seed_0001.safetensors"
+    cfg = GoldConfig(OptimizerSpec(lr=0.05, batch_size=8), train_idx=(0, 5), test_idx=(0, 1), horizons=(1, 2), seeds=2,
+                     n_train=len(mlp_ctx.train))
+    first = run_gold_standard(in_cache(mlp_ctx, tmp_path), cfg, progress=False)
+    seed_file = gold_entry(in_cache(mlp_ctx, tmp_path), cfg) / "seed_0001.safetensors"
     seed_file.write_bytes(seed_file.read_bytes()[:40])
     computed = []
-    again = run_gold_standard(mlp_ctx, cfg, tmp_path, progress=False, after_seed=computed.append)
+    again = run_gold_standard(in_cache(mlp_ctx, tmp_path), cfg, progress=False, after_seed=computed.append)
     assert computed == [1]
     np.testing.assert_array_equal(again.per_seed, first.per_seed)
     assert seed_file.with_name("seed_0001.safetensors.corrupt").exists()

@@ -3,13 +3,14 @@ errors for missing packages and unknown probe layers."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 from importlib import metadata
 
 import numpy as np
 import pytest
 import torch
-from torch.func import functional_call
 
 from tdabench.cli import main
 from tdabench.errors import SpecError, TdabenchError, UnknownNameError
@@ -64,7 +65,7 @@ def test_probe_target_moves_with_the_parameters_only_through_the_layer(digits):
 def test_vectorised_gold_standard_equals_the_sequential_loop_for_every_target(digits, target):
     ctx = digits.with_target(target)
     cfg = GoldConfig(recipe=ctx.spec.gold_standard.further_training, train_idx=(0, 5, 9), test_idx=(1, 2),
-                     horizons=(1,), seeds=1)
+                     horizons=(1,), seeds=1, n_train=len(ctx.train))
     fast, _ = paired_differences(ctx, cfg, seed=0)
     slow, _ = paired_differences_sequential(ctx, cfg, seed=0)
     assert np.abs(slow).max() > 0
@@ -88,22 +89,22 @@ def test_negation_lexicon():
 
 def test_auto_chunk_size_and_chunked_training_match(digits):
     cfg = GoldConfig(recipe=digits.spec.gold_standard.further_training, train_idx=tuple(range(7)),
-                     test_idx=(0, 1, 2), horizons=(1, 2), seeds=1)
+                     test_idx=(0, 1, 2), horizons=(1, 2), seeds=1, n_train=len(digits.train))
     per_copy = bytes_per_copy(digits, cfg.recipe)
     assert auto_chunk_size(digits, cfg.recipe, 7, budget=100 * per_copy) is None  # all 8 copies fit
     chunk = auto_chunk_size(digits, cfg.recipe, 7, budget=3 * per_copy)
     assert chunk == 2
     whole, _ = paired_differences(digits, cfg, seed=0)
-    chunked, _ = paired_differences(digits, GoldConfig(**{**cfg.__dict__, "chunk_size": chunk}), seed=0)
+    chunked, _ = paired_differences(digits, dataclasses.replace(cfg, chunk_size=chunk), seed=0)
     assert np.abs(whole).max() > 0 and np.abs(chunked - whole).max() <= 1e-12
 
 
 def test_chunked_equals_unchunked_on_a_transformer():
     ctx = build_context(find_spec("rt-bert-tiny@small"))
     cfg = GoldConfig(recipe=ctx.spec.gold_standard.further_training, train_idx=(0, 3, 4, 7),
-                     test_idx=(0, 1), horizons=(1,), seeds=1)
+                     test_idx=(0, 1), horizons=(1,), seeds=1, n_train=len(ctx.train))
     whole, _ = paired_differences(ctx, cfg, seed=0)
-    chunked, _ = paired_differences(ctx, GoldConfig(**{**cfg.__dict__, "chunk_size": 1}), seed=0)
+    chunked, _ = paired_differences(ctx, dataclasses.replace(cfg, chunk_size=1), seed=0)
     assert np.abs(whole).max() > 0
     assert np.abs(chunked - whole).max() <= 1e-4 * np.abs(whole).max()  # float32 task
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import grad
 
 from tdabench.task import build_context, find_spec
 from tdabench.task.context import load_task_data

@@ -69,8 +69,10 @@ class HorizonLissa(InnerProductEstimator):
 
     curvature: "hessian" or "gauss-newton"; damping: absolute, added to C (default 0: the horizon
     itself regularises). lr, momentum, weight_decay: None = the task's further-training recipe
-    (which must use SGD). steps: the horizon of `score` (None = the task's longest gold-standard
-    horizon); `score_horizons` takes the horizons from its caller.
+    (which must use SGD). steps: the horizon of `score` (None = the task spec's longest gold-standard
+    horizon); `score_horizons` takes the horizons from its caller (compare passes the gold-standard
+    config's resolved steps, so `--horizons` is honoured), and `describe` reports `steps` only when
+    it was given (None: per horizon, from the caller).
     """
 
     horizon_dependent = True
@@ -136,5 +138,5 @@ class HorizonLissa(InnerProductEstimator):
     def describe(self) -> dict[str, Any]:
         self._fitted_context()
         return {"curvature": self.curvature, "damping": float(self.damping), "lr": self.lr_,
-                "momentum": self.momentum_, "weight_decay": self.weight_decay_, "steps": self.steps_,
+                "momentum": self.momentum_, "weight_decay": self.weight_decay_, "steps": self.steps,
                 "method": self.method, "n_iterations": self.n_iterations}

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from tdabench.storage import UnitStore, cache_root
+from tdabench.storage import UnitStore, cache_root, task_entry
 from tdabench.task.data import Dataset, Split, load_dataset
 from tdabench.task.models import model_for_data
 from tdabench.task.objective import OutputFn, l2_penalty, margin, per_example_loss
@@ -139,8 +139,6 @@ def final_model_settings(spec: TaskSpec) -> dict[str, Any]:
     return {"format": FINAL_MODEL_FORMAT, "spec_hash": spec.spec_hash, "spec": spec_dict}
 
 
-def _final_model_entry(spec: TaskSpec, root: Path) -> Path:
-    return root / "final_models" / f"{spec.name}-v{spec.version}-{spec.spec_hash[7:23]}"
 
 
 def load_task_data(spec: TaskSpec, cache_dir: Path | None = None) -> Dataset:
@@ -158,9 +156,9 @@ def _checkpoint_unit(epoch: int) -> str:
     return f"checkpoint_{epoch:04d}"
 
 
-def _final_model_store(spec: TaskSpec, root: Path) -> UnitStore:
+def _final_model_store(spec: TaskSpec, root: Path | None) -> UnitStore:
     """Units "model" (the state dict) and "checkpoint_NNNN" (the parameters after epoch NNNN)."""
-    return UnitStore(_final_model_entry(spec, root), final_model_settings(spec)).open()
+    return UnitStore(task_entry(root, "final_models", spec), final_model_settings(spec)).open()
 
 
 def _train_final_model(model: nn.Module, spec: TaskSpec, data: Dataset, store: UnitStore) -> None:
@@ -204,7 +202,7 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
     target = target or spec.target
     if is_probe(target):
         check_probe_layer(model, target.partition(":")[2])  # before the final model is trained
-    store = _final_model_store(spec, cache_dir or cache_root())
+    store = _final_model_store(spec, cache_dir)
     loaded = _load_final_model(model, spec, store)
     if loaded is None:
         _train_final_model(model, spec, data, store)

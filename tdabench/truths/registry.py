@@ -1,8 +1,8 @@
 """The ground truths and their runners: one entry per name of truths/names.py.
 
 `FURTHER` is the gold standard every comparison computes (runner: `run_gold_standard(ctx,
-GoldConfig, cache_dir, progress)`); `RETRAINING` the optional ones trained from scratch, by name
-(runner: `(ctx, RetrainingConfig, cache_dir, progress)` → LeaveOneOut or SubsetRetraining).
+GoldConfig, progress)`); `RETRAINING` the optional ones trained from scratch, by name
+(runner: `(ctx, RetrainingConfig, progress)` → LeaveOneOut or SubsetRetraining).
 `GROUND_TRUTH_REGISTRY` holds all of them in the order of `names.GROUND_TRUTHS`.
 """
 

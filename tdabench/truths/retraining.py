@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from tdabench.errors import TdabenchError
 from tdabench.metrics import METRICS, Summary, reliability, row_agreement, summarize
-from tdabench.storage import UnitStore, cache_root, run_units, seed_unit, unit_seed
+from tdabench.storage import UnitStore, run_units, seed_unit, task_entry, unit_seed
 from tdabench.task.context import TaskContext
 from tdabench.truths.names import LDS, LOO
 from tdabench.truths.scratch import leave_one_out, train_chunked
@@ -80,19 +80,18 @@ class RetrainingConfig:
                 "target": ctx.target_name, "test_idx": list(self.test_idx), **own}
 
 
-def retraining_entry(ctx: TaskContext, settings: dict[str, Any], root: Path | None = None) -> Path:
-    """The cache folder of one ground truth: task, spec hash, kind, settings hash, target."""
-    spec = ctx.spec
+def retraining_entry(ctx: TaskContext, settings: dict[str, Any]) -> Path:
+    """The cache folder of one ground truth (in the context's cache): task, spec hash, kind,
+    settings hash, target."""
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    name = f"{spec.name}-v{spec.version}-{spec.spec_hash[7:23]}-{settings['kind']}-{key}-{ctx.target_name}"
-    return (root or cache_root()) / "retraining" / name
+    return task_entry(ctx.cache_dir, "retraining", ctx.spec, settings["kind"], key, ctx.target_name)
 
 
 def _run_seeds(ctx: TaskContext, settings: dict[str, Any], seeds: int, epochs_per_seed: int,
-               compute: Callable[[int, Callable[[], None]], dict[str, np.ndarray]], cache_dir: Path | None,
+               compute: Callable[[int, Callable[[], None]], dict[str, np.ndarray]],
                progress: bool, after_seed: Callable[[int], None] | None) -> tuple[list[dict], float]:
     """Compute the seeds missing on disk (`compute(seed, on_epoch)`), save each atomically, load all."""
-    store = UnitStore(retraining_entry(ctx, settings, cache_dir), settings)
+    store = UnitStore(retraining_entry(ctx, settings), settings)
     bars: list[tqdm] = []
 
     def start(missing: list[str]) -> None:
@@ -148,15 +147,14 @@ class LeaveOneOut:
                 "seconds": round(self.seconds, 3)}
 
 
-def run_leave_one_out(ctx: TaskContext, cfg: RetrainingConfig, cache_dir: Path | None = None,
-                      progress: bool = True, after_seed: Callable[[int], None] | None = None) -> LeaveOneOut:
+def run_leave_one_out(ctx: TaskContext, cfg: RetrainingConfig, progress: bool = True, after_seed: Callable[[int], None] | None = None) -> LeaveOneOut:
     """Compute (or resume) every seed of leave-one-out retraining of `cfg.train_idx`."""
     def compute(seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
         diff, reference = leave_one_out(ctx, cfg.train_idx, cfg.test_idx, seed, cfg.chunk_size, on_epoch)
         return {"diff": diff, "reference": reference}
     epochs = ctx.spec.training.epochs * _n_chunks(len(cfg.train_idx) + 1, cfg.chunk_size)
-    loaded, seconds = _run_seeds(ctx, cfg.settings(LOO, ctx), cfg.seeds, epochs, compute, cache_dir,
-                                 progress, after_seed)
+    loaded, seconds = _run_seeds(ctx, cfg.settings(LOO, ctx), cfg.seeds, epochs, compute, progress,
+                                 after_seed)
     return LeaveOneOut(cfg, np.stack([d["diff"] for d in loaded]),
                        np.stack([d["reference"] for d in loaded]), seconds)
 
@@ -190,8 +188,7 @@ class SubsetRetraining:
                 "seeds": c.seeds, "n_test": len(c.test_idx), "seconds": round(self.seconds, 3)}
 
 
-def run_subset_retraining(ctx: TaskContext, cfg: RetrainingConfig, cache_dir: Path | None = None,
-                          progress: bool = True,
+def run_subset_retraining(ctx: TaskContext, cfg: RetrainingConfig, progress: bool = True,
                           after_seed: Callable[[int], None] | None = None) -> SubsetRetraining:
     """Compute (or resume) every seed of the LDS subset trainings."""
     keep = random_subsets(len(ctx.train), cfg.subsets, cfg.fraction, cfg.subset_seed)
@@ -199,8 +196,8 @@ def run_subset_retraining(ctx: TaskContext, cfg: RetrainingConfig, cache_dir: Pa
     def compute(seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
         return {"targets": train_chunked(ctx, keep, seed, cfg.test_idx, cfg.chunk_size, on_epoch)}
     epochs = ctx.spec.training.epochs * _n_chunks(cfg.subsets, cfg.chunk_size)
-    loaded, seconds = _run_seeds(ctx, cfg.settings(LDS, ctx), cfg.seeds, epochs, compute, cache_dir,
-                                 progress, after_seed)
+    loaded, seconds = _run_seeds(ctx, cfg.settings(LDS, ctx), cfg.seeds, epochs, compute, progress,
+                                 after_seed)
     return SubsetRetraining(cfg, keep, np.stack([d["targets"] for d in loaded]), seconds)
 
 

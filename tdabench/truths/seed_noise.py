@@ -34,7 +34,6 @@ std (ddof=1), min and max over the F models.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -133,7 +132,7 @@ def member_scores(estimator: Estimator, ctx: TaskContext, cfg: GoldConfig) -> np
     """Fit on `ctx` and score at every horizon: (H, n_test, n_train_evaluated), checked finite."""
     estimator.fit(ctx)
     scores = estimator.score_horizons(np.asarray(cfg.test_idx), np.asarray(cfg.train_idx),
-                                      cfg.horizon_steps(len(ctx.train)))
+                                      list(cfg.steps))
     expected = (len(cfg.horizons), len(cfg.test_idx), len(cfg.train_idx))
     if scores.shape != expected or not np.all(np.isfinite(scores)):
         raise TdabenchError(f"returned scores of shape {scores.shape} (expected {expected}) "
@@ -148,16 +147,17 @@ def _estimator_scores(members: list[TaskContext], cfg: GoldConfig, make: Callabl
 
 def run_seed_noise(ctx: TaskContext, cfg: GoldConfig, estimators: Sequence[tuple[str, Callable[[], Estimator]]],
                    final_models: int, threshold: float = 2.0, min_columns: int = 3, centered: bool = False,
-                   cache_dir: Path | None = None, progress: bool = True) -> SeedNoise:
+                   progress: bool = True) -> SeedNoise:
     """Gold standard and scores of every estimator (`(label, factory)`) on final models 0..F−1.
 
-    Final models and gold standards are cached (task/ensemble.py, truths/further/runner.py). An
+    Final models and gold standards are cached in the context's cache (task/ensemble.py,
+    truths/further/runner.py). An
     estimator that fails on any final model is left out and its error kept in `SeedNoise.errors`.
     """
     if final_models < 2:
         raise TdabenchError(f"the seed-noise analysis needs at least 2 final models, got {final_models}")
     members = [member_context(ctx, m) for m in range(final_models)]
-    golds = [run_gold_standard(member, cfg, cache_dir, progress=progress) for member in members]
+    golds = [run_gold_standard(member, cfg, progress=progress) for member in members]
     gold = np.stack([[g.mean(h, centered) for h in range(len(cfg.horizons))] for g in golds])
     scores, errors = {}, {}
     for label, make in estimators:

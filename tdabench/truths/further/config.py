@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,10 +41,13 @@ def check_epsilon(epsilon: float) -> None:
 class GoldConfig:
     """What to further-train and where to record it.
 
-    `train_idx`/`test_idx` index the training and test splits; `horizons` count epochs or steps
-    (`horizon_unit`) of the `recipe`; `seeds` paired runs are averaged; `chunk_size` copies train
-    together in one vmapped step (None = all instances of a seed at once; the numbers do not depend
-    on it).
+    `train_idx`/`test_idx` index the training and test splits (`n_train`: the training split's
+    size); `horizons` count epochs or steps (`horizon_unit`) of the `recipe`; `seeds` paired runs are
+    averaged; `chunk_size` copies train together in one vmapped step (None = all instances of a seed
+    at once; the numbers do not depend on it).
+
+    Resolved once, on construction: `steps_per_epoch` (optimizer steps per epoch of the reference
+    run, the last batch may be short) and `steps`, each horizon as a number of optimizer steps.
     """
 
     recipe: OptimizerSpec
@@ -56,9 +59,17 @@ class GoldConfig:
     mode: str = "removal"
     epsilon: float = 1.0
     chunk_size: int | None = None
+    n_train: int = field(kw_only=True)
+    steps_per_epoch: int = field(init=False)
+    steps: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         check_horizons(self.horizons)
+        if not (isinstance(self.n_train, int) and self.n_train >= 1):
+            raise TdabenchError(f"n_train must be a positive integer, got {self.n_train!r}")
+        if self.train_idx and not 0 <= min(self.train_idx) <= max(self.train_idx) < self.n_train:
+            raise TdabenchError(f"train_idx must lie in [0, {self.n_train}), got {min(self.train_idx)}.."
+                                f"{max(self.train_idx)}")
         if self.seeds < 1:
             raise TdabenchError(f"seeds must be at least 1, got {self.seeds}")
         if self.mode not in GOLD_MODES:
@@ -73,11 +84,16 @@ class GoldConfig:
             raise TdabenchError("test_idx must be non-empty and free of repeats")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise TdabenchError(f"chunk_size must be positive, got {self.chunk_size}")
+        per_epoch = steps_per_epoch(self.n_train, self.recipe.batch_size)
+        object.__setattr__(self, "steps_per_epoch", per_epoch)
+        object.__setattr__(self, "steps", tuple(h * per_epoch if self.horizon_unit == "epoch" else h
+                                                for h in self.horizons))
 
-    def horizon_steps(self, n_train: int) -> list[int]:
-        """Each horizon as a number of optimizer steps (the reference run's clock)."""
-        per_epoch = steps_per_epoch(n_train, self.recipe.batch_size)
-        return [h * per_epoch if self.horizon_unit == "epoch" else h for h in self.horizons]
+    def check_split(self, n_train: int) -> None:
+        """Refuse a context whose training split is not the one this config was resolved for."""
+        if n_train != self.n_train:
+            raise TdabenchError(f"this gold-standard config was made for {self.n_train} training instances, "
+                                f"the task has {n_train}")
 
     def settings(self, spec_hash: str) -> dict[str, Any]:
         """Everything that determines one seed's numbers, for the cache check.
@@ -122,4 +138,4 @@ def config_from_spec(spec: GoldSpec, n_train: int, n_test: int, *, seeds: int | 
                                 selection_seed + 1, "test points"),
         horizons=tuple(horizons or spec.horizons), horizon_unit=spec.horizon_unit,
         seeds=spec.seeds if seeds is None else seeds, mode=mode or spec.mode,
-        epsilon=spec.epsilon if epsilon is None else epsilon, chunk_size=chunk_size)
+        epsilon=spec.epsilon if epsilon is None else epsilon, chunk_size=chunk_size, n_train=n_train)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tdabench.storage import UnitStore, cache_root, run_units, seed_unit, unit_seed
+from tdabench.storage import UnitStore, run_units, seed_unit, task_entry, unit_seed
 from tdabench.task.context import TaskContext
 from tdabench.truths.further.config import GoldConfig
 from tdabench.truths.further.vectorized import paired_differences
@@ -45,19 +45,18 @@ class GoldStandard:
         return values - values.mean(axis=2, keepdims=True) if centered else values
 
 
-def gold_entry(ctx: TaskContext, cfg: GoldConfig, root: Path | None = None) -> Path:
-    spec = ctx.spec
-    name = f"{spec.name}-v{spec.version}-{spec.spec_hash[7:23]}-{cfg.key(spec.spec_hash)}-{ctx.target_name}"
-    return (root or cache_root()) / "gold" / name
+def gold_entry(ctx: TaskContext, cfg: GoldConfig) -> Path:
+    """The cache folder of one gold standard (in the context's cache)."""
+    return task_entry(ctx.cache_dir, "gold", ctx.spec, cfg.key(ctx.spec.spec_hash), ctx.target_name)
 
 
-def run_gold_standard(ctx: TaskContext, cfg: GoldConfig, cache_dir: Path | None = None,
-                      progress: bool = True,
+def run_gold_standard(ctx: TaskContext, cfg: GoldConfig, progress: bool = True,
                       after_seed: Callable[[int], None] | None = None) -> GoldStandard:
-    """Compute (or resume) every seed of `cfg`; `after_seed(s)` is called once seed s is on disk."""
-    store = UnitStore(gold_entry(ctx, cfg, cache_dir), cfg.settings(ctx.spec.spec_hash) | {"target": ctx.target_name},
+    """Compute (or resume) every seed of `cfg` in the context's cache (`ctx.cache_dir`, default
+    `cache_root()`); `after_seed(s)` is called once seed s is on disk."""
+    store = UnitStore(gold_entry(ctx, cfg), cfg.settings(ctx.spec.spec_hash) | {"target": ctx.target_name},
                       keys=("diff", "reference"))
-    n_steps = cfg.horizon_steps(len(ctx.train))[-1]
+    n_steps = cfg.steps[-1]
     n_chunks = -(-len(cfg.train_idx) // (cfg.chunk_size or len(cfg.train_idx)))
     bars: list[tqdm] = []
 

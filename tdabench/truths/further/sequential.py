@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from tdabench.task.context import TaskContext
-from tdabench.task.schedule import FURTHER_TRAINING_STREAM, steps_per_epoch
+from tdabench.task.schedule import FURTHER_TRAINING_STREAM
 from tdabench.task.training import train_module
 from tdabench.truths.further.config import GoldConfig
 
@@ -22,7 +22,8 @@ def _run_one(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: int) -> np.n
     model = copy.deepcopy(ctx.model)
     model.load_state_dict(ctx.params, strict=False)
     test_idx = torch.as_tensor(cfg.test_idx)
-    marks = set(cfg.horizon_steps(len(ctx.train)))
+    cfg.check_split(len(ctx.train))
+    marks = set(cfg.steps)
     values: list[np.ndarray] = []
 
     def record(step: int) -> None:
@@ -31,7 +32,7 @@ def _run_one(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: int) -> np.n
                 out = ctx.target(dict(model.named_parameters()), ctx.test.x[test_idx], ctx.test.y[test_idx])
             values.append(out.double().numpy())
 
-    epochs = -(-max(marks) // steps_per_epoch(len(ctx.train), cfg.recipe.batch_size))
+    epochs = -(-max(marks) // cfg.steps_per_epoch)
     train_module(model, ctx.train, ctx.spec.objective, cfg.recipe, epochs=epochs, removed=removed,
                  mode=cfg.mode, epsilon=cfg.epsilon, seed=seed, stream=FURTHER_TRAINING_STREAM,
                  on_step=record)

@@ -32,7 +32,8 @@ def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarr
     grads_of, optimizer = gradients_fn(ctx), FunctionalOptimizer(cfg.recipe)
     params = stack_copies(ctx.params, len(removed))
     state = optimizer.init(params)
-    marks = cfg.horizon_steps(n)
+    cfg.check_split(n)
+    marks = cfg.steps
     out, step, epoch = [], 0, 0
     while step < marks[-1]:
         perm = epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM)
