@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tdabench.metrics import agreement
+from tdabench.scoring.metrics import agreement
 from tdabench.registry import make_estimator
 from tdabench.task import build_context, find_spec
 

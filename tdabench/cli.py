@@ -118,7 +118,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from tdabench.compare import CompareOptions, headline, run_compare
     from tdabench.report import render_terminal_table
-    from tdabench.metrics import METRICS
+    from tdabench.scoring.metrics import METRICS
     from tdabench.results import check_writable_folder, write_results
     from tdabench.selection import parse_estimators
     from tdabench.task import DEFAULT_TASK
@@ -199,7 +199,7 @@ def _run_suite(args: argparse.Namespace) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from tdabench.metrics import METRICS
+    from tdabench.scoring.metrics import METRICS
     from tdabench.report import build_leaderboard, read_relative, results_files, write_leaderboard
     from tdabench.results import check_writable_folder
 

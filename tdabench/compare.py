@@ -22,10 +22,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tdabench import __version__
-from tdabench.costs import measure
+from tdabench.scoring.costs import measure
 from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.estimators.base import Estimator
-from tdabench.metrics import METRICS, agreement, reliability
+from tdabench.scoring.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
 from tdabench.selection import EstimatorRequest

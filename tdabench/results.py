@@ -23,7 +23,7 @@ from typing import Any
 
 from tdabench.errors import TdabenchError
 from tdabench.storage import atomic_write_text
-from tdabench.metrics import Summary
+from tdabench.scoring.metrics import Summary
 from tdabench.truths.names import FURTHER_TRAINING, GROUND_TRUTHS
 
 SCHEMA_VERSION = 1

@@ -29,9 +29,12 @@ from typing import Any
 
 import yaml
 
+from tdabench.compare import CompareOptions, run_compare
 from tdabench.errors import SpecError, TdabenchError
-from tdabench.results import Results, read_results
+from tdabench.registry import make_estimator
+from tdabench.results import Results, read_results, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
+from tdabench.task import find_spec
 from tdabench.truths.names import RETRAINING_GROUND_TRUTHS
 
 SUITE_KEY = "suite_entry"
@@ -168,7 +171,6 @@ def results_dir(out_dir: str | Path, entry: SuiteEntry) -> Path:
 
 def supports_retraining() -> bool:
     """Whether this tdabench's CompareOptions has the `retraining` field."""
-    from tdabench.compare import CompareOptions
     return "retraining" in {f.name for f in dataclasses.fields(CompareOptions)}
 
 
@@ -185,7 +187,6 @@ def settings(entry: SuiteEntry, default_labels: list[str], retraining: bool) -> 
 def compare_options(entry: SuiteEntry, **common: Any) -> Any:
     """The CompareOptions of an entry; `common` adds e.g. cache_dir, progress. `retraining` is
     passed only when CompareOptions has that field."""
-    from tdabench.compare import CompareOptions
     kwargs = dict(task=entry.task, estimators=entry.estimators, seeds=entry.seeds,
                   horizons=entry.horizons, n_train=entry.n_train, n_test=entry.n_test,
                   target=entry.target, **common)
@@ -197,8 +198,6 @@ def compare_options(entry: SuiteEntry, **common: Any) -> Any:
 def check_entry(suite: Suite, entry: SuiteEntry) -> None:
     """Before anything runs: the task exists and every estimator is known and accepts its params
     (SpecError naming the suite file and the entry's field otherwise)."""
-    from tdabench.registry import make_estimator
-    from tdabench.task import find_spec
 
     where = f"tasks[{suite.entries.index(entry)}]"
     try:
@@ -217,7 +216,6 @@ def staleness(entry: SuiteEntry, out_dir: str | Path, wanted: dict[str, Any]) ->
     """Why an entry must be run ("no results file", "other settings", "task spec changed"), or
     None when its results file is current. `wanted` is `settings(entry, ...)`; the task must exist
     (`check_entry`)."""
-    from tdabench.task import find_spec
 
     path = results_dir(out_dir, entry) / "results.json"
     if not path.exists():
@@ -232,8 +230,6 @@ def run_entry(entry: SuiteEntry, wanted: dict[str, Any], out_dir: str | Path,
               **common: Any) -> Path:
     """Run the entry's comparison (`common`: further CompareOptions such as cache_dir, progress)
     and write its results, with `wanted` stored, to `results_dir`; returns the results.json path."""
-    from tdabench.compare import run_compare
-    from tdabench.results import write_results
 
     results = with_settings(run_compare(compare_options(entry, **common)), wanted)
     return write_results(results, results_dir(out_dir, entry))[0]

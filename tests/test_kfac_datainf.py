@@ -15,7 +15,7 @@ from tdabench.estimators.datainf import DataInf
 from tdabench.estimators.gradients import flat_per_sample_grads, flatten, lambda_g, unflatten
 from tdabench.estimators.influence import gauss_newton_matrix
 from tdabench.estimators.kfac import EKFAC, KFAC
-from tdabench.metrics import agreement
+from tdabench.scoring.metrics import agreement
 from tdabench.registry import make_estimator
 from tdabench.task import TaskContext
 from tdabench.testing import check_estimator

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from tdabench.errors import UnknownNameError
-from tdabench.metrics import (METRICS, Summary, agreement, noise_ceiling, reliability, row_agreement,
+from tdabench.scoring.metrics import (METRICS, Summary, agreement, noise_ceiling, reliability, row_agreement,
                               seed_statistics, summarize)
 
 X = np.array([[1.0, 2.0, 3.0]])

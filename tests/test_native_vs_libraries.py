@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tdabench.metrics import agreement
+from tdabench.scoring.metrics import agreement
 from tdabench.registry import make_estimator
 from tdabench.task import TaskContext, build_context, find_spec
 

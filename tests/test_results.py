@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tdabench.errors import TdabenchError
-from tdabench.metrics import Summary
+from tdabench.scoring.metrics import Summary
 from tdabench.results import (CSV_COLUMNS, SCHEMA_VERSION, GoldSummary, NoiseCeiling, Record,
                               Results, TaskInfo, git_hash, now_iso, read_results, write_results)
 

@@ -12,7 +12,7 @@ from conftest import tiny_spec
 from gold_helpers import in_cache, write_small_spec
 from tdabench.compare import CompareOptions, run_compare
 from tdabench.errors import CacheMismatchError, TdabenchError, UnknownNameError
-from tdabench.metrics import METRICS
+from tdabench.scoring.metrics import METRICS
 from tdabench.results import read_results, write_results
 from tdabench.task import build_context, parse_spec
 from tdabench.task.models import build_model

@@ -9,8 +9,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from tdabench.metrics import Summary, summarize
-from tdabench.stats import bootstrap_ci, shared_ranks
+from tdabench.scoring.metrics import Summary, summarize
+from tdabench.scoring.stats import bootstrap_ci, shared_ranks
 
 
 def exact_quantile(values: list[int], q: float) -> Fraction:

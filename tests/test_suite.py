@@ -145,7 +145,7 @@ class OptionsWithRetraining:
 def test_compare_options_pass_retraining_only_when_the_field_exists(
         monkeypatch: pytest.MonkeyPatch) -> None:
     entry = SuiteEntry("diabetes-mlp", 3, None, 10, None, (1,), "loss", ("lds",))
-    monkeypatch.setattr(tdabench.compare, "CompareOptions", OptionsWithRetraining)
+    monkeypatch.setattr(tdabench.suite, "CompareOptions", OptionsWithRetraining)
     assert compare_options(entry, progress=False) == OptionsWithRetraining(
         "diabetes-mlp", None, 3, (1,), 10, None, "loss", False, ("lds",))
     monkeypatch.undo()
@@ -187,7 +187,7 @@ def test_run_entry_stores_the_settings(tmp_path: Path, monkeypatch: pytest.Monke
     def fake_compare(options: object) -> Results:
         seen.append(options)
         return fake_results("diabetes-mlp", "sha256:x")
-    monkeypatch.setattr(tdabench.compare, "run_compare", fake_compare)
+    monkeypatch.setattr(tdabench.suite, "run_compare", fake_compare)
     entry = SuiteEntry("diabetes-mlp", 4)
     path = run_entry(entry, {"marker": 1}, tmp_path, progress=False)
     assert path == tmp_path / "results" / "diabetes-mlp" / "results.json"

@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 from statistics import NormalDist
 
 from tdabench.errors import UnknownNameError
-from tdabench.metrics import METRICS
+from tdabench.scoring.metrics import METRICS
 from tdabench.results import Record, Results, params_json
-from tdabench.stats import BOOTSTRAP_LEVEL, shared_ranks
+from tdabench.scoring.stats import BOOTSTRAP_LEVEL, shared_ranks
 from tdabench.truths.names import FURTHER_TRAINING, LDS, LDS_METRIC, LOO
 
 # The normal quantile of BOOTSTRAP_LEVEL (1.96): intervals mean ± NORMAL_Z·sem without a bootstrap.

@@ -12,7 +12,7 @@ import io
 
 from tdabench.report.tables import NORMAL_Z, Row, Table, build_leaderboard
 from tdabench.results import Record, Results, csv_cell, params_json
-from tdabench.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
+from tdabench.scoring.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
 
 DASH = "—"
 CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon", "metric",

@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tdabench.errors import TdabenchError
-from tdabench.metrics import METRICS, Summary, reliability, row_agreement, summarize
+from tdabench.scoring.metrics import METRICS, Summary, reliability, row_agreement, summarize
 from tdabench.storage import UnitStore, run_units, seed_unit, task_entry, unit_seed
 from tdabench.task.context import TaskContext
 from tdabench.truths.names import LDS, LOO

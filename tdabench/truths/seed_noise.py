@@ -40,7 +40,7 @@ import numpy as np
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator
-from tdabench.metrics import METRICS, Summary, agreement, row_agreement, seed_statistics, summarize
+from tdabench.scoring.metrics import METRICS, Summary, agreement, row_agreement, seed_statistics, summarize
 from tdabench.task.context import TaskContext
 from tdabench.task.ensemble import member_context
 from tdabench.truths.further import GoldConfig, run_gold_standard

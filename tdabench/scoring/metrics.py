@@ -17,7 +17,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from tdabench.errors import UnknownNameError
-from tdabench.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
+from tdabench.scoring.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
 
 METRICS: tuple[str, ...] = ("cosine", "pearson", "spearman")
 
