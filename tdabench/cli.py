@@ -109,7 +109,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {t['name']:<24} v{t['version']}  {t['modality']:<8} {t['file']}{variants}")
     print("estimators:")
     for e in ests:
-        where = ("adapter" if e["target"].startswith("tdabench.adapters.") else "built-in") \
+        where = ("adapter" if estimators.get(e["name"]).adapter_of is not None else "built-in") \
             if e["kind"] == "built-in" else f"plugin {e['distribution']} {e['version']}"
         print(f"  {e['name']:<24} {where:<28} {e['target']}")
     return 0

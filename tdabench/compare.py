@@ -108,7 +108,7 @@ def default_requests() -> tuple[EstimatorRequest, ...]:
     def shipped(name: str) -> bool:
         origin = estimators.origin(name)
         return (origin.kind == "built-in" and origin.target.startswith("tdabench.")
-                and not origin.target.startswith("tdabench.adapters."))
+                and estimators.get(name).adapter_of is None)
     return tuple(EstimatorRequest(n) for n in estimator_names() if shipped(n))
 
 

@@ -9,6 +9,8 @@ group; for estimators, in the plugin's pyproject.toml::
 
 Plugins are discovered on the first look-up (`names`, `get`, `origin`) and imported only when
 fetched. A name is unique across built-ins and plugins: a collision is an error, never an override.
+A registry with a `base` class refuses anything else: a decorated class at registration, an entry
+point or a lazily registered address when it is first fetched.
 """
 
 from __future__ import annotations
@@ -69,10 +71,13 @@ def _target_of(obj: Any) -> str:
 
 
 class Registry(Generic[T]):
-    """name → object. `builtins` names a module imported on first use, so built-ins always exist."""
+    """name → object. `builtins` names a module imported on first use, so built-ins always exist;
+    `base` ('module:attr', imported when first needed) is the class every registered object must
+    subclass (None: anything goes)."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None, builtins: str | None = None) -> None:
-        self.kind, self.entry_point_group, self.builtins = kind, entry_point_group, builtins
+    def __init__(self, kind: str, entry_point_group: str | None = None, builtins: str | None = None,
+                 base: str | None = None) -> None:
+        self.kind, self.entry_point_group, self.builtins, self.base = kind, entry_point_group, builtins, base
         self._entries: dict[str, _Entry] = {}
         self._plugins: dict[str, _Entry] | None = None  # None until discovered
         self._builtins_imported = builtins is None
@@ -81,6 +86,7 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: register `obj` under `name` (and set `obj.name = name` for classes)."""
         def decorator(obj: T) -> T:
+            self._check_base(name, obj, f"'{_target_of(obj)}'")
             self._add(name, _Entry(Origin("built-in", _target_of(obj)), obj))
             if isinstance(obj, type):
                 obj.name = name  # type: ignore[attr-defined]
@@ -150,18 +156,34 @@ class Registry(Generic[T]):
             raise TdabenchError(f"{self.kind} '{name}' is registered twice: by {existing.origin} and by "
                                 f"{entry.origin}; registered {self.kind}s: {', '.join(self._known())}")
 
+    def _where(self, name: str, entry: _Entry) -> str:
+        if entry.origin.kind == "plugin":
+            return (f"entry point '{name} = {entry.origin.target}' of group '{self.entry_point_group}' "
+                    f"(distribution {entry.origin.distribution} {entry.origin.version})")
+        return f"'{entry.origin.target}'"
+
+    def _check_base(self, name: str, obj: Any, where: str) -> None:
+        if self.base is None:
+            return
+        base = _import_target(self.base)
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise TdabenchError(f"{self.kind} '{name}' from {where} is not a tdabench {base.__name__} subclass "
+                                f"(it is {obj!r}); subclass {base.__module__}.{base.__qualname__}")
+
     def _resolve(self, name: str, entry: _Entry) -> None:
         self._resolving.add(name)
         try:
             obj = entry.loader()  # type: ignore[misc]
         except Exception as err:
-            where = (f"entry point '{name} = {entry.origin.target}' of group '{self.entry_point_group}' "
-                     f"(distribution {entry.origin.distribution} {entry.origin.version})"
-                     if entry.origin.kind == "plugin" else f"'{entry.origin.target}'")
-            raise TdabenchError(f"cannot load {self.kind} '{name}' from {where}: "
+            raise TdabenchError(f"cannot load {self.kind} '{name}' from {self._where(name, entry)}: "
                                 f"{type(err).__name__}: {err}") from err
         finally:
             self._resolving.discard(name)
+        try:
+            self._check_base(name, obj, self._where(name, entry))
+        except TdabenchError:
+            entry.obj = _UNSET  # not usable: every later look-up raises again
+            raise
         entry.obj = obj
         if isinstance(obj, type):
             obj.name = name  # type: ignore[attr-defined]
@@ -198,7 +220,8 @@ class Registry(Generic[T]):
         return entry
 
 
-estimators: Registry[type[Estimator]] = Registry("estimator", "tdabench.estimators", builtins="tdabench.estimators")
+estimators: Registry[type[Estimator]] = Registry("estimator", "tdabench.estimators", builtins="tdabench.estimators",
+                                                 base="tdabench.estimators.base:Estimator")
 
 
 def register_estimator(name: str) -> Callable[[T], T]:

@@ -6,14 +6,20 @@ Use it in a plugin's test suite::
     def test_contract():
         check_estimator(MyEstimator())
 
-Every failed check raises AssertionError naming the check. Nothing is written to disk: the small
-contexts built here are trained in memory.
+`check_estimator` runs every check of `CHECKS` and raises one AssertionError that names each failed
+check with its message. `estimator_checks(estimator)` gives the checks as (name, callable) pairs, to
+run (and report) one by one, e.g. in a parametrised test; each check is also a function of this
+module, `check_finite(estimator)`. The checks of one estimator share its fits (`Fits`): one on the
+given context and one on the planted-duplicate context (`check_deterministic` fits two more).
+Nothing is written to disk: the small contexts built here are trained in memory.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import textwrap
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -68,25 +74,42 @@ def planted_duplicate_context(n_train: int = 40, n_test: int = 8, seed: int = 0)
                                to_split(test_x, test_y), 2)
 
 
-def check_estimator(estimator: Estimator, context: TaskContext | None = None) -> None:
-    """Check parameters, fitting, shapes, order, finiteness, determinism, horizons and sign.
+class Fits:
+    """The fits that the checks of one estimator share: `fitted()` on `context` (default: the
+    planted-duplicate context) and `planted()` on the planted-duplicate context (the same fit when
+    `context` is that one). Each is fitted on first use, from a clone; a failed fit is remembered and
+    raised again by every check that needs it."""
 
-    `context` is used for all checks but the sign check (default: the planted-duplicate context);
-    the sign check always uses `planted_duplicate_context()`.
-    """
-    context = planted_duplicate_context() if context is None else context
-    check_params(estimator)
-    check_unfitted(estimator)
-    fitted = clone(estimator).fit(context)
-    check_shapes(fitted, context)
-    check_order(fitted, context)
-    check_determinism(estimator, context)
-    check_horizons(fitted, context)
-    check_describe(fitted)
-    check_planted_duplicate(estimator)
+    def __init__(self, estimator: Estimator, context: TaskContext | None = None) -> None:
+        self.estimator = estimator
+        self.context = planted_duplicate_context() if context is None else context
+        self._fits: dict[str, tuple[Estimator | None, BaseException | None]] = {}
+
+    def fitted(self) -> Estimator:
+        return self._fit("context", self.context)
+
+    def planted(self) -> Estimator:
+        planted = planted_duplicate_context()
+        return self._fit("context" if planted is self.context else "planted", planted)
+
+    def _fit(self, key: str, context: TaskContext) -> Estimator:
+        if key not in self._fits:
+            try:
+                self._fits[key] = (clone(self.estimator).fit(context), None)
+            except Exception as err:
+                self._fits[key] = (None, err)
+        fitted, err = self._fits[key]
+        if err is not None:
+            raise err
+        return fitted  # type: ignore[return-value]
 
 
-def check_params(estimator: Estimator) -> None:
+def _fits(estimator: Estimator, context: TaskContext | None, fits: Fits | None) -> Fits:
+    return Fits(estimator, context) if fits is None else fits
+
+
+def check_params_round_trip(estimator: Estimator, context: TaskContext | None = None, *,
+                            fits: Fits | None = None) -> None:
     """get_params round trip: rebuilding from the params, and set_params(**get_params()), change nothing."""
     params = estimator.get_params()
     rebuilt = type(estimator)(**estimator.get_params(deep=False)).get_params()
@@ -97,7 +120,9 @@ def check_params(estimator: Estimator) -> None:
     assert repr(estimator.get_params()) == repr(params), "set_params(**get_params()) changed the params"
 
 
-def check_unfitted(estimator: Estimator) -> None:
+def check_score_before_fit(estimator: Estimator, context: TaskContext | None = None, *,
+                           fits: Fits | None = None) -> None:
+    """score on an unfitted clone raises TdabenchError."""
     try:
         clone(estimator).score(np.array([0]), np.array([0]))
     except TdabenchError:
@@ -114,24 +139,42 @@ def _index_sets(n_test: int, n_train: int) -> list[tuple[np.ndarray, np.ndarray]
             (np.array([n_test - 1]), np.array([n_train // 2]))]
 
 
-def check_shapes(fitted: Estimator, context: TaskContext) -> None:
-    """Shape (n_test, n_train), float64 and finite, for sorted, unsorted and single indices."""
-    for test_idx, train_idx in _index_sets(len(context.test), len(context.train)):
-        scores = fitted.score(test_idx, train_idx)
-        where = f"score(test_idx={test_idx.tolist()}, train_idx={train_idx.tolist()})"
+def _where(test_idx: np.ndarray, train_idx: np.ndarray) -> str:
+    return f"score(test_idx={test_idx.tolist()}, train_idx={train_idx.tolist()})"
+
+
+def check_shape_and_dtype(estimator: Estimator, context: TaskContext | None = None, *,
+                          fits: Fits | None = None) -> None:
+    """A numpy array of shape (n_test, n_train) and dtype float64, for sorted, unsorted and single indices."""
+    fits = _fits(estimator, context, fits)
+    fitted = fits.fitted()
+    for test_idx, train_idx in _index_sets(len(fits.context.test), len(fits.context.train)):
+        scores, where = fitted.score(test_idx, train_idx), _where(test_idx, train_idx)
         assert isinstance(scores, np.ndarray), f"{where} returned {type(scores).__name__}, not a numpy array"
         expected = (len(test_idx), len(train_idx))
         assert scores.shape == expected, f"{where} has shape {scores.shape}, expected {expected}"
         assert scores.dtype == np.float64, f"{where} has dtype {scores.dtype}, expected float64"
-        assert np.isfinite(scores).all(), f"{where} has {np.size(scores) - np.isfinite(scores).sum()} non-finite values"
+
+
+def check_finite(estimator: Estimator, context: TaskContext | None = None, *, fits: Fits | None = None) -> None:
+    """No NaN or infinite score, for sorted, unsorted and single indices."""
+    fits = _fits(estimator, context, fits)
+    fitted = fits.fitted()
+    for test_idx, train_idx in _index_sets(len(fits.context.test), len(fits.context.train)):
+        scores = np.asarray(fitted.score(test_idx, train_idx), dtype=np.float64)
+        assert np.isfinite(scores).all(), (f"{_where(test_idx, train_idx)} has "
+                                           f"{np.size(scores) - np.isfinite(scores).sum()} non-finite values")
 
 
 def _tolerance(context: TaskContext) -> float:
     return 1e-7 if context.dtype == torch.float64 else 1e-3
 
 
-def check_order(fitted: Estimator, context: TaskContext) -> None:
+def check_row_column_order(estimator: Estimator, context: TaskContext | None = None, *,
+                           fits: Fits | None = None) -> None:
     """Rows follow test_idx and columns follow train_idx: a permuted call gives the permuted matrix."""
+    fits = _fits(estimator, context, fits)
+    fitted, context = fits.fitted(), fits.context
     n_test, n_train = len(context.test), len(context.train)
     full = fitted.score(np.arange(n_test), np.arange(n_train))
     rng = np.random.default_rng(1)
@@ -143,18 +186,25 @@ def check_order(fitted: Estimator, context: TaskContext) -> None:
     assert ok, "scores on permuted indices are not the permuted scores: rows must follow test_idx, columns train_idx"
 
 
-def check_determinism(estimator: Estimator, context: TaskContext) -> None:
-    """Two fits on the same context give identical scores."""
-    idx_test, idx_train = _index_sets(len(context.test), len(context.train))[1]
-    first = clone(estimator).fit(context).score(idx_test, idx_train)
-    second = clone(estimator).fit(context).score(idx_test, idx_train)
+def check_deterministic(estimator: Estimator, context: TaskContext | None = None, *,
+                        fits: Fits | None = None) -> None:
+    """Two fits on the same context give identical scores (two fresh fits, not the shared one: what
+    the other checks scored before does not enter)."""
+    fits = _fits(estimator, context, fits)
+    idx_test, idx_train = _index_sets(len(fits.context.test), len(fits.context.train))[1]
+    first = clone(estimator).fit(fits.context).score(idx_test, idx_train)
+    second = clone(estimator).fit(fits.context).score(idx_test, idx_train)
     assert np.array_equal(first, second), (
         f"not deterministic: two fits on the same context differ by up to {np.nanmax(np.abs(first - second)):.3g}; "
         "seed every random choice from the estimator's parameters")
 
 
-def check_horizons(fitted: Estimator, context: TaskContext) -> None:
-    """score_horizons has shape (n_steps, n_test, n_train); equals score when not horizon-dependent."""
+def check_score_horizons(estimator: Estimator, context: TaskContext | None = None, *,
+                         fits: Fits | None = None) -> None:
+    """score_horizons has shape (n_steps, n_test, n_train) and finite values; equals score when not
+    horizon_dependent."""
+    fits = _fits(estimator, context, fits)
+    fitted, context = fits.fitted(), fits.context
     test_idx, train_idx = _index_sets(len(context.test), len(context.train))[1]
     steps = [1, 3, 10]
     scores = fitted.score_horizons(test_idx, train_idx, steps)
@@ -168,8 +218,10 @@ def check_horizons(fitted: Estimator, context: TaskContext) -> None:
             "score_horizons differs from score although horizon_dependent is False")
 
 
-def check_describe(fitted: Estimator) -> None:
-    described = fitted.describe()
+def check_describe_json(estimator: Estimator, context: TaskContext | None = None, *,
+                        fits: Fits | None = None) -> None:
+    """describe() of a fitted estimator is a JSON-serialisable dict."""
+    described = _fits(estimator, context, fits).fitted().describe()
     assert isinstance(described, dict), f"describe() must return a dict, got {type(described).__name__}"
     try:
         json.dumps(described)
@@ -177,13 +229,56 @@ def check_describe(fitted: Estimator) -> None:
         raise AssertionError(f"describe() is not JSON-serialisable: {err}") from err
 
 
-def check_planted_duplicate(estimator: Estimator, top: int = 3) -> None:
-    """Training instance 0 is a copy of test point 0: score[0, 0] > 0 and among the `top` largest of row 0."""
-    context = planted_duplicate_context()
-    row = clone(estimator).fit(context).score(np.array([0]), np.arange(len(context.train)))[0]
+def check_planted_duplicate_sign(estimator: Estimator, context: TaskContext | None = None, *,
+                                 fits: Fits | None = None, top: int = 3) -> None:
+    """On the planted-duplicate context (whatever `context` is), training instance 0 is a copy of test
+    point 0: score[0, 0] > 0 and among the `top` largest of row 0."""
+    fitted = _fits(estimator, context, fits).planted()
+    row = fitted.score(np.array([0]), np.arange(len(fitted.context_.train)))[0]
     assert row[0] > 0, (
         f"sign: the exact duplicate of the test point scores {row[0]:.3g} <= 0; a positive score must mean "
         "that removing the training instance increases the target (test loss)")
     rank = int((row > row[0]).sum())
     assert rank < top, (f"sign: the exact duplicate of the test point ranks {rank + 1} of {len(row)} "
                         f"(score {row[0]:.3g}, largest {row.max():.3g}); expected it among the top {top}")
+
+
+Check = Callable[..., None]
+
+# Every check, in the order check_estimator runs them; each takes (estimator, context=None, *, fits=None).
+CHECKS: tuple[Check, ...] = (check_params_round_trip, check_score_before_fit, check_shape_and_dtype, check_finite,
+                             check_row_column_order, check_deterministic, check_score_horizons,
+                             check_describe_json, check_planted_duplicate_sign)
+
+
+def estimator_checks(estimator: Estimator,
+                     context: TaskContext | None = None) -> Iterator[tuple[str, Callable[[], None]]]:
+    """(check name, check) for every check of `CHECKS`, each a callable without arguments that raises
+    AssertionError when `estimator` fails it (like scikit-learn's `check_estimator(generate_only=True)`).
+    The checks share one `Fits`, so the estimator is fitted once however many of them run."""
+    fits = Fits(estimator, context)
+    for check in CHECKS:
+        yield check.__name__, functools.partial(check, estimator, fits=fits)
+
+
+def check_estimator(estimator: Estimator, context: TaskContext | None = None) -> None:
+    """Run every check (params, score before fit, shape and dtype, finite values, row and column
+    order, determinism, horizons, describe, the sign on a planted duplicate) and raise one
+    AssertionError naming each failed check with its message.
+
+    `context` is used for all checks but the sign check (default: the planted-duplicate context);
+    the sign check always uses `planted_duplicate_context()`. A check that raises something other
+    than AssertionError (a fit that fails, say) fails with that exception's type and message.
+    """
+    failures = []
+    for name, check in estimator_checks(estimator, context):
+        try:
+            check()
+        except AssertionError as err:
+            failures.append((name, str(err) or "assertion failed"))
+        except Exception as err:
+            failures.append((name, f"raised {type(err).__name__}: {err}"))
+    if failures:
+        lines = [f"{name}: {textwrap.indent(message, '    ').lstrip()}" for name, message in failures]
+        raise AssertionError(f"{estimator!r} fails {len(failures)} of {len(CHECKS)} checks:\n  "
+                             + "\n  ".join(lines))

@@ -40,6 +40,10 @@ def test_list_shows_tasks_and_builtin_estimators():
     assert kinds["grad-dot"] == "built-in"
     text = run_cli("list")
     assert text.returncode == 0 and "grad-dot" in text.stdout and "breast-cancer-mlp" in text.stdout
+    where = {line.split()[0]: line.split()[1] for line in text.stdout.split("estimators:\n")[1].splitlines()}
+    assert {n: w for n, w in where.items() if w == "adapter"}.keys() == {
+        "tracin-captum", "if-dattri", "trak-traker", "ekfac-kronfluence"}  # by the class's `adapter_of`
+    assert all(where[n] == "built-in" for n in NATIVE)
 
 
 def test_compare_writes_results_as_in_the_design(compared):

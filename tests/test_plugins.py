@@ -84,3 +84,18 @@ def test_a_plugin_that_collides_with_a_builtin_is_an_error(installed, tmp_path):
     message = proc.stderr.strip()
     assert message.startswith("tdabench: error:") and "grad-dot" in message and "tdabench-colliding-plugin" in message
     assert "valid estimators" in message or "grad-cos" in message
+
+
+def test_a_plugin_that_is_not_an_estimator_is_refused(tmp_path):
+    target = tmp_path / "site"
+    pip_install(PLUGINS / "not-an-estimator", target)
+    env = env_with(target)
+    listing = run_cli(env, "list")
+    assert listing.returncode == 0 and "not-an-estimator" in listing.stdout  # listing imports no plugin
+    proc = run_cli(env, "compare", "--task", str(write_small_spec(tmp_path)), "--estimators", "not-an-estimator",
+                   "--out", str(tmp_path / "out"), "--no-progress")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tdabench: error: estimator 'not-an-estimator' from entry point "
+                                                   "'not-an-estimator = tdabench.estimators.base:clone'"), proc.stderr
+    assert "(distribution tdabench-not-an-estimator-plugin 0.0.2) is not a tdabench Estimator subclass" in lines[0]

@@ -27,6 +27,10 @@ class OtherPluginWidget:
     pass
 
 
+class NotAnEstimator:
+    pass
+
+
 HERE = __name__  # this module's import name, for 'module:attr' targets
 
 
@@ -195,3 +199,95 @@ def test_plugin_module_imported_before_discovery_is_the_same_entry(fake_entry_po
     fake_entry_points.append(FakeEntryPoint("early", f"{HERE}:PluginWidget", "early-dist", "3"))
     assert reg.get("early") is PluginWidget
     assert reg.origin("early") == Origin("plugin", f"{HERE}:PluginWidget", "early-dist", "3")
+
+
+ESTIMATOR_BASE = "tdabench.estimators.base:Estimator"
+
+
+def test_plugin_that_is_not_an_estimator_subclass_is_refused(fake_entry_points):
+    reg: Registry[type] = Registry("estimator", "tdabench.widgets", base=ESTIMATOR_BASE)
+    fake_entry_points.append(FakeEntryPoint("plain", f"{HERE}:NotAnEstimator", "plain-dist", "0.2"))
+    assert reg.names() == ["plain"]  # listed (discovery imports nothing) …
+    for _ in range(2):  # … but refused on every look-up
+        with pytest.raises(TdabenchError, match=rf"estimator 'plain' from entry point 'plain = {HERE}:NotAnEstimator' "
+                                                r"of group 'tdabench.widgets' \(distribution plain-dist 0.2\) "
+                                                r"is not a tdabench Estimator subclass"):
+            reg.get("plain")
+    assert not hasattr(NotAnEstimator, "name")
+
+
+def test_make_estimator_refuses_a_plugin_that_is_not_an_estimator(monkeypatch):
+    ep = FakeEntryPoint("not-an-estimator", f"{HERE}:NotAnEstimator", "bad-estimator-dist", "1.0")
+    ep.group = "tdabench.estimators"
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [ep] if group == ep.group else [])
+    estimators.refresh()
+    try:
+        assert "not-an-estimator" in estimator_names()
+        with pytest.raises(TdabenchError, match=r"estimator 'not-an-estimator' from entry point .*distribution "
+                                                r"bad-estimator-dist 1.0.* is not a tdabench Estimator subclass"):
+            make_estimator("not-an-estimator")
+    finally:
+        monkeypatch.undo()
+        estimators.refresh()
+    assert "not-an-estimator" not in estimator_names()
+
+
+def test_lazy_or_decorated_non_estimator_is_refused():
+    reg: Registry[type] = Registry("estimator", base=ESTIMATOR_BASE)
+    reg.register_lazy("lazy-plain", f"{HERE}:LazyWidget")
+    with pytest.raises(TdabenchError, match=rf"estimator 'lazy-plain' from '{HERE}:LazyWidget' is not a tdabench "
+                                            r"Estimator subclass"):
+        reg.get("lazy-plain")
+    with pytest.raises(TdabenchError, match="'decorated' from .*:Plain' is not a tdabench Estimator subclass"):
+        reg.register("decorated")(type("Plain", (), {}))
+    assert reg.names() == ["lazy-plain"]
+    reg.register("fine")(type("Fine", (GradDot,), {}))
+    assert reg.get("fine").name == "fine"
+
+
+def test_unknown_name_suggests_close_matches():
+    reg: Registry[type] = Registry("widget")
+    for name in ("alpha", "beta", "alphabet"):
+        reg.register(name)(type(name, (), {}))
+    with pytest.raises(UnknownNameError, match=r"^unknown widget 'alpah'; valid widgets: alpha, alphabet, beta; "
+                                               r"did you mean 'alpha' or 'alphabet'\?$") as info:
+        reg.get("alpah")
+    assert info.value.suggestions == ["alpha", "alphabet"]
+    with pytest.raises(UnknownNameError, match=r"^unknown widget 'zzz'; valid widgets: alpha, alphabet, beta$"):
+        reg.get("zzz")
+    with pytest.raises(UnknownNameError, match=r"valid estimators: .*grad-dot.*; did you mean 'grad-dot'"):
+        make_estimator("grad-dto")
+    with pytest.raises(UnknownNameError, match=r"did you mean 'grad-dot'"):
+        make_estimator("Grad-Dot")
+
+
+def test_adapter_is_a_property_of_the_class():
+    libraries = {name: get_estimator(name).adapter_of for name in estimator_names()}
+    assert {n: lib for n, lib in libraries.items() if lib is not None} == {
+        "tracin-captum": "captum", "if-dattri": "dattri", "trak-traker": "traker", "ekfac-kronfluence": "kronfluence"}
+    assert GradDot.adapter_of is None
+
+
+def test_adapter_classes_load_without_their_libraries():
+    """The adapter modules import their library on first fit: `adapter_of` (for `tdabench list` and the
+    default estimators) is readable without it, and fitting names the missing package."""
+    code = """
+import sys
+for m in ("captum", "dattri", "trak", "kronfluence"):
+    sys.modules[m] = None  # import fails as if not installed
+from tdabench.registry import estimators, estimator_names
+print({n: estimators.get(n).adapter_of for n in estimator_names()}["if-dattri"])
+from tdabench.errors import TdabenchError
+from tdabench.testing import planted_duplicate_context
+for name in ("tracin-captum", "if-dattri", "trak-traker", "ekfac-kronfluence"):
+    try:
+        estimators.get(name)().fit(planted_duplicate_context())
+    except TdabenchError as err:
+        print(err)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "dattri" and len(lines) == 5, proc.stdout
+    for line, package in zip(lines[1:], ("captum", "dattri", "traker", "kronfluence")):
+        assert f"needs the package {package}" in line, line

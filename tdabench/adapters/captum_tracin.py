@@ -21,8 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from captum._utils.sample_gradient import SUPPORTED_MODULES
-from captum.influence import TracInCP
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -31,6 +29,15 @@ from tdabench.estimators.base import Estimator, is_positive_int
 from tdabench.task.context import TaskContext
 from tdabench.task.objective import per_example_loss
 from tdabench.task.targets import make_target
+
+
+def _require_captum() -> Any:
+    """captum, imported on first use (this module, and the class's `adapter_of`, load without it)."""
+    try:
+        import captum.influence
+    except ImportError as err:
+        raise TdabenchError(f"tracin-captum needs the package captum: pip install captum==0.9.0 ({err})") from None
+    return captum
 
 
 class _OutputLoss(nn.Module):
@@ -49,6 +56,9 @@ class _OutputLoss(nn.Module):
 def sample_wise_trick_supported(model: nn.Module) -> bool:
     """True when every parameter belongs to a module type captum's per-batch sample-gradient hooks
     handle (nn.Linear, nn.Conv2d); otherwise captum would miss those parameters' gradients."""
+    _require_captum()
+    from captum._utils.sample_gradient import SUPPORTED_MODULES
+
     for module in model.modules():
         own = [name for name, _ in module.named_parameters(recurse=False)]
         if own and (type(module) not in SUPPORTED_MODULES or not set(own) <= {"weight", "bias"}):
@@ -90,6 +100,8 @@ class TracInCaptum(Estimator):
     depend on it.
     """
 
+    adapter_of = "captum"
+
     def __init__(self, *, batch_size: int = 256) -> None:
         self.batch_size = batch_size
 
@@ -97,6 +109,7 @@ class TracInCaptum(Estimator):
         self._check_param(is_positive_int(self.batch_size), "batch_size", "a positive integer")
 
     def _fit(self, context: TaskContext) -> None:
+        _require_captum()
         names = list(context.params)
         if context.checkpoints:
             checkpoints = []
@@ -122,6 +135,7 @@ class TracInCaptum(Estimator):
         context = self._fitted_context()
         if len(test_idx) == 0 or len(train_idx) == 0:
             return np.zeros((len(test_idx), len(train_idx)))
+        TracInCP = _require_captum().influence.TracInCP  # noqa: N806 (captum's class)
         reduction = "sum" if self.sample_wise_ else "none"
         loss_fn = _OutputLoss(per_example_loss(context.spec.objective), reduction)
         target_fn = _OutputLoss(make_target(context.target_name, context.spec.objective), reduction)

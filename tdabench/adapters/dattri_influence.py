@@ -12,17 +12,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import hashlib
 import importlib.metadata
 import math
 from typing import Any, Iterator
 
 import numpy as np
 import torch
-import dattri.algorithm.base as dattri_base
-from dattri.algorithm.influence_function import IFAttributorCG
-from dattri.func.hessian import hvp_at_x
-from dattri.task import AttributionTask
 from torch.utils.data import DataLoader, TensorDataset
 
 from tdabench.errors import TdabenchError
@@ -34,11 +29,23 @@ from tdabench.task.context import TaskContext
 EXTRA_ITERATIONS = 10  # CG iterations beyond the number of parameters P tried first (rounding)
 
 
+def _require_dattri() -> Any:
+    """dattri, imported on first use (this module, and the class's `adapter_of`, load without it)."""
+    try:
+        import dattri.algorithm.base
+        import dattri.task
+    except ImportError as err:
+        raise TdabenchError(f"if-dattri needs the package dattri: pip install --no-deps dattri==0.3.0 "
+                            f"({err})") from None
+    return dattri
+
+
 @contextlib.contextmanager
 def _dattri_settings(dtype: torch.dtype) -> Iterator[None]:
     """While dattri attributes: torch's default dtype = `dtype` (dattri allocates its score matrix
     with `torch.zeros(...)`, i.e. in the default dtype, float32, and would round float64 scores to
     it), and dattri's progress bars off. Both are restored afterwards."""
+    dattri_base = _require_dattri().algorithm.base
     old_dtype, old_tqdm = torch.get_default_dtype(), dattri_base.tqdm
     torch.set_default_dtype(dtype)
     dattri_base.tqdm = functools.partial(old_tqdm, disable=True)
@@ -47,43 +54,6 @@ def _dattri_settings(dtype: torch.dtype) -> Iterator[None]:
     finally:
         torch.set_default_dtype(old_dtype)
         dattri_base.tqdm = old_tqdm
-
-
-class _CheckedCG(IFAttributorCG):
-    """dattri's IFAttributorCG with each CG solve checked and memoised.
-
-    Check: a row x of `transform_test_rep` (x ≈ (H + ρI)⁻¹v) whose relative residual
-    ‖(H + ρI)x − v‖/‖v‖ is not ≤ `tol` (non-finite included) is replaced by NaN, so that the scores of
-    that test point come out NaN. The residual uses dattri's own `hvp_at_x` on the same loss, data and
-    regularization as its CG. Memo: dattri's `attribute` calls `transform_test_rep` again for every
-    training batch with the same test batch; the solution is computed once per test batch.
-    """
-
-    def __init__(self, task: AttributionTask, max_iter: int, regularization: float, tol: float) -> None:
-        super().__init__(task=task, device="cpu", max_iter=max_iter, regularization=regularization)
-        self.check_tol = tol
-        self.max_accepted_residual = 0.0
-        self._memo: dict[tuple[int, bytes], torch.Tensor] = {}
-
-    def transform_test_rep(self, ckpt_idx: int, test_rep: torch.Tensor) -> torch.Tensor:
-        key = (ckpt_idx, hashlib.blake2b(test_rep.detach().cpu().numpy().tobytes()).digest())
-        if key not in self._memo:
-            self._memo[key] = self._checked_solve(ckpt_idx, test_rep)
-        return self._memo[key]
-
-    def _checked_solve(self, ckpt_idx: int, test_rep: torch.Tensor) -> torch.Tensor:
-        solved = super().transform_test_rep(ckpt_idx, test_rep)
-        model_params, _ = self.task.get_param(ckpt_idx, layer_name=self.layer_name)
-        (full_data,) = list(self.full_train_dataloader)  # one batch (see InfluenceDattri)
-        loss = functools.partial(self.task.get_loss_func(layer_name=self.layer_name, ckpt_idx=ckpt_idx),
-                                 **{self.task.loss_func_data_key: tuple(full_data)})
-        hvp = hvp_at_x(loss, x=(model_params,), regularization=self.transformation_kwargs["regularization"])
-        residual = torch.vmap(hvp)(torch.nan_to_num(solved, nan=0.0, posinf=0.0, neginf=0.0)) - test_rep
-        relative = (residual.norm(dim=1) / test_rep.norm(dim=1)).detach()
-        ok = torch.isfinite(solved).all(dim=1) & (relative <= self.check_tol)
-        if ok.any():
-            self.max_accepted_residual = max(self.max_accepted_residual, float(relative[ok].max()))
-        return torch.where(ok[:, None], solved, torch.full_like(solved, float("nan"))).detach()
 
 
 def iteration_counts(first: int, most: int) -> Iterator[int]:
@@ -149,6 +119,8 @@ class InfluenceDattri(Estimator):
       batches; the subclass memoises it, so each test batch of `batch_size` is solved once.
     """
 
+    adapter_of = "dattri"
+
     def __init__(self, *, damping: float = 0.1, damping_relative: bool = False, max_iter: int = 100,
                  tol: float = 1e-8, batch_size: int = 256) -> None:
         self.damping = damping
@@ -165,6 +137,7 @@ class InfluenceDattri(Estimator):
         self._check_param(is_positive_int(self.batch_size), "batch_size", "a positive integer")
 
     def _fit(self, context: TaskContext) -> None:
+        AttributionTask = _require_dattri().task.AttributionTask  # noqa: N806 (dattri's class)
         params, x, y = as_float64(context, context.train.x, context.train.y)
         self.lambda_g_ = training_lambda_g(context, self.batch_size)
         self.damping_ = float(self.damping) * (self.lambda_g_ if self.damping_relative else 1.0)
@@ -197,7 +170,9 @@ class InfluenceDattri(Estimator):
     def _attribute(self, max_iter: int, train_loader: DataLoader, x_test: torch.Tensor,
                    y_test: torch.Tensor) -> torch.Tensor:
         """dattri's scores (n_train, n_test) with `max_iter` CG iterations, in float64."""
-        attributor = _CheckedCG(self.task_, max_iter, self.regularization_, self.tol)
+        from tdabench.adapters.dattri_cg import CheckedCG
+
+        attributor = CheckedCG(self.task_, max_iter, self.regularization_, self.tol)
         attributor.cache(self.full_train_loader_)
         test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=self.batch_size, shuffle=False)
         with _dattri_settings(torch.float64):

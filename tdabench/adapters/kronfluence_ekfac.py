@@ -124,6 +124,8 @@ class EkfacKronfluence(Estimator):
     seed: the label sampling; batch_size: examples per batch in every kronfluence pass.
     """
 
+    adapter_of = "kronfluence"
+
     def __init__(self, *, damping: float | None = None, use_empirical_fisher: bool = False, seed: int = 0,
                  batch_size: int = 256) -> None:
         self.damping = damping

@@ -144,6 +144,8 @@ class TrakTraker(Estimator):
     traker `featurize`/`score` call. Default damping 1·λ_F: not tuned, choose it on a validation split.
     """
 
+    adapter_of = "traker"
+
     def __init__(self, *, proj_dim: int = 2048, seed: int = 0, damping: float = 1.0,
                  damping_relative: bool = True, batch_size: int = 256) -> None:
         self.proj_dim = proj_dim

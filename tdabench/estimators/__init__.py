@@ -2,7 +2,8 @@
 
 Importing this package registers the built-ins in `tdabench.registry.estimators` (the registry
 imports it on first use); the adapters to other libraries are registered by address and imported
-only when used, so their libraries are not needed to list or run the native estimators.
+only when used, and each imports its library only when fitted, so the libraries are not needed to
+list (an adapter is told by its class's `adapter_of`) or run the native estimators.
 """
 
 from tdabench.estimators.arnoldi import ArnoldiInfluence

@@ -29,10 +29,15 @@ if TYPE_CHECKING:
 
 
 class Estimator:
-    """Base class of all estimators; `name` is set by the registry."""
+    """Base class of all estimators; `name` is set by the registry.
+
+    `adapter_of`: for an adapter, which computes its scores with another library, that library's
+    distribution name (e.g. "captum"); None for an estimator computed by tdabench (or a plugin) itself.
+    """
 
     name: ClassVar[str] = ""
     horizon_dependent: ClassVar[bool] = False
+    adapter_of: ClassVar[str | None] = None
 
     @classmethod
     def _param_names(cls) -> list[str]:
