@@ -118,13 +118,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from tdabench.compare import CompareOptions, headline, run_compare
     from tdabench.report import render_terminal_table
-    from tdabench.scoring.metrics import METRICS
     from tdabench.results import check_writable_folder, write_results
+    from tdabench.scoring.metrics import check_metric
     from tdabench.selection import parse_estimators
     from tdabench.task import DEFAULT_TASK
 
-    if args.metric not in METRICS:
-        raise TdabenchError(f"unknown metric '{args.metric}'; valid metrics: {', '.join(METRICS)}")
+    check_metric(args.metric)
     check_writable_folder(args.out)  # before the comparison runs, so its results can be written
     options = CompareOptions(
         task=args.task or DEFAULT_TASK,
@@ -199,12 +198,11 @@ def _run_suite(args: argparse.Namespace) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from tdabench.scoring.metrics import METRICS
     from tdabench.report import build_leaderboard, read_relative, results_files, write_leaderboard
     from tdabench.results import check_writable_folder
+    from tdabench.scoring.metrics import check_metric
 
-    if args.metric not in METRICS:
-        raise TdabenchError(f"unknown metric '{args.metric}'; valid metrics: {', '.join(METRICS)}")
+    check_metric(args.metric)
     if args.rebuild_only and args.results:
         raise TdabenchError("--rebuild-only rebuilds from OUT/results; it does not go with --results")
     if args.tasks and not args.suite:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from tdabench import __version__
 from tdabench.scoring.costs import measure
 from tdabench.errors import TdabenchError, UnknownNameError
-from tdabench.estimators.base import Estimator
+from tdabench.estimators.base import Estimator, is_positive_int
 from tdabench.scoring.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
@@ -38,7 +38,8 @@ from tdabench.truths.further import (GOLD_MODES, GoldConfig, GoldStandard, auto_
                                      check_horizons, config_from_spec, run_gold_standard)
 from tdabench.truths.names import LDS, LDS_METRIC, LOO
 from tdabench.truths.registry import RETRAINING
-from tdabench.truths.retraining import LeaveOneOut, RetrainingConfig, SubsetRetraining, lds
+from tdabench.truths.retraining import (LeaveOneOut, RetrainingConfig, SubsetRetraining, check_retraining_counts,
+                                        lds)
 from tdabench.truths.seed_noise import run_seed_noise
 
 
@@ -81,7 +82,7 @@ class CompareOptions:
                 raise UnknownNameError("retraining ground truth", name, list(RETRAINING))
         if len(set(self.retraining)) != len(self.retraining):
             raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(self.retraining)}")
-        RetrainingConfig((0,), (0,), self.retraining_seeds, self.lds_subsets)  # raises when invalid
+        check_retraining_counts(self.retraining_seeds, self.lds_subsets)
         if not (isinstance(self.robust_threshold, (int, float)) and self.robust_threshold > 0):
             raise TdabenchError(f"robust_threshold must be positive, got {self.robust_threshold!r}")
 
@@ -89,7 +90,7 @@ class CompareOptions:
 def _check_positive_int(name: str, value: object, optional: bool = False) -> None:
     if optional and value is None:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not is_positive_int(value):
         raise TdabenchError(f"{name} must be a positive integer, got {value!r}")
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from safetensors.torch import load, save_file
+from tqdm.auto import tqdm
 
 from tdabench.errors import CacheMismatchError, TdabenchError
 
@@ -199,3 +200,22 @@ def run_units(store: UnitStore, units: list[str], compute: Callable[[str], Tenso
         if after_unit is not None:
             after_unit(unit)
     return done, time.perf_counter() - start
+
+
+def run_seeds(store: UnitStore, seeds: int, compute: Callable[[int, Callable[[], None]], Tensors], *, what: str,
+              ticks_per_seed: int, tick_unit: str, progress: bool = True,
+              after_seed: Callable[[int], None] | None = None) -> tuple[list[Tensors], float]:
+    """`run_units` over seeds 0..seeds−1 (units `seed_unit(s)`): `compute(seed, tick)` makes a
+    missing seed, calling `tick()` `ticks_per_seed` times, which advances one progress bar
+    "`what` (k seeds)" over the missing ones. Returns the seeds' tensors in order, and the seconds."""
+    bars: list[tqdm] = []
+
+    def start(missing: list[str]) -> None:
+        bars.append(tqdm(total=len(missing) * ticks_per_seed, desc=f"{what} ({len(missing)} seeds)",
+                         unit=tick_unit, disable=not progress or not missing, leave=False))
+
+    units = [seed_unit(s) for s in range(seeds)]
+    done, seconds = run_units(store, units, lambda u: compute(unit_seed(u), bars[0].update), before=start,
+                              after_unit=None if after_seed is None else lambda u: after_seed(unit_seed(u)))
+    bars[0].close()
+    return [done[u] for u in units], seconds

@@ -93,7 +93,7 @@ def inverse_norm1(solve: Callable[[torch.Tensor], torch.Tensor], n: int, max_ite
     Higham's 1988 alternative vector b_i = ±(1 + i/(n−1)), as in LAPACK's dlacn2). Usually exact;
     never above the true norm. Costs 2–2·max_iter + 1 single-column solves."""
     x = torch.full((n, 1), 1.0 / n, dtype=torch.float64)
-    alternative = torch.linspace(1.0, 2.0, n, dtype=torch.float64) if n > 1 else torch.ones(1, dtype=torch.float64)
+    alternative = torch.linspace(1.0, 2.0, n, dtype=torch.float64)  # 1 + i/(n − 1); [1.] when n = 1
     alternative[1::2] *= -1
     both = solve(torch.cat([x, alternative[:, None]], dim=1))
     y, estimate, best = both[:, :1], 0.0, 2 * float(both[:, 1].abs().sum()) / (3 * n)

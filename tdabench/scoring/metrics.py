@@ -81,14 +81,19 @@ def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _ROW_METRICS = {"cosine": _cosine_rows, "pearson": _pearson_rows, "spearman": _spearman_rows}
 
 
+def check_metric(metric: str) -> None:
+    """UnknownNameError (listing METRICS) unless `metric` is one of them."""
+    if metric not in METRICS:
+        raise UnknownNameError("metric", metric, list(METRICS))
+
+
 def row_agreement(scores: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
     """Per-test-point agreement, shape (n_test,), float64, NaN where the metric is undefined.
 
     cosine: zero (or non-finite) score or gold row → NaN; pearson/spearman: constant row → NaN.
     Raises UnknownNameError for an unknown metric, ValueError when the shapes differ.
     """
-    if metric not in _ROW_METRICS:
-        raise UnknownNameError("metric", metric, list(METRICS))
+    check_metric(metric)
     a, b = _check_pair(scores, gold)
     return _ROW_METRICS[metric](a, b)
 
@@ -180,8 +185,7 @@ def reliability(per_seed: np.ndarray, metric: str, max_splits: int = 20, seed: i
     heuristic). None when S < 2 or no row is defined in any split.
     """
     a = _check_per_seed(per_seed)
-    if metric not in _ROW_METRICS:
-        raise UnknownNameError("metric", metric, list(METRICS))
+    check_metric(metric)
     if a.shape[0] < 2:
         return None
     values = []

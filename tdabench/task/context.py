@@ -138,9 +138,6 @@ def final_model_settings(spec: TaskSpec) -> dict[str, Any]:
     spec_dict = {k: v for k, v in spec.to_dict().items() if k != "description"}
     return {"format": FINAL_MODEL_FORMAT, "spec_hash": spec.spec_hash, "spec": spec_dict}
 
-
-
-
 def load_task_data(spec: TaskSpec, cache_dir: Path | None = None) -> Dataset:
     """The task's train/test splits (no training). For a `minilm` model the inputs are the outputs
     of its frozen layers, computed once and cached (`frozen.py`)."""
@@ -161,16 +158,19 @@ def _final_model_store(spec: TaskSpec, root: Path | None) -> UnitStore:
     return UnitStore(task_entry(root, "final_models", spec), final_model_settings(spec)).open()
 
 
-def _train_final_model(model: nn.Module, spec: TaskSpec, data: Dataset, store: UnitStore) -> None:
-    """Train from the spec, saving the checkpoints of `training.checkpoint_epochs`, then the model."""
-    wanted = set(spec.training.checkpoint_epochs)
+def _train_final_model(model: nn.Module, spec: TaskSpec, data: Dataset, store: UnitStore) -> list[Tensors]:
+    """Train from the spec, saving the checkpoints of `training.checkpoint_epochs`, then the model;
+    returns the checkpoints' tensors (copies, as `_load_final_model` would read them back)."""
+    wanted, checkpoints = set(spec.training.checkpoint_epochs), []
 
     def save_checkpoint(epoch: int) -> None:
         if epoch in wanted:
-            store.save(_checkpoint_unit(epoch), dict(model.named_parameters()))
+            checkpoints.append({k: v.detach().clone() for k, v in model.named_parameters()})
+            store.save(_checkpoint_unit(epoch), checkpoints[-1])
 
     train_module(model, data.train, spec.objective, spec.training, on_epoch=save_checkpoint)
     store.save("model", model.state_dict())
+    return checkpoints
 
 
 def _load_final_model(model: nn.Module, spec: TaskSpec, store: UnitStore) -> list[Tensors] | None:
@@ -205,8 +205,7 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
     store = _final_model_store(spec, cache_dir)
     loaded = _load_final_model(model, spec, store)
     if loaded is None:
-        _train_final_model(model, spec, data, store)
-        loaded = _load_final_model(model, spec, store)
+        loaded = _train_final_model(model, spec, data, store)
     metrics = {"train": evaluate(model, data.train, spec.objective),
                "test": evaluate(model, data.test, spec.objective)}
     params = {k: v.detach() for k, v in model.named_parameters()}

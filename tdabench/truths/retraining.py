@@ -35,17 +35,25 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tdabench.errors import TdabenchError
 from tdabench.scoring.metrics import METRICS, Summary, reliability, row_agreement, summarize
-from tdabench.storage import UnitStore, run_units, seed_unit, task_entry, unit_seed
+from tdabench.storage import UnitStore, run_seeds, task_entry
 from tdabench.task.context import TaskContext
 from tdabench.truths.names import LDS, LOO
 from tdabench.truths.scratch import leave_one_out, train_chunked
+from tdabench.truths.stacked import n_chunks
 
 RETRAINING_FORMAT = 1  # raise when the training code changes the numbers a config produces
 SUBSET_STREAM = 2  # random-number stream of the LDS subsets (0, 1: the data-order streams)
+
+
+def check_retraining_counts(seeds: int, subsets: int) -> None:
+    """Retraining seeds >= 1 and LDS subsets >= 3 (a Spearman over fewer is meaningless)."""
+    if seeds < 1:
+        raise TdabenchError(f"retraining seeds must be at least 1, got {seeds}")
+    if subsets < 3:
+        raise TdabenchError(f"LDS needs at least 3 subsets, got {subsets}")
 
 
 @dataclass(frozen=True)
@@ -63,10 +71,7 @@ class RetrainingConfig:
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.seeds < 1:
-            raise TdabenchError(f"retraining seeds must be at least 1, got {self.seeds}")
-        if self.subsets < 3:
-            raise TdabenchError(f"LDS needs at least 3 subsets, got {self.subsets}")
+        check_retraining_counts(self.seeds, self.subsets)
         if not 0.0 < self.fraction < 1.0:
             raise TdabenchError(f"LDS subset fraction must lie in (0, 1), got {self.fraction}")
         if self.chunk_size is not None and self.chunk_size < 1:
@@ -92,25 +97,14 @@ def _run_seeds(ctx: TaskContext, settings: dict[str, Any], seeds: int, epochs_pe
                progress: bool, after_seed: Callable[[int], None] | None) -> tuple[list[dict], float]:
     """Compute the seeds missing on disk (`compute(seed, on_epoch)`), save each atomically, load all."""
     store = UnitStore(retraining_entry(ctx, settings), settings)
-    bars: list[tqdm] = []
 
-    def start(missing: list[str]) -> None:
-        bars.append(tqdm(total=len(missing) * epochs_per_seed, desc=f"retraining {settings['kind']} "
-                         f"({len(missing)} seeds)", unit="epoch", disable=not progress or not missing, leave=False))
+    def compute_seed(seed: int, tick: Callable[[], None]) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in compute(seed, tick).items()}
 
-    def compute_unit(unit: str) -> dict[str, torch.Tensor]:
-        arrays = compute(unit_seed(unit), lambda: bars[0].update())
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-
-    units = [seed_unit(s) for s in range(seeds)]
-    done, seconds = run_units(store, units, compute_unit, before=start,
-                              after_unit=None if after_seed is None else lambda u: after_seed(unit_seed(u)))
-    bars[0].close()
-    return [{k: v.numpy() for k, v in done[u].items()} for u in units], seconds
-
-
-def _n_chunks(n_copies: int, chunk_size: int | None) -> int:
-    return -(-n_copies // (chunk_size or n_copies))
+    done, seconds = run_seeds(store, seeds, compute_seed, what=f"retraining {settings['kind']}",
+                              ticks_per_seed=epochs_per_seed, tick_unit="epoch", progress=progress,
+                              after_seed=after_seed)
+    return [{k: v.numpy() for k, v in tensors.items()} for tensors in done], seconds
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,7 @@ def run_leave_one_out(ctx: TaskContext, cfg: RetrainingConfig, progress: bool = 
     def compute(seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
         diff, reference = leave_one_out(ctx, cfg.train_idx, cfg.test_idx, seed, cfg.chunk_size, on_epoch)
         return {"diff": diff, "reference": reference}
-    epochs = ctx.spec.training.epochs * _n_chunks(len(cfg.train_idx) + 1, cfg.chunk_size)
+    epochs = ctx.spec.training.epochs * n_chunks(len(cfg.train_idx) + 1, cfg.chunk_size)
     loaded, seconds = _run_seeds(ctx, cfg.settings(LOO, ctx), cfg.seeds, epochs, compute, progress,
                                  after_seed)
     return LeaveOneOut(cfg, np.stack([d["diff"] for d in loaded]),
@@ -195,7 +189,7 @@ def run_subset_retraining(ctx: TaskContext, cfg: RetrainingConfig, progress: boo
 
     def compute(seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
         return {"targets": train_chunked(ctx, keep, seed, cfg.test_idx, cfg.chunk_size, on_epoch)}
-    epochs = ctx.spec.training.epochs * _n_chunks(cfg.subsets, cfg.chunk_size)
+    epochs = ctx.spec.training.epochs * n_chunks(cfg.subsets, cfg.chunk_size)
     loaded, seconds = _run_seeds(ctx, cfg.settings(LDS, ctx), cfg.seeds, epochs, compute, progress,
                                  after_seed)
     return SubsetRetraining(cfg, keep, np.stack([d["targets"] for d in loaded]), seconds)

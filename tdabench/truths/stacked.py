@@ -44,3 +44,8 @@ def targets_fn(ctx: TaskContext, test_x: torch.Tensor, test_y: torch.Tensor) -> 
     """Stacked copies → the target f(z; θ_k) of every copy on the test points, (K, n_test)."""
     per_copy = lambda params: ctx.target(params, test_x, test_y)
     return vmap(per_copy)
+
+
+def n_chunks(n_copies: int, chunk_size: int | None) -> int:
+    """How many vmapped chunks `n_copies` copies train in (`chunk_size` None: one)."""
+    return -(-n_copies // (chunk_size or n_copies))

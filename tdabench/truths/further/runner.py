@@ -13,12 +13,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from tdabench.storage import UnitStore, run_units, seed_unit, task_entry, unit_seed
+from tdabench.storage import UnitStore, run_seeds, task_entry
 from tdabench.task.context import TaskContext
 from tdabench.truths.further.config import GoldConfig
 from tdabench.truths.further.vectorized import paired_differences
+from tdabench.truths.stacked import n_chunks
 
 
 @dataclass(frozen=True)
@@ -56,21 +56,13 @@ def run_gold_standard(ctx: TaskContext, cfg: GoldConfig, progress: bool = True,
     `cache_root()`); `after_seed(s)` is called once seed s is on disk."""
     store = UnitStore(gold_entry(ctx, cfg), cfg.settings(ctx.spec.spec_hash) | {"target": ctx.target_name},
                       keys=("diff", "reference"))
-    n_steps = cfg.steps[-1]
-    n_chunks = -(-len(cfg.train_idx) // (cfg.chunk_size or len(cfg.train_idx)))
-    bars: list[tqdm] = []
+    ticks = cfg.steps[-1] * n_chunks(len(cfg.train_idx), cfg.chunk_size)
 
-    def start(missing: list[str]) -> None:
-        bars.append(tqdm(total=len(missing) * n_steps * n_chunks, desc=f"gold standard ({len(missing)} seeds)",
-                         unit="step", disable=not progress or not missing, leave=False))
-
-    def compute(unit: str) -> dict[str, torch.Tensor]:
-        diff, reference = paired_differences(ctx, cfg, unit_seed(unit), on_step=lambda: bars[0].update())
+    def compute(seed: int, tick: Callable[[], None]) -> dict[str, torch.Tensor]:
+        diff, reference = paired_differences(ctx, cfg, seed, on_step=tick)
         return {"diff": torch.from_numpy(diff), "reference": torch.from_numpy(reference)}
 
-    units = [seed_unit(s) for s in range(cfg.seeds)]
-    done, seconds = run_units(store, units, compute, before=start,
-                              after_unit=None if after_seed is None else lambda u: after_seed(unit_seed(u)))
-    bars[0].close()
-    return GoldStandard(cfg, np.stack([done[u]["diff"].numpy() for u in units]),
-                        np.stack([done[u]["reference"].numpy() for u in units]), seconds)
+    done, seconds = run_seeds(store, cfg.seeds, compute, what="gold standard", ticks_per_seed=ticks,
+                              tick_unit="step", progress=progress, after_seed=after_seed)
+    return GoldStandard(cfg, np.stack([t["diff"].numpy() for t in done]),
+                        np.stack([t["reference"].numpy() for t in done]), seconds)
