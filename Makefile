@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tdabench-installed
 ARGS ?=
 
-.PHONY: setup compare test test-slow lint benchmark leaderboard clean
+.PHONY: setup compare test test-slow lint benchmark leaderboard docs clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ benchmark: setup
 
 leaderboard: setup
 	$(BIN)/tdabench leaderboard --suite benchmarks/leaderboard_suite.yaml $(ARGS)
+
+# docs/spec-reference.md, generated from the spec dataclasses (tests/test_docs.py checks it is current).
+docs: setup
+	$(BIN)/python -m tdabench.task.spec_reference
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
