@@ -1,4 +1,4 @@
-"""Choose estimator hyperparameters on a validation split of test points (DESIGN §4).
+"""Choose estimator hyperparameters on a validation split of test points (docs/method.md, the unified view).
 
 The validation points are the task's test points that `tdabench compare` does NOT score by default
 (the complement of its selection), so a setting picked here is never tuned on scored points.

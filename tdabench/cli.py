@@ -37,6 +37,19 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise TdabenchError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
+    def format_help(self) -> str:
+        """The help, with facts that live in modules too slow to import for every command filled in
+        only when the help is shown: {METRICS} (scoring.metrics) and {DEFAULT_HORIZONS} (the spec)."""
+        text = super().format_help()
+        if "{METRICS}" in text or "{DEFAULT_HORIZONS}" in text:
+            from tdabench.scoring.metrics import METRICS
+            from tdabench.task import DEFAULT_TASK, find_spec
+
+            horizons = ",".join(map(str, find_spec(DEFAULT_TASK).gold_standard.horizons))
+            text = text.replace("{METRICS}", ", ".join(METRICS)).replace(
+                "{DEFAULT_HORIZONS}", f"{horizons} for {DEFAULT_TASK}")
+        return text
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tdabench", description=__doc__.splitlines()[0])
@@ -48,28 +61,41 @@ def _parser() -> argparse.ArgumentParser:
     cmp.set_defaults(handler=cmd_compare)
     cmp.add_argument("--task", default=None, help="task name or spec file (default: breast-cancer-mlp)")
     cmp.add_argument("--estimators", default=None,
-                     help="comma-separated, e.g. 'grad-dot,if-explicit(damping=0.1)' (default: all built-ins)")
+                     help="comma-separated, e.g. 'grad-dot,if-explicit(damping=0.1)' (default: every native "
+                          "built-in estimator, not the adapters to other libraries; see 'tdabench list')")
     cmp.add_argument("--seeds", type=int, default=None, help="further-training seeds (default: the spec's)")
-    cmp.add_argument("--horizons", type=_int_list, default=None, help="e.g. 1,2,5,10 (in the spec's unit)")
-    cmp.add_argument("--mode", choices=["removal", "downweight"], default=None)
-    cmp.add_argument("--epsilon", type=float, default=None, help="down-weighting amount (mode downweight)")
-    cmp.add_argument("--n-train", type=int, default=None, help="training instances evaluated (default 100)")
-    cmp.add_argument("--n-test", type=int, default=None, help="test points (default 100)")
+    cmp.add_argument("--horizons", type=_int_list, default=None,
+                     help="comma-separated, increasing, in the spec's unit (epochs or steps); default: the "
+                          "spec's gold_standard.horizons ({DEFAULT_HORIZONS})")
+    cmp.add_argument("--mode", choices=["removal", "downweight"], default=None,
+                     help="removal: leave each instance out; downweight: scale its loss weight by 1 - epsilon "
+                          "in every batch (default: the spec's, removal for the built-ins)")
+    cmp.add_argument("--epsilon", type=float, default=None,
+                     help="in (0, 1], with --mode downweight: the loss weight becomes 1 - epsilon "
+                          "(default: the spec's, 1)")
+    cmp.add_argument("--n-train", type=int, default=None,
+                     help="training instances evaluated (default: the spec's n_train_evaluated; all if fewer)")
+    cmp.add_argument("--n-test", type=int, default=None,
+                     help="test points scored (default: the spec's gold_standard.n_test; all if fewer)")
     cmp.add_argument("--target", default=None,
                      help="attribution target: loss, margin, logit:K or probe:LAYER (default: the spec's)")
-    cmp.add_argument("--centered", action="store_true", help="center the gold standard per test point")
+    cmp.add_argument("--centered", action="store_true",
+                     help="subtract, per test point and horizon, the gold standard's mean over the evaluated instances")
     cmp.add_argument("--chunk-size", type=int, default=None,
                      help="copies trained together per vmapped step (default: as many as fit "
                           "$TDABENCH_GOLD_MEMORY_GB, 4 GB)")
     cmp.add_argument("--retraining", type=_name_list, default=(),
                      help="secondary ground truths: loo (leave-one-out retraining), lds (linear datamodeling score)")
-    cmp.add_argument("--retraining-seeds", type=int, default=3, help="seeds of the retraining ground truths")
-    cmp.add_argument("--lds-subsets", type=int, default=50, help="random 50%% subsets of the LDS")
+    cmp.add_argument("--retraining-seeds", type=int, default=3,
+                     help="seeds of the retraining ground truths (default %(default)s)")
+    cmp.add_argument("--lds-subsets", type=int, default=50, help="random 50%% subsets of the LDS (default %(default)s)")
     cmp.add_argument("--final-models", type=int, default=1,
                      help=">= 2: seed-noise analysis over final models trained from that many seeds")
     cmp.add_argument("--metric", default="pearson",
-                     help="metric shown in the terminal table (all three are in results.json)")
-    cmp.add_argument("--out", type=Path, default=Path("runs/latest"), help="folder for results.json/.csv")
+                     help="metric of the terminal table and the decay plot: one of {METRICS} (default %(default)s; "
+                          "every metric is in results.json)")
+    cmp.add_argument("--out", type=Path, default=Path("runs/latest"),
+                     help="folder for results.json, results.csv and the decay plot (default %(default)s)")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     board = sub.add_parser("leaderboard", help="Markdown, CSV and HTML leaderboard from results files")
@@ -82,8 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--rebuild-only", action="store_true",
                        help="run nothing: rebuild from the results files under OUT/results")
     board.add_argument("--tasks", default=None, help="with --suite: run only these suite tasks (comma-separated)")
-    board.add_argument("--out", type=Path, default=Path("leaderboard"))
-    board.add_argument("--metric", default="pearson", help="cosine, pearson (default) or spearman")
+    board.add_argument("--out", type=Path, default=Path("leaderboard"),
+                       help="folder of the pages, plots/ and results/ (default %(default)s)")
+    board.add_argument("--metric", default="pearson", help="one of {METRICS} (default %(default)s)")
     board.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     board.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

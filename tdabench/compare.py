@@ -5,7 +5,7 @@ fit, score at every horizon, check the shape and the values, agreement per horiz
 An estimator that raises or returns a wrong shape or non-finite values is recorded under `errors`;
 the others are kept.
 
-Optional analyses (DESIGN §5): `retraining` adds the leave-one-out (LOO) and LDS ground truths of
+Optional analyses (docs/method.md, secondary ground truths and the noise ceiling): `retraining` adds the leave-one-out (LOO) and LDS ground truths of
 tdabench.truths.retraining (records with `ground_truth` LOO/LDS of truths/names.py, horizon = the
 training epochs; settings and cost in results.extra["retraining"]); `final_models` ≥ 2 adds the
 seed-noise analysis of tdabench.truths.seed_noise over that many final models

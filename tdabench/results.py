@@ -1,9 +1,9 @@
-"""The results file of one (task, run), schema version 1 (DESIGN.md §6), and its CSV twin.
+"""The results file of one (task, run), schema version 1 (docs/method.md, results files), and its CSV twin.
 
-`Results.to_json()` gives the §6 layout; fields may be added, none renamed or removed without
+`Results.to_json()` gives the layout of docs/method.md; fields may be added, none renamed or removed without
 raising SCHEMA_VERSION. Files are written atomically and never hold NaN or Infinity (None → null).
 A record's `n_test` counts the test points whose agreement was defined (the mean is over them) and
-`n_skipped` the undefined ones (saturated points, DESIGN.md §7). Its `ground_truth` says what the
+`n_skipped` the undefined ones (saturated points, docs/method.md). Its `ground_truth` says what the
 estimator was compared with (GROUND_TRUTHS, tdabench/truths/names.py); `ci_low`/`ci_high` bound the
 mean (bootstrap over test points). Files written before these fields existed load with their defaults.
 """
@@ -97,7 +97,7 @@ class NoiseCeiling:
     """The gold standard's noise ceiling at one horizon and metric (see `metrics.reliability`).
 
     `value`: √reliability, the agreement a perfect estimator is expected to reach with this gold
-    standard; `reliability`: the Spearman–Brown-corrected split-half agreement (DESIGN.md §5).
+    standard; `reliability`: the Spearman–Brown-corrected split-half agreement (docs/method.md, the noise ceiling).
     None where undefined.
     """
 
@@ -186,7 +186,7 @@ class Results:
             raise ValueError(f"extra keys must not redefine {sorted(clash)}")
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md §6 layout, then the `extra` keys."""
+        """The layout of docs/method.md (results files), then the `extra` keys."""
         return {"schema_version": SCHEMA_VERSION, "tdabench_version": self.tdabench_version,
                 "git_hash": self.git_hash, "date": self.date, "task": self.task.to_json(),
                 "gold_standard": self.gold_standard.to_json(),
@@ -195,7 +195,7 @@ class Results:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], origin: str = "<results>") -> Results:
-        """Parse a §6 dict; a missing or different schema_version or a missing key raises
+        """Parse a results dict; a missing or different schema_version or a missing key raises
         TdabenchError naming `origin`."""
         version = d.get("schema_version") if isinstance(d, dict) else None
         if version != SCHEMA_VERSION:

@@ -1,4 +1,4 @@
-"""The command line end to end: list, compare (results.json as in DESIGN §6), leaderboard, bad input."""
+"""The command line end to end: list, compare (results.json as in docs/method.md), leaderboard, bad input."""
 
 from __future__ import annotations
 

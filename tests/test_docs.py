@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tdabench.task import spec_reference
+from tdabench import cli
+from tdabench.scoring.metrics import METRICS
+from tdabench.task import DEFAULT_TASK, find_spec, spec_reference
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 GUIDE = DOCS / "plugins.md"
@@ -91,3 +93,13 @@ def test_docs_pages_exist_and_link_within_docs(page):
     text = (DOCS / page).read_text()
     for target in re.findall(r"\]\(([\w.-]+\.md)(?:#[\w-]+)?\)", text):
         assert (DOCS / target).exists(), f"{page} links to missing {target}"
+
+
+def test_compare_help_states_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "one of " + ", ".join(METRICS) in text
+    horizons = ",".join(map(str, find_spec(DEFAULT_TASK).gold_standard.horizons))
+    assert f"({horizons} for {DEFAULT_TASK})" in text
+    assert "not the adapters" in text and "{" not in text

@@ -79,7 +79,7 @@ class InfluenceDattri(Estimator):
     tol: the largest accepted relative residual of each CG solve (checked here, see below);
     batch_size: examples per batch of per-sample gradients (training and test loaders).
     The default damping 0.1 is absolute: on an SGD final model H is indefinite, and CG is only
-    guaranteed to converge for a positive definite H + λI (DESIGN.md §7: an undamped or barely
+    guaranteed to converge for a positive definite H + λI (docs/method.md, the unified view: an undamped or barely
     damped Hessian off the optimum gives scores unrelated to further training).
 
     How dattri's quantities map to tdabench's (read from dattri 0.3.0's source):

@@ -3,7 +3,7 @@
     score[j, i] = ∇f(z_j)ᵀ (C + λI)⁻¹ ∇ℓ(z_i),   C = Hessian or Gauss–Newton matrix of the risk
 
 With `damping_relative`, λ = damping × λ_G, where λ_G is the mean squared entry of the per-sample
-training gradients at θᶠ (DESIGN.md §7); otherwise λ = damping. All influence estimators share the
+training gradients at θᶠ (docs/method.md, the unified view); otherwise λ = damping. All influence estimators share the
 default 1e4·λ_G, chosen on the validation split of breast-cancer-mlp for `if-explicit`
 (benchmarks/validation_sweep.py), so that they differ only in how they apply the inverse.
 """

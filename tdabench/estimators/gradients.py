@@ -69,7 +69,7 @@ def flat_per_sample_grads(context: TaskContext, fn: GradFn, x: torch.Tensor, y: 
 
 
 def lambda_g(train_grads: torch.Tensor) -> float:
-    """λ_G: the mean squared entry of the per-sample training gradients (n, P) (DESIGN.md §7)."""
+    """λ_G: the mean squared entry of the per-sample training gradients (n, P) (docs/method.md, the unified view)."""
     if train_grads.numel() == 0:
         raise ValueError("lambda_g needs at least one gradient")
     return float(train_grads.double().pow(2).mean())

@@ -1,4 +1,4 @@
-"""`if-lissa-horizon`: the response of T steps of further training, not of its limit (DESIGN.md §4).
+"""`if-lissa-horizon`: the response of T steps of further training, not of its limit (docs/method.md, the unified view).
 
 On the local quadratic of the risk, removing instance i adds (1/n)∇ℓ(z_i) to the (negative)
 gradient of every step. For plain gradient descent at learning rate η the parameters then move by

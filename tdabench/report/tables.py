@@ -1,4 +1,4 @@
-"""The leaderboard's table model, built from results files (DESIGN.md §6): rows, grouping, ranks.
+"""The leaderboard's table model, built from results files (docs/method.md, results files): rows, grouping, ranks.
 
 Results are grouped by task name, task version and spec hash, and further by the gold-standard
 settings (mode, ε, centering, seeds, horizon unit, evaluated sizes), so records scored against

@@ -1,10 +1,10 @@
 """Agreement between score matrices and the gold standard, its noise ceiling and seed statistics.
 
-Conventions (DESIGN.md §3, §5): score and gold matrices have shape (n_test, n_train); row = test
+Conventions (docs/method.md: sign and shape, metrics): score and gold matrices have shape (n_test, n_train); row = test
 point. Agreement is computed per row (per test point) over the training instances, then summarised
 by the mean over test points and its standard error. A row whose metric is undefined (a zero gold
 row of a saturated test point, a constant row) gives NaN in `row_agreement` and is counted as
-skipped by `summarize`; a NaN never reaches a Summary (DESIGN.md §7).
+skipped by `summarize`; a NaN never reaches a Summary (docs/method.md, saturated test points).
 """
 
 from __future__ import annotations

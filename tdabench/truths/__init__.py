@@ -1,4 +1,4 @@
-"""Ground truths: what the estimators' scores are compared with (DESIGN §2, §5).
+"""Ground truths: what the estimators' scores are compared with (docs/method.md: the gold standard, secondary ground truths).
 
 `further/` the further-training gold standard (config, vectorised and sequential training,
 resumable runner, memory budget); `stacked` the stacked, vmapped parameter copies that further

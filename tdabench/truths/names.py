@@ -6,7 +6,7 @@ without importing any training code; the runner of each name is in truths/regist
 
 from __future__ import annotations
 
-# further-training: the gold standard (DESIGN.md §2), metrics cosine/pearson/spearman per horizon;
+# further-training: the gold standard (docs/method.md), metrics cosine/pearson/spearman per horizon;
 # loo: leave-one-out retraining from scratch, same metrics at horizon = its retraining epochs;
 # lds: linear datamodeling score, metric "lds" (mean Spearman over test points).
 FURTHER_TRAINING = "further-training"

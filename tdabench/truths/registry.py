@@ -26,7 +26,7 @@ class GroundTruth:
 
 
 FURTHER = GroundTruth(FURTHER_TRAINING, run_gold_standard,
-                      "further training of the final model, paired, without each instance (DESIGN §2)")
+                      "further training of the final model, paired, without each instance (docs/method.md)")
 RETRAINING: dict[str, GroundTruth] = {truth.name: truth for truth in (
     GroundTruth(LOO, run_leave_one_out, "leave-one-out retraining from the final model's initialisation"),
     GroundTruth(LDS, run_subset_retraining, "linear datamodeling score: retraining on random subsets"),

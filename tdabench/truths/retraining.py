@@ -1,4 +1,4 @@
-"""Retraining ground truths: leave-one-out from scratch and the linear datamodeling score (DESIGN §5).
+"""Retraining ground truths: leave-one-out from scratch and the linear datamodeling score (docs/method.md, secondary ground truths).
 
 **Leave-one-out (LOO).** For an evaluated training instance i and a test point z,
 

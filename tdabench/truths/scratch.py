@@ -1,4 +1,4 @@
-"""Training from scratch, K copies at once: the engine of the retraining ground truths (DESIGN §5).
+"""Training from scratch, K copies at once: the engine of the retraining ground truths (docs/method.md, secondary ground truths).
 
 The same machinery as the further-training gold standard (further/vectorized.py; both use
 stacked.py): K stacked parameter copies, one vmapped functional optimizer step for all of them.
@@ -107,7 +107,7 @@ def leave_one_out(ctx: TaskContext, train_idx: Sequence[int], test_idx: Sequence
     """One retraining seed of leave-one-out.
 
     Returns (diff, reference): diff[j, k] = f(z_j; θ^{−i_k}) − f(z_j; θ), shape (n_test, |I|)
-    (DESIGN §3 sign: > 0 means removing i_k increased the target); reference[j] = f(z_j; θ).
+    (docs/method.md sign: > 0 means removing i_k increased the target); reference[j] = f(z_j; θ).
     """
     values = train_chunked(ctx, leave_one_out_keep(len(ctx.train), train_idx), seed, test_idx,
                            chunk_size, on_epoch)

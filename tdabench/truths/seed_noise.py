@@ -1,4 +1,4 @@
-"""Seed noise across final models: the Bayesian view of the gold standard (DESIGN §5).
+"""Seed noise across final models: the Bayesian view of the gold standard (docs/method.md, the noise ceiling).
 
 The final model is one draw from the models its recipe produces. Final models m = 0..F−1
 (task/ensemble.py: member m is trained from `model.init_seed + m` with data-order seed

@@ -1,4 +1,4 @@
-"""The further-training gold standard (DESIGN §2): K copies of the final model trained on, paired.
+"""The further-training gold standard (docs/method.md, the gold standard): K copies of the final model trained on, paired.
 
 `config` (settings, validated and hashed), `vectorized` (all copies of a seed in one vmapped step),
 `sequential` (the plain one-model-at-a-time reference), `runner` (seed by seed, resumable),

@@ -25,7 +25,7 @@ from tdabench.truths.stacked import n_chunks
 class GoldStandard:
     """Per-seed paired differences, shape (S, n_horizons, n_test, n_train_evaluated), float64.
 
-    Sign (DESIGN §3): diff > 0 means removing the instance increased the target.
+    Sign (docs/method.md, sign and shape): diff > 0 means removing the instance increased the target.
     """
 
     config: GoldConfig
