@@ -102,4 +102,4 @@ def test_compare_help_states_the_defaults(capsys):
     assert "one of " + ", ".join(METRICS) in text
     horizons = ",".join(map(str, find_spec(DEFAULT_TASK).gold_standard.horizons))
     assert f"({horizons} for {DEFAULT_TASK})" in text
-    assert "not the adapters" in text and "{" not in text
+    assert "not the adapters" in text and "{METRICS}" not in text and "{DEFAULT_HORIZONS}" not in text
