@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tdabench.compare import headline
 from tdabench.errors import UnknownNameError
 from tdabench.report import (CSV_COLUMNS, build_leaderboard, format_cell, format_interval,
                              format_seconds, leaderboard_csv, leaderboard_html, leaderboard_markdown,
@@ -160,8 +161,29 @@ def test_terminal_table() -> None:
     assert lines[2].split() == ["tracin", "—", "0.700", "±", "0.010"]
     assert lines[3].split() == ["grad-dot", "0.900", "±", "0.010", "0.500", "±", "0.010"]
     assert lines[4].split() == ["noise", "ceiling", "0.950", "0.800"]
-    assert "epoch 1: 0, epoch 10: 2" in lines[5]
-    assert lines[6:] == ["errors:", "  ekfac: out of memory"]
+    skipped = next(i for i, line in enumerate(lines) if line.startswith("skipped test points"))
+    legend = " ".join(lines[5:skipped])
+    assert legend.startswith("cells: mean over test points [95 % percentile-bootstrap interval")
+    assert "± one standard error" in legend and all(len(line) <= 100 for line in lines[5:skipped])
+    assert "epoch 1: 0, epoch 10: 2" in lines[skipped]
+    assert lines[skipped + 1] == "cost per estimator in this run:"
+    assert [line.split() for line in lines[skipped + 2:skipped + 5]] == [
+        ["estimator", "fit", "(s)", "score", "(s)", "peak", "MB"], ["tracin", "—", "—", "—"], ["grad-dot", "—", "—", "—"]]
+    assert lines[skipped + 5:] == ["errors:", "  ekfac: out of memory"]
+
+
+def test_terminal_table_prints_intervals_and_costs() -> None:
+    records = [Record("grad-dot", {}, 1, "pearson", 0.9, 0.01, 10, 0, None, 0.88, 0.93),
+               Record("tracin", {}, 1, "pearson", 0.7, 0.02, 10, 0, None, 0.66, 0.74)]
+    results = res(records)
+    cost = {"gold_standard_s": 0.0, "estimators": {"grad-dot": {"fit_s": 0.0041, "score_s": 1.25, "peak_mem_mb": 545.4},
+                                                   "tracin": {"fit_s": 12.0, "score_s": 1234.4, "peak_mem_mb": 600}}}
+    results = Results(results.task, results.gold_standard, records, cost, {}, "0.1.0", None, results.date)
+    lines = render_terminal_table(results, "pearson").splitlines()
+    assert lines[2].split() == ["grad-dot", "0.900", "[0.880,", "0.930]", "—"]
+    assert lines[3].split() == ["tracin", "0.700", "[0.660,", "0.740]", "—"]
+    costs = lines[lines.index("cost per estimator in this run:") + 2:]
+    assert [line.split() for line in costs] == [["grad-dot", "0.0041", "1.25", "545"], ["tracin", "12", "1234", "600"]]
 
 
 def ci(est: str, horizon: int, mean: float, lo: float, hi: float, metric: str = "pearson",
@@ -327,3 +349,15 @@ def test_read_relative_sets_origins_relative_to_the_output(tmp_path: Path) -> No
     assert results_files(tmp_path / "missing") == []
     loaded = read_relative([*found, tmp_path / "runs" / "x"], tmp_path / "board")
     assert [r.origin for r in loaded] == ["results/toy/results.json", "../runs/x/results.json"]
+
+
+@pytest.mark.parametrize("seconds, words", [(0.0, "every seed read from the cache"),
+                                            (41.25, "computed in 41.2 s (seeds found in the cache not counted)")])
+def test_headline_says_cached_in_words(seconds: float, words: str) -> None:
+    base = res([rec("grad-dot", 1, 0.9)])
+    task = TaskInfo("toy", 1, HASH_A, {"n_params": 62, "target": "loss",
+                                       "final_model": {"test": {"accuracy": 0.9}}})
+    results = Results(task, base.gold_standard, base.records, {"gold_standard_s": seconds, "estimators": {}},
+                      {}, "0.1.0", None, base.date)
+    line = headline(results).splitlines()[1]
+    assert line.endswith(f"target 'loss', {words}") and "0 = cached" not in line

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 
 from tdabench.report.tables import NORMAL_Z, Row, Table, build_leaderboard
 from tdabench.results import Record, Results, csv_cell, params_json
@@ -212,14 +213,49 @@ def _aligned(grid: tuple[list[str], list[list[str]]]) -> list[str]:
                       enumerate(zip(line, widths))).rstrip() for line in lines]
 
 
+def interval_grid(table: Table) -> tuple[list[str], list[list[str]]]:
+    """Every horizon: header and body, cells "mean [interval]" (`format_interval`), then the ceiling."""
+    hs = table.horizons
+    head = ["estimator"] + [f"{table.gold['horizon_unit']} {h}" for h in hs]
+    body = [[row.label] + [format_interval(row.cells.get(h)) for h in hs] for row in table.rows]
+    return head, body + [["noise ceiling"] + [format_cell(table.noise_ceiling.get(h), None) for h in hs]]
+
+
+def _number(cost: dict, key: str, fmt) -> str:
+    value = cost.get(key)
+    return fmt(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else DASH
+
+
+def cost_grid(table: Table) -> tuple[list[str], list[list[str]]]:
+    """Per estimator: fit seconds, score seconds and peak memory (MB) of its run, "—" where unknown."""
+    head = ["estimator", "fit (s)", "score (s)", "peak MB"]
+    body = [[row.label, _number(row.cost or {}, "fit_s", format_seconds),
+             _number(row.cost or {}, "score_s", format_seconds),
+             _number(row.cost or {}, "peak_mem_mb", lambda v: f"{v:.0f}")] for row in table.rows]
+    return head, body
+
+
+def terminal_legend(width: int = 100) -> list[str]:
+    """What the terminal table's cells and ceiling are, wrapped to `width` columns."""
+    level = f"{BOOTSTRAP_LEVEL * 100:g} %"
+    return textwrap.wrap(f"cells: mean over test points [{level} percentile-bootstrap interval of the mean, "
+                         f"{BOOTSTRAP_RESAMPLES} resamples of the test points]; a cell without an interval "
+                         "shows mean ± one standard error. noise ceiling: the agreement a perfect estimator "
+                         "is expected to reach with this gold standard, itself an estimate "
+                         "(docs/method.md).", width)
+
+
 def render_terminal_table(results: Results, metric: str) -> str:
-    """Plain-text table of one results file: estimators × horizons, noise ceiling, skips, errors."""
+    """Plain-text report of one results file: estimators × horizons (mean [interval]) with the noise
+    ceiling, what the cells are, skipped test points, each estimator's cost, errors."""
     table = build_leaderboard([results], metric)[0]
     unit = table.gold["horizon_unit"]
-    lines = [f"{table.title}  [{metric}]", *_aligned(horizon_grid(table))]
+    lines = [f"{table.title}  [{metric}]", *_aligned(interval_grid(table)), *terminal_legend()]
     skipped = _skipped(table.rows, table.horizons)
     lines.append("skipped test points (undefined, e.g. saturated): "
                  + ", ".join(f"{unit} {h}: {n}" for h, n in skipped.items()))
+    if table.rows:
+        lines += ["cost per estimator in this run:", *("  " + line for line in _aligned(cost_grid(table)))]
     if results.errors:
         lines += ["errors:"] + [f"  {name}: {msg}" for name, msg in sorted(results.errors.items())]
     return "\n".join(lines) + "\n"
