@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from tdabench.progress import shown
+
 from tdabench import __version__
 from tdabench.scoring.costs import measure
 from tdabench.errors import TdabenchError, UnknownNameError
@@ -302,7 +304,14 @@ def _gold_time(seconds: float) -> str:
 
 
 def run_compare(options: CompareOptions) -> Results:
-    """The whole comparison; the caller writes or prints the returned Results."""
+    """The whole comparison; the caller writes or prints the returned Results. With
+    `options.progress`, the long steps inside it (final-model training, CG, LiSSA, Hessian columns)
+    show their own bars too (tdabench.progress)."""
+    with shown(options.progress):
+        return _run_compare(options)
+
+
+def _run_compare(options: CompareOptions) -> Results:
     ctx, cfg, made = prepare(options)
     gold = run_gold_standard(ctx, cfg, progress=options.progress)
     truths = run_retraining(ctx, cfg, options)

@@ -23,6 +23,7 @@ from torch.func import grad, jvp, vjp, vmap
 from tdabench.errors import TdabenchError
 from tdabench.estimators.dense_curvature import CURVATURES, MEMO_UP_TO, curvature_matrix
 from tdabench.estimators.gradients import as_float64, flatten, unflatten
+from tdabench.progress import bar
 from tdabench.task.context import TaskContext
 from tdabench.task.objective import per_example_loss
 
@@ -75,9 +76,11 @@ class CurvatureOperator:
         """(mean over the examples (x, y) of the per-example curvature) V, matrix-free, in batches."""
         out = torch.zeros_like(vectors)
         product = self._hessian_batch if self.curvature == "hessian" else self._gauss_newton_batch
-        for lo in range(0, len(x), self.batch_size):
-            xb, yb = x[lo:lo + self.batch_size], y[lo:lo + self.batch_size]
-            out += product(xb, yb, vectors) * (len(xb) / len(x))
+        with bar(len(x), f"curvature product ({len(vectors)} vectors)", "example") as examples:
+            for lo in range(0, len(x), self.batch_size):
+                xb, yb = x[lo:lo + self.batch_size], y[lo:lo + self.batch_size]
+                out += product(xb, yb, vectors) * (len(xb) / len(x))
+                examples.update(len(xb))
         return out
 
     def _hessian_batch(self, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 from torch.func import grad, hessian, jacrev, jvp, vmap
 
 from tdabench.estimators.gradients import Tensors, as_float64, flatten
+from tdabench.progress import bar
 from tdabench.task.context import TaskContext
 from tdabench.task.objective import per_example_loss
 
@@ -47,16 +48,18 @@ def hessian_matrix(context: TaskContext, chunk_size: int = HESSIAN_CHUNK,
     names = list(params)
     offsets = np.cumsum([0, *(p.numel() for p in params.values())]).tolist()
     out = torch.empty(offsets[-1], offsets[-1], dtype=torch.float64)
-    for i, name in enumerate(names):
-        head, tail = {k: params[k] for k in names[:i]}, {k: params[k] for k in names[i:]}
-        rows = [_row_block_fn(context, xb, yb, len(xb) / len(x), k == 0, head, tail, name)
-                for k, (xb, yb) in enumerate(parts)]
-        start, stop = offsets[i], offsets[i + 1]
-        for lo in range(start, stop, chunk_size):
-            hi = min(lo + chunk_size, stop)
-            basis = torch.zeros(hi - lo, stop - start, dtype=torch.float64)
-            basis[torch.arange(hi - lo), torch.arange(lo - start, hi - start)] = 1.0  # rows of the identity
-            _write_symmetric(out, lo, hi, start, sum(vmap(part)(basis) for part in rows))
+    with bar(offsets[-1], "Hessian columns", "column") as columns:
+        for i, name in enumerate(names):
+            head, tail = {k: params[k] for k in names[:i]}, {k: params[k] for k in names[i:]}
+            rows = [_row_block_fn(context, xb, yb, len(xb) / len(x), k == 0, head, tail, name)
+                    for k, (xb, yb) in enumerate(parts)]
+            start, stop = offsets[i], offsets[i + 1]
+            for lo in range(start, stop, chunk_size):
+                hi = min(lo + chunk_size, stop)
+                basis = torch.zeros(hi - lo, stop - start, dtype=torch.float64)
+                basis[torch.arange(hi - lo), torch.arange(lo - start, hi - start)] = 1.0  # rows of the identity
+                _write_symmetric(out, lo, hi, start, sum(vmap(part)(basis) for part in rows))
+                columns.update(hi - lo)
     return out
 
 
@@ -92,12 +95,14 @@ def gauss_newton_matrix(context: TaskContext, batch_size: int = 256) -> torch.Te
     out_hess = vmap(hessian(lambda out, yi: loss_of_out(out.unsqueeze(0), yi.unsqueeze(0))[0]))
     n_params, n = sum(p.numel() for p in params.values()), len(x)
     total = torch.zeros(n_params, n_params, dtype=torch.float64)
-    for lo in range(0, n, batch_size):
-        xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
-        outputs = context.outputs(params, xb)
-        j = torch.cat([g.reshape(*outputs.shape, -1) for g in jac(params, xb).values()], dim=2)  # (b, C, P)
-        mj = out_hess(outputs, yb) @ j
-        total.addmm_(j.reshape(-1, n_params).T, mj.reshape(-1, n_params))
+    with bar(n, "Gauss-Newton matrix", "example") as examples:
+        for lo in range(0, n, batch_size):
+            xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
+            outputs = context.outputs(params, xb)
+            j = torch.cat([g.reshape(*outputs.shape, -1) for g in jac(params, xb).values()], dim=2)  # (b, C, P)
+            mj = out_hess(outputs, yb) @ j
+            total.addmm_(j.reshape(-1, n_params).T, mj.reshape(-1, n_params))
+            examples.update(len(xb))
     total /= n
     total.diagonal().add_(context.l2)
     return total

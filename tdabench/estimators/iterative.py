@@ -16,6 +16,7 @@ from tdabench.errors import TdabenchError
 from tdabench.estimators.base import is_seed
 from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence, check_positive_int, is_real
 from tdabench.estimators.curvature import top_eigenvalue
+from tdabench.progress import bar
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 
@@ -33,21 +34,23 @@ def conjugate_gradient(matvec: MatVec, rhs: torch.Tensor, max_iter: int, tol: fl
     target = tol * rhs.norm(dim=1)
     active = rs.sqrt() > target
     iterations = 0
-    while bool(active.any()) and iterations < max_iter:
-        rows = active.nonzero().squeeze(1)
-        ap = matvec(p[rows])
-        curvature = (p[rows] * ap).sum(1)
-        if bool((curvature <= 0).any()):
-            raise TdabenchError("conjugate gradients met a direction of non-positive curvature: the damped "
-                                "curvature is not positive definite; increase the damping or use gauss-newton")
-        alpha = rs[rows] / curvature
-        x[rows] += alpha[:, None] * p[rows]
-        r[rows] -= alpha[:, None] * ap
-        rs_new = (r[rows] * r[rows]).sum(1)
-        p[rows] = r[rows] + (rs_new / rs[rows])[:, None] * p[rows]
-        rs[rows] = rs_new
-        active[rows] = rs_new.sqrt() > target[rows]
-        iterations += 1
+    with bar(max_iter, "conjugate gradients", "iteration") as shown_bar:
+        while bool(active.any()) and iterations < max_iter:
+            rows = active.nonzero().squeeze(1)
+            ap = matvec(p[rows])
+            curvature = (p[rows] * ap).sum(1)
+            if bool((curvature <= 0).any()):
+                raise TdabenchError("conjugate gradients met a direction of non-positive curvature: the damped "
+                                    "curvature is not positive definite; increase the damping or use gauss-newton")
+            alpha = rs[rows] / curvature
+            x[rows] += alpha[:, None] * p[rows]
+            r[rows] -= alpha[:, None] * ap
+            rs_new = (r[rows] * r[rows]).sum(1)
+            p[rows] = r[rows] + (rs_new / rs[rows])[:, None] * p[rows]
+            rs[rows] = rs_new
+            active[rows] = rs_new.sqrt() > target[rows]
+            iterations += 1
+            shown_bar.update()
     scale = rhs.norm(dim=1).clamp(min=1e-300)
     return x, float((rs.sqrt() / scale).max()) if len(rhs) else 0.0, iterations
 
@@ -97,8 +100,10 @@ def lissa(matvec: MatVec, rhs: torch.Tensor, depth: int, scale: float) -> torch.
     For ||I − A/s|| < 1 this tends to A⁻¹b: v_K / s = (1/s) Σ_{k=0}^{K} (I − A/s)^k b.
     """
     v = rhs.clone()
-    for _ in range(depth):
-        v = rhs + v - matvec(v) / scale
+    with bar(depth, "LiSSA recursion", "step") as steps:
+        for _ in range(depth):
+            v = rhs + v - matvec(v) / scale
+            steps.update()
     return v / scale
 
 

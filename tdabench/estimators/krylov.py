@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from tdabench.progress import bar
+
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 BREAKDOWN = 1e-12  # a residual below this fraction of max|α| ends a row's Krylov space
 
@@ -24,17 +26,19 @@ def _lanczos_steps(matvec: MatVec, vectors: torch.Tensor, steps: int) -> Iterato
     q = vectors / norms.clamp(min=1e-300)
     q_prev, beta_prev = torch.zeros_like(q), torch.zeros(len(q), dtype=q.dtype)
     scale = torch.zeros(len(q), dtype=q.dtype)
-    for _ in range(steps):
-        w = matvec(q) - beta_prev[:, None] * q_prev
-        alpha = (q * w).sum(1)
-        w = w - alpha[:, None] * q
-        beta = w.norm(dim=1)
-        scale = torch.maximum(scale, alpha.abs())
-        alive = beta > BREAKDOWN * scale
-        beta = torch.where(alive, beta, torch.zeros_like(beta))
-        yield q, alpha, beta
-        q_prev, q = q, torch.where(alive[:, None], w / beta.clamp(min=1e-300)[:, None], torch.zeros_like(w))
-        beta_prev = beta
+    with bar(steps, "Lanczos", "step") as shown_bar:
+        for _ in range(steps):
+            shown_bar.update()
+            w = matvec(q) - beta_prev[:, None] * q_prev
+            alpha = (q * w).sum(1)
+            w = w - alpha[:, None] * q
+            beta = w.norm(dim=1)
+            scale = torch.maximum(scale, alpha.abs())
+            alive = beta > BREAKDOWN * scale
+            beta = torch.where(alive, beta, torch.zeros_like(beta))
+            yield q, alpha, beta
+            q_prev, q = q, torch.where(alive[:, None], w / beta.clamp(min=1e-300)[:, None], torch.zeros_like(w))
+            beta_prev = beta
 
 
 def matrix_functions(matvec: MatVec, vectors: torch.Tensor, steps: int,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from tdabench.progress import bar
 from tdabench.storage import UnitStore, cache_root, task_entry
 from tdabench.task.data import Dataset, Split, load_dataset
 from tdabench.task.models import model_for_data
@@ -168,7 +169,12 @@ def _train_final_model(model: nn.Module, spec: TaskSpec, data: Dataset, store: U
             checkpoints.append({k: v.detach().clone() for k, v in model.named_parameters()})
             store.save(_checkpoint_unit(epoch), checkpoints[-1])
 
-    train_module(model, data.train, spec.objective, spec.training, on_epoch=save_checkpoint)
+    with bar(spec.training.epochs, f"final model of {spec.name}", "epoch") as epochs:
+        def on_epoch(epoch: int) -> None:
+            save_checkpoint(epoch)
+            epochs.update()
+
+        train_module(model, data.train, spec.objective, spec.training, on_epoch=on_epoch)
     store.save("model", model.state_dict())
     return checkpoints
 
