@@ -52,7 +52,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tdabench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="tdabench", description="Benchmark training-data attribution estimators against the "
+                     "further-training gold standard of the final model (documentation: docs/README.md).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     lister = sub.add_parser("list", help="list tasks and estimators")
     lister.set_defaults(handler=cmd_list)
