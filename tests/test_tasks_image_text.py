@@ -22,9 +22,23 @@ ABOVE_CHANCE_P = 0.01
 MIN_R2 = 0.2
 
 
+# rt-bert-tiny@small needs all 1,500 snippets to learn and its final model 10-50 s on 2 shared
+# cores: its learning check is slow; the exact identities use rt-bert-tiny@plumbing (the spec says why).
+SLOW_SMALL = ("rt-bert-tiny@small",)
+IDENTITY_TASKS = tuple("rt-bert-tiny@plumbing" if t == "rt-bert-tiny@small" else t for t in SMALL_TASKS)
+
+
+class _Contexts(dict):
+    """Task name → its built context, built on first use (module-wide)."""
+
+    def __missing__(self, name: str):
+        self[name] = build_context(find_spec(name))
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def contexts():
-    return {name: build_context(find_spec(name)) for name in SMALL_TASKS}
+    return _Contexts()
 
 
 def test_mnist_loader_scales_reshapes_and_shuffles():
@@ -68,7 +82,7 @@ def _per_sample_loop(ctx, fn, idx):
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("task", SMALL_TASKS)
+@pytest.mark.parametrize("task", IDENTITY_TASKS)
 def test_vmapped_per_sample_gradients_equal_a_loop(contexts, task):
     """The estimators' engine (vmap over examples, 4-D additive mask for BERT) = one example at a time."""
     from tdabench.estimators.gradients import flat_per_sample_grads
@@ -86,7 +100,7 @@ def test_minilm_tail_equals_the_full_pretrained_model():
     """Frozen features + MiniLMTail = the whole pretrained MiniLM, for 0 and 1 fine-tuned layers."""
     from tdabench.task.text_models import MiniLMTail, load_minilm, minilm_features
 
-    ctx_ids = load_task_data(find_spec("rt-bert-tiny@small"))  # any token ids below MiniLM's vocab
+    ctx_ids = load_task_data(find_spec("rt-bert-tiny@plumbing"))  # any token ids below MiniLM's vocab
     ids = ctx_ids.train.x[:4]
     minilm = load_minilm()
     keep = (ids != PAD_ID).float()[..., None]
@@ -108,7 +122,8 @@ def test_minilm_attributes_only_the_declared_parameters(contexts):
     assert tuple(ctx.train.x.shape) == (ctx.spec.data.max_train, 384)  # the frozen sentence embeddings
 
 
-@pytest.mark.parametrize("task", SMALL_TASKS)
+@pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.slow) if t in SLOW_SMALL else t
+                                  for t in SMALL_TASKS])
 def test_small_variants_learn(contexts, task):
     """Each small variant's final model learns: classification beats the majority class of its test
     split (one-sided binomial test, p ≤ ABOVE_CHANCE_P) and its training loss is below 0.95·ln K, K
