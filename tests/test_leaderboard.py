@@ -366,3 +366,31 @@ def test_read_relative_sets_origins_relative_to_the_output(tmp_path: Path) -> No
     assert results_files(tmp_path / "missing") == []
     loaded = read_relative([*found, tmp_path / "runs" / "x"], tmp_path / "board")
     assert [r.origin for r in loaded] == ["results/toy/results.json", "../runs/x/results.json"]
+
+
+def test_every_builtin_estimator_describes_its_method() -> None:
+    from tdabench.estimators.base import FAMILIES
+    from tdabench.report.methods import builtin_names, method_of
+
+    names = builtin_names()
+    assert "grad-dot" in names and "trak-traker" in names  # natives and adapters
+    for name in names:
+        m = method_of(name)
+        assert m.family in FAMILIES[:-1] and m.summary and m.citation, name
+    assert method_of("if-cg(max_iter=5)") == method_of("if-cg")
+    assert method_of("not-installed").family == "other" and method_of("not-installed").citation == ""
+
+
+def test_page_links_results_files_and_task_specs(tmp_path: Path) -> None:
+    from tdabench.report.write import spec_links
+
+    tables = build_leaderboard([rich(), res([rec("grad-dot", 1, 0.9, metric="pearson")],
+                                            task="mnist-cnn@small", origin="b/results.json")], "pearson")
+    links = spec_links(tables, tmp_path)
+    # a built-in task (variant suffix dropped) gets its spec, relative to the pages; "toy" has none
+    assert list(links) == ["mnist-cnn@small"] and links["mnist-cnn@small"].endswith("tasks/mnist-cnn.yaml")
+    assert (tmp_path / links["mnist-cnn@small"]).resolve().is_file()
+    page = leaderboard_html(tables, None, None, links)
+    assert f'<a href="{links["mnist-cnn@small"]}">' in page
+    assert '<a href="b/results.json">' in page and '<a href="results/toy/results.json">' in page
+    assert page.count('<section class="task"') == 2 and 'id="submit"' in page and 'id="methods"' in page
