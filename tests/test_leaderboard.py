@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
 
@@ -232,17 +233,52 @@ def test_loo_and_lds_join_their_rows_and_stay_out_of_the_horizons() -> None:
 def test_summary_grid_by_hand() -> None:
     (table,) = build_leaderboard([rich()], "pearson")
     head, body = summary_grid(table)
-    assert head == ["estimator", "epoch 1", "epoch 5", "epoch 20", "best epoch", "LDS",
-                    "LOO (pearson)", "fit + score (s)", "peak MB", "rank at epoch 20"]
+    # every horizon once, with its interval: "best" always names a column of the table
+    assert head == ["estimator", "epoch 1", "epoch 2", "epoch 5", "epoch 10", "epoch 20", "best epoch",
+                    "LDS", "LOO (pearson)", "fit + score (s)", "peak MB", "rank at epoch 20"]
     assert body == [
-        ["if-explicit", "0.600 [0.500, 0.700]", "—", "0.800 [0.750, 0.850]", "10",
-         "0.400 [0.350, 0.450]", "—", "1235", "—", "1"],
-        ["tracin", "—", "—", "0.550 [0.300, 0.780]", "20", "—", "—", "—", "—", "1"],
-        ["grad-dot", "0.900 [0.850, 0.950]", "0.700 [0.600, 0.800]", "0.500 [0.400, 0.600]", "1",
-         "0.300 [0.250, 0.350]", "0.700 [0.650, 0.750]", "0.75", "310", "2"],
-        ["noise ceiling", "0.990", "0.980", "0.970", "", "", "", "", "", ""]]
+        ["if-explicit", "0.600 [0.500, 0.700]", "—", "—", "0.850 [0.800, 0.900]", "0.800 [0.750, 0.850]",
+         "10", "0.400 [0.350, 0.450]", "—", "1235", "—", "1"],
+        ["tracin", "—", "—", "—", "—", "0.550 [0.300, 0.780]", "20", "—", "—", "—", "—", "1"],
+        ["grad-dot", "0.900 [0.850, 0.950]", "0.900 [0.840, 0.960]", "0.700 [0.600, 0.800]", "—",
+         "0.500 [0.400, 0.600]", "1", "0.300 [0.250, 0.350]", "0.700 [0.650, 0.750]", "0.75", "310", "2"],
+        ["noise ceiling", "0.990", "—", "0.980", "—", "0.970", "", "", "", "", "", ""]]
     (plain,) = build_leaderboard([rich([ci("grad-dot", 20, 0.5, 0.4, 0.6)])], "pearson")
     assert "LOO (pearson)" not in summary_grid(plain)[0]  # shown only when some row has it
+
+
+def test_rows_sharing_a_rank_are_ordered_by_their_whole_curve() -> None:
+    # at epoch 20 all three intervals overlap (one shared rank); "late" has the highest mean there by
+    # noise, "early" the best curve; "worst" is below both everywhere else; "gone" has no epoch 20
+    records = [ci("late", 1, 0.2, 0.1, 0.3), ci("late", 20, 0.52, 0.2, 0.8),
+               ci("early", 1, 0.9, 0.85, 0.95), ci("early", 20, 0.5, 0.2, 0.8),
+               ci("worst", 1, 0.1, 0.0, 0.2), ci("worst", 20, 0.51, 0.2, 0.8),
+               ci("gone", 1, 0.99, 0.98, 1.0), ci("top", 20, 0.95, 0.9, 0.99)]
+    (table,) = build_leaderboard([rich(records)], "pearson")
+    assert table.ranks == [1, 2, 2, 2, None]
+    assert [r.label for r in table.rows] == ["top", "early", "late", "worst", "gone"]
+
+
+def test_mean_ranks_across_tasks_by_hand() -> None:
+    from tdabench.report import mean_rank_grid
+    from tdabench.report.tables import band_horizons, mean_ranks
+
+    a = rich([ci("x", 1, 0.9, 0.85, 0.95), ci("y", 1, 0.5, 0.4, 0.6), ci("x", 20, 0.5, 0.4, 0.6),
+              ci("y", 20, 0.8, 0.7, 0.9)])
+    b = rich([ci("x", 1, 0.2, 0.1, 0.3), ci("y", 1, 0.6, 0.5, 0.7), ci("x", 20, 0.5, 0.4, 0.6),
+              ci("y(k=1)", 20, 0.55, 0.45, 0.65), ci("y(k=2)", 20, 0.2, 0.1, 0.3)], origin="r/b.json")
+    b = dataclasses.replace(b, task=TaskInfo("other", 1, HASH_A))
+    tables = build_leaderboard([a, b], "pearson")
+    assert [band_horizons(t) for t in tables] == [{"shortest": 1, "middle": 5, "longest": 20}] * 2
+    # shortest (epoch 1): x ranks 1 (toy), 2 (other); y 2, 1. middle (epoch 5): nobody.
+    # longest (epoch 20): toy x 2, y 1; other: x 1, y(k=1) 1 and y(k=2) 3 → y's best, 1
+    by_name = {m.estimator: m.by_band for m in mean_ranks(tables)}
+    assert by_name == {"x": {"shortest": (1.5, 2), "middle": None, "longest": (1.5, 2)},
+                       "y": {"shortest": (1.5, 2), "middle": None, "longest": (1.0, 2)}}
+    head, body = mean_rank_grid(tables)
+    assert head[1:] == ["mean rank, shortest horizon", "mean rank, middle horizon", "mean rank, longest horizon"]
+    assert [[c.text for c in cells] for cells in body] == [["y", "1.50 (2)", "—", "1.00 (2)"],
+                                                           ["x", "1.50 (2)", "—", "1.50 (2)"]]
 
 
 def test_key_horizons_and_formatting() -> None:
@@ -309,8 +345,9 @@ def test_pages_reproduce_byte_for_byte(tmp_path: Path) -> None:
     assert "Results dated 2024-05-01T00:00:00+00:00." in readme
     assert "![decay curve of toy, pearson](plots/toy_pearson.png) ([SVG](plots/toy_pearson.svg))" \
         in readme
-    assert ("| grad-dot | 0.900 [0.850, 0.950] | 0.700 [0.600, 0.800] | 0.500 [0.400, 0.600] | 1 "
-            "| 0.300 [0.250, 0.350] | 0.700 [0.650, 0.750] | 0.75 | 310 | 2 |") in readme
+    assert ("| grad-dot | 0.900 [0.850, 0.950] | 0.900 [0.840, 0.960] | 0.700 [0.600, 0.800] | — | "
+            "0.500 [0.400, 0.600] | 1 | 0.300 [0.250, 0.350] | 0.700 [0.650, 0.750] | 0.75 | 310 | 2 |") in readme
+    assert readme.count("| grad-dot |") == 3  # one table per task (toy, other) and the cross-task summary
 
 
 def test_old_plots_are_removed_and_others_kept(tmp_path: Path) -> None:
@@ -327,7 +364,9 @@ def test_html_is_static_and_escaped() -> None:
     page = leaderboard_html(build_leaderboard([rich(records)], "pearson"), "tdabench leaderboard",
                             ["toy_pearson"])
     assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")
-    assert "<script" not in page and "http" not in page and "<link" not in page
+    # one inline script, nothing fetched from elsewhere
+    assert page.count("<script") == 1 and "<script>" in page and "src=\"http" not in page
+    assert "http" not in page and "<link" not in page and "import(" not in page
     assert "<style>" in page and "&lt;b&gt;&amp;x" in page and "<b>&x" not in page
     assert '<img src="plots/toy_pearson.png"' in page and 'href="plots/toy_pearson.svg"' in page
     assert "<td>noise ceiling</td>" in page and "<code>tdabench leaderboard</code>" in page
@@ -361,3 +400,31 @@ def test_headline_says_cached_in_words(seconds: float, words: str) -> None:
                       {}, "0.1.0", None, base.date)
     line = headline(results).splitlines()[1]
     assert line.endswith(f"target 'loss', {words}") and "0 = cached" not in line
+
+
+def test_every_builtin_estimator_describes_its_method() -> None:
+    from tdabench.estimators.base import FAMILIES
+    from tdabench.report.methods import builtin_names, method_of
+
+    names = builtin_names()
+    assert "grad-dot" in names and "trak-traker" in names  # natives and adapters
+    for name in names:
+        m = method_of(name)
+        assert m.family in FAMILIES[:-1] and m.summary and m.citation, name
+    assert method_of("if-cg(max_iter=5)") == method_of("if-cg")
+    assert method_of("not-installed").family == "other" and method_of("not-installed").citation == ""
+
+
+def test_page_links_results_files_and_task_specs(tmp_path: Path) -> None:
+    from tdabench.report.write import spec_links
+
+    tables = build_leaderboard([rich(), res([rec("grad-dot", 1, 0.9, metric="pearson")],
+                                            task="mnist-cnn@small", origin="b/results.json")], "pearson")
+    links = spec_links(tables, tmp_path)
+    # a built-in task (variant suffix dropped) gets its spec, relative to the pages; "toy" has none
+    assert list(links) == ["mnist-cnn@small"] and links["mnist-cnn@small"].endswith("tasks/mnist-cnn.yaml")
+    assert (tmp_path / links["mnist-cnn@small"]).resolve().is_file()
+    page = leaderboard_html(tables, None, None, links)
+    assert f'<a href="{links["mnist-cnn@small"]}">' in page
+    assert '<a href="b/results.json">' in page and '<a href="results/toy/results.json">' in page
+    assert page.count('<section class="task"') == 2 and 'id="submit"' in page and 'id="methods"' in page

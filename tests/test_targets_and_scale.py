@@ -100,7 +100,7 @@ def test_auto_chunk_size_and_chunked_training_match(digits):
 
 
 def test_chunked_equals_unchunked_on_a_transformer():
-    ctx = build_context(find_spec("rt-bert-tiny@small"))
+    ctx = build_context(find_spec("rt-bert-tiny@plumbing"))  # an identity: any parameters will do
     cfg = GoldConfig(recipe=ctx.spec.gold_standard.further_training, train_idx=(0, 3, 4, 7),
                      test_idx=(0, 1), horizons=(1,), seeds=1, n_train=len(ctx.train))
     whole, _ = paired_differences(ctx, cfg, seed=0)
@@ -112,7 +112,7 @@ def test_chunked_equals_unchunked_on_a_transformer():
 def test_variants(tmp_path):
     small, full = find_spec("mnist-cnn@small"), find_spec("mnist-cnn")
     assert small.name == "mnist-cnn@small" and small.spec_hash != full.spec_hash
-    assert small.data.max_train == 160 and small.data.image_shape == full.data.image_shape
+    assert small.data.max_train < full.data.max_train and small.data.image_shape == full.data.image_shape
     with pytest.raises(SpecError, match="variants.*one of: small"):
         find_spec("mnist-cnn@huge")
 
@@ -143,13 +143,17 @@ def test_cli_unknown_probe_layer_fails_before_training(capsys):
 
 @pytest.mark.parametrize("task,target", [
     ("digits-mlp@small", "logit:0"), ("mnist-cnn@small", "probe:4"), ("mnist-cnn@small", "margin"),
-    ("rt-bert-tiny@small", "probe:layers.0"), ("rt-minilm@small", "probe:pooler.activation"),
+    # rt-bert-tiny@small trains its final model on all 1,500 snippets (10-50 s on 2 shared cores)
+    pytest.param("rt-bert-tiny@small", "probe:layers.0", marks=pytest.mark.slow),
+    ("rt-bert-tiny@plumbing", "probe:layers.0"), ("rt-minilm@small", "probe:pooler.activation"),
     ("rt-minilm@small", "loss")])
 def test_compare_runs_for_every_new_task_and_target(tmp_path, capsys, task, target):
     from tdabench.results import read_results
 
     out = tmp_path / "run"
-    assert main(["compare", "--task", task, "--target", target, "--estimators", "grad-dot,tracin,trak",
+    # TRAK projects the gradients of every training instance: k = 256 keeps it to seconds on the
+    # 1,500 (rt-bert-tiny) and 400 (rt-minilm) snippets the small variants need to learn
+    assert main(["compare", "--task", task, "--target", target, "--estimators", "grad-dot,tracin,trak(proj_dim=256)",
                  "--no-progress", "--out", str(out)]) == 0
     results = read_results(out)
     assert results.task.details["target"] == target and not results.errors

@@ -99,6 +99,10 @@ class TracInCaptum(Estimator):
     batch_size: examples per captum batch (training DataLoader and test DataLoader). Results do not
     depend on it.
     """
+    family = "gradient similarity"
+    summary = "TracIn computed by captum's TracInCP (reference for tracin)."
+    citation = ("Pruthi et al., NeurIPS 2020; Kokhlikyan et al., Captum: A Unified and Generic Model Interpretability "
+                "Library for PyTorch, 2020")
 
     adapter_of = "captum"
 

@@ -118,6 +118,9 @@ class InfluenceDattri(Estimator):
     - Cost: dattri's loop recomputes the test batch's CG solve inside its loop over training
       batches; the subclass memoises it, so each test batch of `batch_size` is solved once.
     """
+    family = "influence function"
+    summary = "Influence function computed by dattri (reference for the if-* estimators)."
+    citation = "Koh & Liang, ICML 2017; Deng et al., dattri: A Library for Efficient Data Attribution, NeurIPS 2024"
 
     adapter_of = "dattri"
 

@@ -123,6 +123,10 @@ class EkfacKronfluence(Estimator):
     use_empirical_fisher: factors from the true labels instead of labels sampled from the model;
     seed: the label sampling; batch_size: examples per batch in every kronfluence pass.
     """
+    family = "per-layer curvature"
+    summary = "EK-FAC influence computed by kronfluence (reference for ekfac)."
+    citation = ("Grosse et al., Studying Large Language Model Generalization with Influence Functions, 2023 "
+                "(kronfluence)")
 
     adapter_of = "kronfluence"
 

@@ -143,6 +143,9 @@ class TrakTraker(Estimator):
     gradients when `damping_relative`); the task's l2 is added to it; batch_size: examples per
     traker `featurize`/`score` call. Default damping 1·λ_F: not tuned, choose it on a validation split.
     """
+    family = "random projection"
+    summary = "TRAK computed by the traker library (reference for trak)."
+    citation = "Park et al., TRAK: Attributing Model Behavior at Scale, ICML 2023 (traker)"
 
     adapter_of = "traker"
 

@@ -59,6 +59,9 @@ class ArnoldiInfluence(DampedInfluence):
     seed: the random start vector. The damping λ is added to the kept eigenvalues; a kept
     eigenvalue θ_k with θ_k + λ <= 0 is refused (increase the damping or use gauss-newton).
     """
+    family = "influence function"
+    summary = "Influence function restricted to the top eigenspace of the curvature (Lanczos/Arnoldi)."
+    citation = "Schioppa et al., Scaling Up Influence Functions, AAAI 2022"
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
                  damping_relative: bool = True, rank: int = 50, n_iterations: int = 100, seed: int = 0,

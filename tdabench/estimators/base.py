@@ -28,16 +28,27 @@ if TYPE_CHECKING:
     from tdabench.task.context import TaskContext
 
 
+# Estimator families, in the order reports show them (`Estimator.family`): gradient similarities
+# (no curvature), influence functions (a damped inverse curvature), Kronecker-factored and per-layer
+# inverses, random projections of the gradients; "other" for a class that does not say.
+FAMILIES = ("gradient similarity", "influence function", "per-layer curvature", "random projection", "other")
+
+
 class Estimator:
     """Base class of all estimators; `name` is set by the registry.
 
     `adapter_of`: for an adapter, which computes its scores with another library, that library's
     distribution name (e.g. "captum"); None for an estimator computed by tdabench (or a plugin) itself.
+    `family` (one of FAMILIES), `summary` (one line: what it computes) and `citation` (the paper that
+    made the method known) describe the method on the leaderboard; a plugin may set them too.
     """
 
     name: ClassVar[str] = ""
     horizon_dependent: ClassVar[bool] = False
     adapter_of: ClassVar[str | None] = None
+    family: ClassVar[str] = "other"
+    summary: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
 
     @classmethod
     def _param_names(cls) -> list[str]:

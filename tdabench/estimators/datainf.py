@@ -44,6 +44,10 @@ def layer_indices(context: TaskContext) -> dict[str, torch.Tensor]:
 @register_estimator("datainf")
 class DataInf(InnerProductEstimator):
     """DataInf influence; see the module docstring. batch_size: examples per gradient batch."""
+    family = "per-layer curvature"
+    summary = "Closed-form per-layer inverse of the damped empirical Fisher, swapping inverse and average."
+    citation = ("Kwon et al., DataInf: Efficiently Estimating Data Influence in LoRA-tuned LLMs and Diffusion Models, "
+                "ICLR 2024")
 
     def __init__(self, *, damping: float = 0.1, damping_relative: bool = True, batch_size: int = 256) -> None:
         self.damping = damping

@@ -20,6 +20,9 @@ from tdabench.registry import register_estimator
 @register_estimator("grad-dot")
 class GradDot(InnerProductEstimator):
     """score[j, i] = ∇f(z_j; θᶠ)ᵀ ∇ℓ(z_i; θᶠ), by per-layer factored inner products (layers.py)."""
+    family = "gradient similarity"
+    summary = "Inner product of the test target's and the training loss's gradients at the final model."
+    citation = "Charpiat et al., Input Similarity from the Neural Network Perspective, NeurIPS 2019"
 
     def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
         context = self._fitted_context()
@@ -36,6 +39,9 @@ def normalize_rows(grads: torch.Tensor) -> torch.Tensor:
 @register_estimator("grad-cos")
 class GradCos(InnerProductEstimator):
     """score[j, i] = cos(∇f(z_j), ∇ℓ(z_i)) ∈ [−1, 1]; 0 where either gradient is 0."""
+    family = "gradient similarity"
+    summary = "Cosine of the angle between the test target's and the training loss's gradients."
+    citation = "Charpiat et al., Input Similarity from the Neural Network Perspective, NeurIPS 2019"
 
     def _train_representation(self, grads: torch.Tensor) -> torch.Tensor:
         return normalize_rows(grads)

@@ -74,6 +74,10 @@ class HorizonLissa(InnerProductEstimator):
     config's resolved steps, so `--horizons` is honoured), and `describe` reports `steps` only when
     it was given (None: per horizon, from the caller).
     """
+    family = "influence function"
+    summary = "Response of T further-training steps on the local quadratic, one score matrix per horizon T (tdabench)."
+    citation = ("tdabench (horizon-matched Neumann series); cf. Bae et al., If Influence Functions are the Answer, "
+                "Then What is the Question?, NeurIPS 2022")
 
     horizon_dependent = True
 

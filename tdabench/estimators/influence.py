@@ -41,6 +41,9 @@ class ExplicitInfluence(DampedInfluence):
     and Gauss–Newton alike). λ_G is small on a well-fit model (λ_G = 3.7e-5 there, λ_max = 0.62), so
     the literature's 0.1–100·λ_G leaves the negative curvature of an SGD final model undamped.
     """
+    family = "influence function"
+    summary = "Influence function with the damped Hessian (or Gauss-Newton matrix) built and factorised."
+    citation = "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017"
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
                  damping_relative: bool = True, max_params: int = 30000, batch_size: int = 256) -> None:

@@ -63,6 +63,9 @@ class ConjugateGradientInfluence(DampedInfluence):
     curvature must be positive definite (with the Hessian, the damping must cover its negative
     eigenvalues; otherwise use curvature="gauss-newton").
     """
+    family = "influence function"
+    summary = "Influence function with the damped inverse applied by conjugate gradients."
+    citation = "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017"
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
                  damping_relative: bool = True, max_iter: int = 200, tol: float = 1e-10,
@@ -117,6 +120,10 @@ class LissaInfluence(DampedInfluence):
     stochastic LiSSA; None = the whole training set (deterministic, converges to `if-explicit`). The
     power iteration that sets the default scale samples its products the same way.
     """
+    family = "influence function"
+    summary = "Influence function with the damped inverse applied by the LiSSA (Neumann series) recursion."
+    citation = ("Agarwal, Bullins & Hazan, Second-Order Stochastic Optimization for Machine Learning in Linear Time, "
+                "JMLR 2017")
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
                  damping_relative: bool = True, depth: int = 50, scale: float | None = None,

@@ -154,6 +154,10 @@ class KroneckerInfluence(InnerProductEstimator):
 @register_estimator("kfac")
 class KFAC(KroneckerInfluence):
     """K-FAC influence: eigenvalues σ_k α_l of S ⊗ A (see the module docstring)."""
+    family = "per-layer curvature"
+    summary = "Influence function with the Kronecker-factored Gauss-Newton matrix of each layer."
+    citation = ("Martens & Grosse, Optimizing Neural Networks with Kronecker-factored Approximate Curvature, ICML "
+                "2015; Grosse et al., Studying Large Language Model Generalization with Influence Functions, 2023")
 
     def _eigenvalues(self, context: TaskContext) -> list[torch.Tensor]:
         return [sigma.clamp(min=0)[:, None] * alpha.clamp(min=0)[None, :]
@@ -163,6 +167,10 @@ class KFAC(KroneckerInfluence):
 @register_estimator("ekfac")
 class EKFAC(KroneckerInfluence):
     """EK-FAC influence: K-FAC's bases with the corrected eigenvalues Λ* (see the module docstring)."""
+    family = "per-layer curvature"
+    summary = "K-FAC's eigenbases with eigenvalues corrected to the per-sample gradients (EK-FAC)."
+    citation = ("George et al., Fast Approximate Natural Gradient Descent in a Kronecker-factored Eigenbasis, NeurIPS "
+                "2018; Grosse et al., 2023")
 
     def _eigenvalues(self, context: TaskContext) -> list[torch.Tensor]:
         sums = [torch.zeros(b.n_out, b.width, dtype=torch.float64) for b in self.blocks_]

@@ -26,6 +26,9 @@ from tdabench.task.context import TaskContext
 @register_estimator("tracin")
 class TracIn(InnerProductEstimator):
     """TracIn-CP; `use_checkpoints=False` forces the final-model-only form η·Grad-Dot."""
+    family = "gradient similarity"
+    summary = "Gradient inner products summed over the saved training checkpoints, each weighted by its learning rate."
+    citation = "Pruthi et al., Estimating Training Data Influence by Tracing Gradient Descent, NeurIPS 2020"
 
     def __init__(self, *, use_checkpoints: bool = True, batch_size: int = 256) -> None:
         self.use_checkpoints = use_checkpoints

@@ -95,6 +95,10 @@ class Trak(InnerProductEstimator):
     1e3·λ_F 0.99 → 0.60, 1e4·λ_F 0.995 → 0.57 (Grad-Dot: 0.998 → 0.57). With little damping the
     inverse amplifies the projection's noise: two projection seeds then agree only at Pearson 0.6.
     """
+    family = "random projection"
+    summary = ("Randomly projected output gradients with the projected Gauss-Newton inverse, optionally over an "
+                "ensemble.")
+    citation = "Park et al., TRAK: Attributing Model Behavior at Scale, ICML 2023"
 
     def __init__(self, *, proj_dim: int = 2048, projection: str = "rademacher", seed: int = 0,
                  damping: float = 1e3, n_models: int = 1, dtype: str = "float32", batch_size: int = 256) -> None:

@@ -1,81 +1,286 @@
-"""The leaderboard as one static HTML page: inline CSS, no JavaScript, nothing fetched from elsewhere.
+"""The leaderboard as one self-contained HTML page: inline CSS and vanilla JavaScript, nothing fetched.
 
-Same content as the Markdown README (`report.text`): per table the summary grid, the decay
-plot (PNG, with a link to the SVG), every horizon, the results files and the notes. Every text is
-HTML-escaped; the page depends only on its inputs.
+Content, top to bottom: header and legend; a table of contents; filters (one task, estimator names);
+the cross-task summary (mean rank per estimator per horizon band, `text.mean_rank_grid`); one section
+per task (anchor `task-<name>`) with its gold standard, links to its results files and task spec,
+its one table (`text.summary_cells`: every horizon with its interval, best horizon, LDS, LOO, cost,
+rank), the decay plot and the notes; the methods (family, one-line summary, citation, from the
+estimator classes via `report.methods`); how to submit an estimator.
+
+Tables with class "sortable" sort on a click on (or Enter in) a column header: numbers by the
+cell's `data-value`, text by its text, cells without a value last; the noise ceiling sits in the
+<tfoot> and never moves. Every text is HTML-escaped; the page depends only on its inputs.
 """
 
 from __future__ import annotations
 
+import re
 from html import escape
 
+from tdabench.report.methods import Method, base_name, method_of
 from tdabench.report.tables import Table
-from tdabench.report.text import (gold_line, header_lines, horizon_grid, legend_lines, summary_grid,
-                                  table_notes)
+from tdabench.report.text import (Cell, gold_line, header_lines, legend_lines, mean_rank_grid,
+                                  mean_rank_note, summary_cells, table_notes)
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 80em; padding: 0 1em; color: #222; }
+       max-width: 90em; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; }
+h2 a.anchor { color: #bbb; text-decoration: none; margin-left: 0.3em; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
 th { background: #f2f2f2; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th:hover { background: #e4e4e4; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; font-size: 0.7em; }
+th[aria-sort="descending"]::after { content: " \\25BC"; font-size: 0.7em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.ceiling td { color: #666; font-style: italic; }
-p.note, ul.note { color: #555; font-size: 0.9em; }
+tfoot td { color: #666; font-style: italic; }
+p.note, ul.note, div.note { color: #555; font-size: 0.9em; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
-code { background: #f6f6f6; padding: 0 0.2em; }
+code, pre { background: #f6f6f6; padding: 0 0.2em; }
+pre { padding: 0.6em; overflow-x: auto; }
+nav ul { columns: 2; }
+.filters { position: sticky; top: 0; background: #fff; padding: 0.5em 0; border-bottom: 1px solid #ddd; }
+.filters label { margin-right: 1.5em; }
+""".strip()
+
+# Sorting and filtering: no library, no network. Each header's data-order is the direction of its
+# first click ("desc" for agreement columns, "asc" for names, costs and ranks).
+_JS = """
+(function () {
+  "use strict";
+  function value(cell) {
+    var v = cell.getAttribute("data-value");
+    return v === null || v === "" ? null : parseFloat(v);
+  }
+  function sortTable(table, col, th) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var current = th.getAttribute("aria-sort");
+    var first = th.getAttribute("data-order") === "desc" ? "descending" : "ascending";
+    var dir = current === null ? first : (current === "ascending" ? "descending" : "ascending");
+    var sign = dir === "ascending" ? 1 : -1;
+    var numeric = th.getAttribute("data-type") === "number";
+    var keyed = rows.map(function (row, i) {
+      var cell = row.cells[col];
+      return {row: row, i: i, v: numeric ? value(cell) : cell.textContent.trim()};
+    });
+    keyed.sort(function (a, b) {
+      if (a.v === null || b.v === null) {
+        return a.v === b.v ? a.i - b.i : (a.v === null ? 1 : -1);
+      }
+      var c = numeric ? a.v - b.v : a.v.localeCompare(b.v);
+      return c !== 0 ? sign * c : a.i - b.i;
+    });
+    keyed.forEach(function (k) { body.appendChild(k.row); });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) {
+      h.removeAttribute("aria-sort");
+    });
+    th.setAttribute("aria-sort", dir);
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.tabIndex = 0;
+      th.title = "sort by this column";
+      th.addEventListener("click", function () { sortTable(table, col, th); });
+      th.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortTable(table, col, th); }
+      });
+    });
+  });
+  var taskSelect = document.getElementById("task-filter");
+  var nameInput = document.getElementById("estimator-filter");
+  function applyFilters() {
+    var task = taskSelect.value;
+    var text = nameInput.value.trim().toLowerCase();
+    Array.prototype.forEach.call(document.querySelectorAll("section.task"), function (s) {
+      s.hidden = task !== "" && s.getAttribute("data-task") !== task;
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("table.filterable tbody tr"),
+      function (tr) {
+        var name = (tr.getAttribute("data-estimator") || "").toLowerCase();
+        tr.hidden = text !== "" && name.indexOf(text) === -1;
+      });
+  }
+  taskSelect.addEventListener("change", applyFilters);
+  nameInput.addEventListener("input", applyFilters);
+  applyFilters();
+})();
 """.strip()
 
 
-def _table_html(head: list[str], body: list[list[str]], css_class: str) -> list[str]:
-    """A <table>; the first column is text, the others numbers; the last body row is the noise
-    ceiling."""
-    lines = [f'<table class="{css_class}">',
-             "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
-    for i, cells in enumerate(body):
-        cls = ' class="ceiling"' if i == len(body) - 1 else ""
-        tds = [f"<td>{escape(cells[0])}</td>"] + [f'<td class="num">{escape(c)}</td>'
-                                                  for c in cells[1:]]
-        lines.append(f"<tr{cls}>" + "".join(tds) + "</tr>")
-    return lines + ["</table>"]
+def anchor(table: Table) -> str:
+    """The id of a task's section: "task-" + its title's task and version, e.g. "task-mnist-cnn-v1";
+    characters other than letters, digits, "_", "." and "-" become "-"."""
+    return "task-" + re.sub(r"[^A-Za-z0-9_.-]", "-", f"{table.task}-v{table.task_version}")
 
 
-def _section(table: Table, plot: str | None) -> list[str]:
-    """One table's part of the page: summary, plot, every horizon, sources, notes."""
-    lines = [f"<h2>{escape(table.title)}</h2>", f"<p>{escape(gold_line(table.gold))}</p>",
-             *_table_html(*summary_grid(table), "summary")]
-    if plot:
-        alt = escape(f"decay curve of {table.task}, {table.metric}")
-        lines += [f'<p><a href="plots/{escape(plot)}.svg"><img src="plots/{escape(plot)}.png" '
-                  f'alt="{alt}"></a><br><a href="plots/{escape(plot)}.svg">SVG</a></p>']
-    lines += [f'<p class="note">Every horizon, {escape(table.metric)}: mean ± standard error over '
-              "test points.</p>", *_table_html(*horizon_grid(table), "horizons"),
-              '<p class="note">Results files: '
-              + ", ".join(f"<code>{escape(s)}</code>" for s in table.sources) + "</p>"]
-    notes = table_notes(table)
-    if notes:
-        lines += ['<ul class="note">', *[f"<li>{escape(n)}</li>" for n in notes], "</ul>"]
+def _method_anchor(name: str) -> str:
+    return "method-" + re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+
+
+def _value(cell: Cell) -> str:
+    return "" if cell.value is None else f' data-value="{cell.value!r}"'
+
+
+def _header(head: list[str], numeric: list[bool], first_desc: list[bool]) -> str:
+    ths = []
+    for h, num, desc in zip(head, numeric, first_desc):
+        kind = "number" if num else "text"
+        ths.append(f'<th data-type="{kind}" data-order="{"desc" if desc else "asc"}">{escape(h)}</th>')
+    return "<thead><tr>" + "".join(ths) + "</tr></thead>"
+
+
+def _name_cell(estimator: str, label: str) -> str:
+    """A row's first cell: the label, linked to its method's description (summary as tooltip)."""
+    summary = method_of(estimator).summary
+    title = f' title="{escape(summary)}"' if summary else ""
+    return f'<td><a href="#{_method_anchor(base_name(estimator))}"{title}>{escape(label)}</a></td>'
+
+
+def _task_table(table: Table) -> list[str]:
+    """The task's one sortable, filterable table; the noise ceiling in the footer."""
+    head, body = summary_cells(table)
+    numeric = [False] + [True] * (len(head) - 1)
+    # agreement columns (horizons, LDS, LOO) sort best-first descending; best, cost, rank ascending
+    n_h = len(table.horizons)
+    lower_better = {"fit + score (s)", "peak MB", f"best {table.gold['horizon_unit']}"}
+    desc = [False] + [True] * n_h + [h not in lower_better and not h.startswith("rank")
+                                     for h in head[1 + n_h:]]
+    lines = ['<table class="sortable filterable task-table">', _header(head, numeric, desc), "<tbody>"]
+    for row, cells in zip(table.rows, body[:-1]):
+        tds = [_name_cell(row.estimator, row.label)] + [f'<td class="num"{_value(c)}>{escape(c.text)}</td>'
+                                                        for c in cells[1:]]
+        lines.append(f'<tr data-estimator="{escape(row.label)}">' + "".join(tds) + "</tr>")
+    ceiling = body[-1]
+    lines += ["</tbody>", "<tfoot><tr>" + f"<td>{escape(ceiling[0].text)}</td>"
+              + "".join(f'<td class="num">{escape(c.text)}</td>' for c in ceiling[1:]) + "</tr></tfoot>",
+              "</table>"]
     return lines
 
 
+def _links(table: Table, spec: str | None) -> str:
+    files = ", ".join(f'<a href="{escape(s)}">{escape(s)}</a>' for s in table.sources)
+    spec_link = f'; task spec: <a href="{escape(spec)}">{escape(spec)}</a>' if spec else ""
+    return f'<p class="note">Results files: {files}{spec_link}.</p>'
+
+
+def _section(table: Table, plot: str | None, spec: str | None) -> list[str]:
+    """One task's section: gold standard, links, its table, plot, notes."""
+    aid = anchor(table)
+    lines = [f'<section class="task" id="{aid}" data-task="{escape(table.task)}">',
+             f'<h2>{escape(table.title)}<a class="anchor" href="#{aid}" aria-label="link to this '
+             'section">#</a></h2>', f"<p>{escape(gold_line(table.gold))}</p>", _links(table, spec),
+             *_task_table(table)]
+    if plot:
+        alt = escape(f"decay curve of {table.task}, {table.metric}")
+        lines += [f'<p><a href="plots/{escape(plot)}.svg"><img src="plots/{escape(plot)}.png" '
+                  f'alt="{alt}" loading="lazy"></a><br><a href="plots/{escape(plot)}.svg">SVG</a></p>']
+    notes = table_notes(table)
+    if notes:
+        lines += ['<ul class="note">', *[f"<li>{escape(n)}</li>" for n in notes], "</ul>"]
+    return lines + ["</section>"]
+
+
+def _summary(tables: list[Table]) -> list[str]:
+    """The cross-task summary table (sortable, filterable by estimator name) and its note."""
+    head, body = mean_rank_grid(tables)
+    lines = ['<section id="across-tasks">', "<h2>Across tasks: mean rank</h2>",
+             f'<p class="note">{escape(mean_rank_note(tables))}</p>',
+             '<table class="sortable filterable summary-table">',
+             _header(head, [False] + [True] * (len(head) - 1), [False] * len(head)), "<tbody>"]
+    for cells in body:
+        name = cells[0].text
+        lines.append(f'<tr data-estimator="{escape(name)}">' + _name_cell(name, name)
+                     + "".join(f'<td class="num"{_value(c)}>{escape(c.text)}</td>' for c in cells[1:])
+                     + "</tr>")
+    return lines + ["</tbody>", "</table>", "</section>"]
+
+
+def _methods(names: list[str]) -> list[str]:
+    """The methods of the page's estimators: family, what each computes and where it comes from."""
+    methods = [method_of(n) for n in names]
+    lines = ['<section id="methods">', "<h2>Methods</h2>",
+             '<p class="note">Every estimator returns score[j, i] = ∇f(z_j)ᵀ T ∇ℓ(z_i) for some '
+             "transform T of the gradients (positive: removing training instance i increases the "
+             "target at test point j). Adapters compute a native estimator with the library that made "
+             "it known.</p>",
+             '<table class="sortable filterable methods-table">',
+             _header(["estimator", "family", "what it computes", "citation"], [False] * 4, [False] * 4),
+             "<tbody>"]
+    for m in methods:
+        lines.append(f'<tr id="{_method_anchor(m.name)}" data-estimator="{escape(m.name)}">'
+                     f"<td>{escape(m.name)}</td><td>{escape(m.family)}</td><td>{escape(_what(m))}</td>"
+                     f"<td>{escape(m.citation or '—')}</td></tr>")
+    return lines + ["</tbody>", "</table>", "</section>"]
+
+
+def _what(m: Method) -> str:
+    text = m.summary or "(not described by its class)"
+    return f"{text} Adapter: {m.adapter_of}." if m.adapter_of else text
+
+
+_SUBMIT = """
+<section id="submit">
+<h2>Submit your estimator</h2>
+<ol>
+<li>Write it as an <code>Estimator</code> subclass (<code>_fit(context)</code>,
+<code>_score(test_idx, train_idx)</code>, scores of shape (n_test, n_train), positive = removing the
+training instance increases the target), set <code>family</code>, <code>summary</code> and
+<code>citation</code> on the class, and register it under the <code>tdabench.estimators</code>
+entry-point group of your package (README, "Writing your own").</li>
+<li>Check it: <code>tdabench.testing.check_estimator(MyEstimator())</code> names every failed check.</li>
+<li>Run it on the leaderboard's tasks with the suite's settings, e.g.
+<pre>tdabench compare --task breast-cancer-mlp --seeds 5 --estimators my-estimator --out leaderboard/results/breast-cancer-mlp-my-estimator</pre>
+(same seeds, horizons and evaluated sizes as the task's entry in
+<code>benchmarks/leaderboard_suite.yaml</code>, so that its records join that task's table).</li>
+<li>Rebuild the pages with <code>tdabench leaderboard --suite benchmarks/leaderboard_suite.yaml
+--rebuild-only</code> and open a pull request with the new <code>results.json</code> and the
+regenerated <code>leaderboard/</code>; never edit the pages by hand.</li>
+</ol>
+</section>
+""".strip()
+
+
+def _toc(tables: list[Table]) -> list[str]:
+    items = ['<li><a href="#across-tasks">Across tasks: mean rank</a></li>']
+    items += [f'<li><a href="#{anchor(t)}">{escape(t.title)}</a></li>' for t in tables]
+    items += ['<li><a href="#methods">Methods</a></li>', '<li><a href="#submit">Submit your estimator</a></li>']
+    return ['<nav id="contents">', "<h2>Contents</h2>", "<ul>", *items, "</ul>", "</nav>"]
+
+
+def _filters(tables: list[Table]) -> list[str]:
+    tasks = sorted({t.task for t in tables})
+    options = ['<option value="">all tasks</option>'] + [
+        f'<option value="{escape(t)}">{escape(t)}</option>' for t in tasks]
+    return ['<div class="filters">',
+            '<label>Task: <select id="task-filter">' + "".join(options) + "</select></label>",
+            '<label>Estimator name contains: <input id="estimator-filter" type="search" '
+            'placeholder="e.g. if-"></label>', "</div>"]
+
+
 def leaderboard_html(tables: list[Table], command: str | None = None,
-                     plots: list[str] | None = None) -> str:
-    """The index.html text; `plots` are `report.plots.plot_names(tables)` (no images when None)."""
+                     plots: list[str] | None = None, specs: dict[str, str] | None = None) -> str:
+    """The index.html text; `plots` are `report.plots.plot_names(tables)` (no images when None),
+    `specs` maps a task name to the link of its spec file (no link for a task not in it)."""
     metric = tables[0].metric if tables else "pearson"
-    sources = sorted({s for t in tables for s in t.sources})
+    specs = specs or {}
     lines = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              "<title>tdabench leaderboard</title>", f"<style>\n{_CSS}\n</style>", "</head>",
              "<body>", "<h1>tdabench leaderboard</h1>",
              "<p>Generated from results files by <code>tdabench leaderboard</code>; do not edit "
-             "by hand.</p>"]
+             "by hand. Click a column header to sort; filter by task or estimator name below.</p>"]
     if command:
         lines.append(f"<p>Command: <code>{escape(command)}</code></p>")
     lines += [f"<p>{escape(text)}</p>" for text in header_lines(tables)]
     lines += [f'<p class="note">{escape(text)}</p>' for text in legend_lines(metric)]
-    lines += ["<p>Results files used:</p>", "<ul>",
-              *[f"<li><code>{escape(s)}</code></li>" for s in sources], "</ul>"]
+    lines += _toc(tables) + _filters(tables)
+    if tables:
+        lines += _summary(tables)
     for table, plot in zip(tables, plots or [None] * len(tables)):
-        lines += _section(table, plot)
+        lines += _section(table, plot, specs.get(table.task))
+    names = sorted({base_name(row.estimator) for t in tables for row in t.rows})
+    lines += _methods(names) + [_SUBMIT, f"<script>\n{_JS}\n</script>"]
     return "\n".join(lines + ["</body>", "</html>"]) + "\n"

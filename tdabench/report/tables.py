@@ -20,6 +20,7 @@ from statistics import NormalDist
 
 from tdabench.errors import UnknownNameError
 from tdabench.scoring.metrics import METRICS
+from tdabench.report.methods import base_name
 from tdabench.results import Record, Results, params_json
 from tdabench.scoring.stats import BOOTSTRAP_LEVEL, shared_ranks
 from tdabench.truths.names import FURTHER_TRAINING, LDS, LDS_METRIC, LOO
@@ -89,14 +90,22 @@ class Table:
 
     @property
     def ranks(self) -> list[int | None]:
-        """Per row, `stats.shared_ranks` at the longest horizon; None for a row without a mean
-        there. A cell's interval is `interval(record)`: its bootstrap interval, or mean ± z·sem
-        (z = NORMAL_Z, 1.96) for records written without one, or the mean alone."""
-        cells = [row.cells.get(self.horizons[-1]) if self.horizons else None for row in self.rows]
-        means = [None if c is None else c.mean for c in cells]
-        bounds = [interval(c) for c in cells]
-        ranks = shared_ranks(means, [b[0] for b in bounds], [b[1] for b in bounds])
-        return [None if m is None else k for m, k in zip(means, ranks)]
+        """Per row, `ranks_at` the longest horizon."""
+        return self.ranks_at(self.horizons[-1]) if self.horizons else [None] * len(self.rows)
+
+    def ranks_at(self, horizon: int) -> list[int | None]:
+        """Per row, `stats.shared_ranks` at `horizon`; None for a row without a mean there. A cell's
+        interval is `interval(record)`: its bootstrap interval, or mean ± z·sem (z = NORMAL_Z, 1.96)
+        for records written without one, or the mean alone."""
+        return _ranks([row.cells.get(horizon) for row in self.rows])
+
+
+def _ranks(cells: list[Record | None]) -> list[int | None]:
+    """`stats.shared_ranks` of the cells' means and intervals; None for a cell without a mean."""
+    means = [None if c is None else c.mean for c in cells]
+    bounds = [interval(c) for c in cells]
+    ranks = shared_ranks(means, [b[0] for b in bounds], [b[1] for b in bounds])
+    return [None if m is None else k for m, k in zip(means, ranks)]
 
 
 def interval(record: Record | None) -> tuple[float | None, float | None]:
@@ -147,7 +156,7 @@ def _attach(ft: _Found, extras: dict[str, _Found]) -> dict[_Key, dict[str, tuple
 
 
 def _rows(ft: _Found, extras: dict[str, _Found], horizons: list[int]) -> list[Row]:
-    """Rows sorted by mean at the longest horizon, descending (no mean last), then by label."""
+    """Rows in `_row_order`."""
     joined = _attach(ft, extras)
     counts = Counter(est for est, _ in joined)
     rows = []
@@ -157,12 +166,24 @@ def _rows(ft: _Found, extras: dict[str, _Found], horizons: list[int]) -> list[Ro
         source = next(parts[gt][1] for gt in (FURTHER_TRAINING, LOO, LDS) if gt in parts)
         rows.append(Row(_label(est, json.loads(pk), counts[est] > 1), est, json.loads(pk), cells,
                         extra.get(LOO), extra.get(LDS), _cost(source, est)))
-    last = max(horizons, default=None)
+    return _row_order(rows, horizons)
 
-    def key(row: Row) -> tuple:
-        mean = row.cells[last].mean if last in row.cells else None
-        return (mean is None, -(mean or 0.0), row.label, params_json(row.params))
-    return sorted(rows, key=key)
+
+def _row_order(rows: list[Row], horizons: list[int]) -> list[Row]:
+    """Sorted by shared rank at the longest horizon; within a rank, by the mean over horizons of the
+    row's means, descending (estimators the longest horizon cannot separate are ordered by the
+    whole decay curve, not by noise at one horizon); then by label. Rows without a mean at the
+    longest horizon come after those with one."""
+    last = max(horizons, default=None)
+    ranks = _ranks([row.cells.get(last) if last is not None else None for row in rows])
+
+    def key(item: tuple[Row, int | None]) -> tuple:
+        row, rank = item
+        means = [r.mean for r in row.cells.values() if r.mean is not None]
+        average = sum(means) / len(means) if means else None
+        return (rank is None, rank or 0, average is None, -(average or 0.0), row.label,
+                params_json(row.params))
+    return [row for row, _ in sorted(zip(rows, ranks), key=key)]
 
 
 def _gold_settings(r: Results) -> tuple:
@@ -270,3 +291,46 @@ def build_leaderboard(results: list[Results], metric: str = "cosine") -> list[Ta
     for r in results:
         groups.setdefault(_group_key(r), []).append(r)
     return [_table(groups[k], metric) for k in sorted(groups)]
+
+
+# The horizon bands of the cross-task summary: a task's shortest, middle (index ⌊(n − 1)/2⌋ of its
+# sorted grid) and longest horizon.
+BANDS = ("shortest", "middle", "longest")
+
+
+@dataclass(frozen=True)
+class MeanRank:
+    """One estimator's shared ranks averaged over tasks, per band: band → (mean rank, n tasks), or
+    None where no task has a result for it in that band."""
+
+    estimator: str
+    by_band: dict[str, tuple[float, int] | None]
+
+
+def band_horizons(table: Table) -> dict[str, int]:
+    """Band name → the table's horizon in that band ({} for a table without horizons)."""
+    h = table.horizons
+    return dict(zip(BANDS, (h[0], h[(len(h) - 1) // 2], h[-1]))) if h else {}
+
+
+def mean_ranks(tables: list[Table]) -> list[MeanRank]:
+    """Per estimator name (`methods.base_name`; several param sets in one task: the best rank), the mean over tables of its
+    shared rank (`Table.ranks_at`) at each band's horizon. Sorted by the mean rank of the longest
+    band, then the middle, then the shortest (missing last), then by name."""
+    found: dict[str, dict[str, list[int]]] = {}
+    for table in tables:
+        for band, h in band_horizons(table).items():
+            best: dict[str, int] = {}
+            for row, rank in zip(table.rows, table.ranks_at(h)):
+                if rank is not None:
+                    name = base_name(row.estimator)
+                    best[name] = min(rank, best.get(name, rank))
+            for est, rank in best.items():
+                found.setdefault(est, {}).setdefault(band, []).append(rank)
+    out = [MeanRank(est, {b: (sum(v) / len(v), len(v)) if (v := bands.get(b)) else None for b in BANDS})
+           for est, bands in found.items()]
+
+    def key(m: MeanRank) -> tuple:
+        parts = [m.by_band[b] for b in reversed(BANDS)]
+        return tuple(x for p in parts for x in (p is None, p[0] if p else 0.0)) + (m.estimator,)
+    return sorted(out, key=key)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import textwrap
+from dataclasses import dataclass
 
-from tdabench.report.tables import NORMAL_Z, Row, Table, build_leaderboard
+from tdabench.report.tables import BANDS, NORMAL_Z, Row, Table, band_horizons, build_leaderboard, mean_ranks
 from tdabench.results import Record, Results, csv_cell, params_json
 from tdabench.scoring.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
 
@@ -43,40 +44,83 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.0f}" if seconds >= 1000 else f"{seconds:.3g}"
 
 
-def _cost_cells(cost: dict | None) -> list[str]:
+@dataclass(frozen=True)
+class Cell:
+    """A summary cell: its text and the number it sorts by (None: nothing to sort by)."""
+
+    text: str
+    value: float | None = None
+
+
+def _record_cell(record: Record | None) -> Cell:
+    """`format_interval(record)`, sorted by the mean."""
+    return Cell(format_interval(record), None if record is None else record.mean)
+
+
+def _cost_cells(cost: dict | None) -> list[Cell]:
     """[fit + score seconds, peak MB], "—" where unknown."""
     cost = cost or {}
     fit, score, peak = cost.get("fit_s"), cost.get("score_s"), cost.get("peak_mem_mb")
-    seconds = format_seconds(fit + score) if isinstance(fit, (int, float)) and isinstance(
-        score, (int, float)) else DASH
-    return [seconds, f"{peak:.0f}" if isinstance(peak, (int, float)) else DASH]
+    known = isinstance(fit, (int, float)) and isinstance(score, (int, float))
+    seconds = Cell(format_seconds(fit + score), fit + score) if known else Cell(DASH)
+    has_peak = isinstance(peak, (int, float))
+    return [seconds, Cell(f"{peak:.0f}", float(peak)) if has_peak else Cell(DASH)]
 
 
-def _summary_row(row: Row, rank: int | None, keys: list[int], with_loo: bool) -> list[str]:
-    """One estimator's line of `summary_grid`."""
+def _summary_row(row: Row, rank: int | None, hs: list[int], with_loo: bool) -> list[Cell]:
+    """One estimator's line of `summary_cells`."""
     best = row.best_horizon
-    return ([row.label] + [format_interval(row.cells.get(h)) for h in keys]
-            + [DASH if best is None else str(best), format_interval(row.lds)]
-            + ([format_interval(row.loo)] if with_loo else [])
-            + _cost_cells(row.cost) + [DASH if rank is None else str(rank)])
+    return ([Cell(row.label)] + [_record_cell(row.cells.get(h)) for h in hs]
+            + [Cell(DASH) if best is None else Cell(str(best), best), _record_cell(row.lds)]
+            + ([_record_cell(row.loo)] if with_loo else [])
+            + _cost_cells(row.cost) + [Cell(DASH) if rank is None else Cell(str(rank), rank)])
+
+
+def summary_cells(table: Table) -> tuple[list[str], list[list[Cell]]]:
+    """The task's one table: header and body (rows in table order, then the noise ceiling).
+
+    Columns: estimator; mean [interval] at every horizon; best horizon (among those columns); LDS;
+    LOO (only when some row has it); fit + score seconds; peak MB; shared rank at the longest horizon.
+    """
+    unit, hs = table.gold["horizon_unit"], table.horizons
+    with_loo = any(row.loo is not None for row in table.rows)
+    last = hs[-1] if hs else None
+    head = (["estimator"] + [f"{unit} {h}" for h in hs] + [f"best {unit}", "LDS"]
+            + ([f"LOO ({table.metric})"] if with_loo else [])
+            + ["fit + score (s)", "peak MB", f"rank at {unit} {last}"])
+    body = [_summary_row(row, rank, hs, with_loo) for row, rank in zip(table.rows, table.ranks)]
+    ceiling = [Cell("noise ceiling")] + [Cell(format_cell(table.noise_ceiling.get(h), None),
+                                              table.noise_ceiling.get(h)) for h in hs]
+    body.append(ceiling + [Cell("")] * (len(head) - len(ceiling)))
+    return head, body
 
 
 def summary_grid(table: Table) -> tuple[list[str], list[list[str]]]:
-    """The per-task summary: header and body (rows, then the noise ceiling), as strings.
+    """`summary_cells` as strings."""
+    head, body = summary_cells(table)
+    return head, [[c.text for c in cells] for cells in body]
 
-    Columns: estimator; mean [interval] at `table.key_horizons`; best horizon; LDS; LOO (only when
-    some row has it); fit + score seconds; peak MB; shared rank at the longest horizon.
-    """
-    unit, keys = table.gold["horizon_unit"], table.key_horizons
-    with_loo = any(row.loo is not None for row in table.rows)
-    last = table.horizons[-1] if table.horizons else None
-    head = (["estimator"] + [f"{unit} {h}" for h in keys] + [f"best {unit}", "LDS"]
-            + ([f"LOO ({table.metric})"] if with_loo else [])
-            + ["fit + score (s)", "peak MB", f"rank at {unit} {last}"])
-    body = [_summary_row(row, rank, keys, with_loo) for row, rank in zip(table.rows, table.ranks)]
-    ceiling = ["noise ceiling"] + [format_cell(table.noise_ceiling.get(h), None) for h in keys]
-    body.append(ceiling + [""] * (len(head) - len(ceiling)))
+
+def mean_rank_grid(tables: list[Table]) -> tuple[list[str], list[list[Cell]]]:
+    """The cross-task summary (`tables.mean_ranks`): estimator, then per band "mean rank (n tasks)"."""
+    head = ["estimator"] + [f"mean rank, {band} horizon" for band in BANDS]
+    body = [[Cell(m.estimator)] + [Cell(DASH) if (v := m.by_band[b]) is None
+                                   else Cell(f"{v[0]:.2f} ({v[1]})", v[0]) for b in BANDS]
+            for m in mean_ranks(tables)]
     return head, body
+
+
+def mean_rank_note(tables: list[Table]) -> str:
+    """What the cross-task summary averages."""
+    horizons = "; ".join(f"{t.task}: " + ", ".join(f"{t.gold['horizon_unit']} {h}"
+                                                   for h in band_horizons(t).values())
+                         for t in tables)
+    return ("Each cell averages, over the tasks where the estimator has a result (their number in "
+            "brackets), its shared rank in that task's table (1 = best; estimators whose intervals "
+            "overlap share a rank) at the task's shortest, middle and longest horizon. An estimator run "
+            "with several parameter sets on one task counts with its best. Tasks have different "
+            "horizon grids and numbers of estimators, so compare estimators within a column, not "
+            f"columns. Horizons (shortest, middle, longest): {horizons}.")
 
 
 def horizon_grid(table: Table) -> tuple[list[str], list[list[str]]]:
@@ -135,7 +179,8 @@ def legend_lines(metric: str) -> list[str]:
     return [f"Metric: {metric}. Cells: mean over test points [{level} percentile-bootstrap "
             f"interval, {BOOTSTRAP_RESAMPLES} resamples of the test points] (mean ± standard "
             "error where a results file has no interval).",
-            "best: the horizon with the highest mean. LDS: linear datamodeling score (mean "
+            "Rows: by rank at the longest horizon, then by the mean over horizons. best: the "
+            "horizon with the highest mean. LDS: linear datamodeling score (mean "
             "Spearman over test points against retraining on random subsets). LOO: agreement "
             "with leave-one-out retraining from scratch. fit + score and peak MB: the "
             "estimator's cost in that run.",
@@ -151,17 +196,15 @@ def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
 
 
 def _markdown(table: Table, plot: str | None) -> list[str]:
-    """One table's section of the README: summary, plot, every horizon, sources, notes."""
-    lines = [f"## {table.title}", "", gold_line(table.gold), "", *_md_table(*summary_grid(table)),
-             ""]
+    """One table's section of the README: gold standard, results files, the table, plot, notes."""
+    lines = [f"## {table.title}", "", gold_line(table.gold), "",
+             "Results files: " + ", ".join(f"`{s}`" for s in table.sources), "",
+             *_md_table(*summary_grid(table)), ""]
     if plot:
         lines += [f"![decay curve of {table.task}, {table.metric}](plots/{plot}.png) "
                   f"([SVG](plots/{plot}.svg))", ""]
-    lines += [f"Metric: {table.metric}; cells: mean ± standard error over test points.", "",
-              "Results files: " + ", ".join(f"`{s}`" for s in table.sources), "",
-              *_md_table(*horizon_grid(table))]
     notes = table_notes(table)
-    return lines + ([""] + [f"- {n}" for n in notes] if notes else []) + [""]
+    return lines + ([f"- {n}" for n in notes] + [""] if notes else [])
 
 
 def leaderboard_markdown(tables: list[Table], command: str | None = None,
@@ -175,6 +218,10 @@ def leaderboard_markdown(tables: list[Table], command: str | None = None,
              "Generated from results files by `tdabench leaderboard`; do not edit by hand.", "",
              *[line for text in head + legend_lines(metric) for line in (text, "")],
              "Results files used:", *[f"- `{s}`" for s in sources], ""]
+    if tables:
+        head, body = mean_rank_grid(tables)
+        lines += ["## Across tasks", "", mean_rank_note(tables), "",
+                  *_md_table(head, [[c.text for c in cells] for cells in body]), ""]
     for table, plot in zip(tables, plots or [None] * len(tables)):
         lines += _markdown(table, plot)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -14,6 +14,7 @@ from tdabench.report.tables import Table
 from tdabench.report.text import leaderboard_csv, leaderboard_markdown
 from tdabench.results import Results, read_results
 from tdabench.storage import atomic_write_text
+from tdabench.task.catalog import BUILTIN_TASKS_DIR
 
 
 def results_files(folder: str | Path) -> list[Path]:
@@ -31,6 +32,19 @@ def read_relative(paths: list[str | Path], out_dir: str | Path) -> list[Results]
         rel = Path(os.path.relpath(Path(r.origin or p).resolve(), out)).as_posix()
         results.append(dataclasses.replace(r, origin=rel))
     return results
+
+
+def spec_links(tables: list[Table], out_dir: str | Path) -> dict[str, str]:
+    """Task name → the path of its built-in spec file (`tasks/<name>.yaml`, variant suffix "@…"
+    dropped) relative to `out_dir`, with "/"; tasks without a built-in spec are left out (a spec
+    from $TDABENCH_TASKS_PATH would make the pages depend on the machine)."""
+    out = Path(out_dir).resolve()
+    links = {}
+    for t in tables:
+        path = BUILTIN_TASKS_DIR / f"{t.task.partition('@')[0]}.yaml"
+        if path.is_file():
+            links[t.task] = Path(os.path.relpath(path, out)).as_posix()
+    return links
 
 
 def _write_plots(tables: list[Table], names: list[str], folder: Path) -> list[Path]:
@@ -56,7 +70,7 @@ def write_leaderboard(tables: list[Table], out_dir: str | Path, command: str | N
     paths = [out / "README.md", out / "leaderboard.csv", out / "index.html"]
     atomic_write_text(paths[0], leaderboard_markdown(tables, command, names))
     atomic_write_text(paths[1], leaderboard_csv(tables))
-    atomic_write_text(paths[2], leaderboard_html(tables, command, names))
+    atomic_write_text(paths[2], leaderboard_html(tables, command, names, spec_links(tables, out)))
     if names is not None:
         paths += _write_plots(tables, names, out / "plots")
     return paths
