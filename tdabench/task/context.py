@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from tdabench.errors import TdabenchError
+from tdabench.errors import SpecError, TdabenchError, UnknownNameError
 from tdabench.storage import UnitStore, cache_root, task_entry
 from tdabench.task.content import with_content
 from tdabench.task.data import Dataset, Split, load_dataset
@@ -163,7 +163,11 @@ def final_model_settings(spec: TaskSpec) -> dict[str, Any]:
 def load_task_data(spec: TaskSpec, cache_dir: Path | None = None) -> Dataset:
     """The task's train/test splits (no training). For a `minilm` model the inputs are the outputs
     of its frozen layers, computed once and cached (`frozen.py`)."""
-    data = load_dataset(spec.data, spec.objective.loss == "squared", getattr(torch, spec.dtype))
+    try:
+        data = load_dataset(spec.data, spec.objective.loss == "squared", getattr(torch, spec.dtype))
+    except UnknownNameError as err:  # name the spec file and the field
+        raise SpecError(spec.spec_file or f"task '{spec.name}'", "data.source", "one of " + ", ".join(err.valid),
+                        spec.data.source) from None
     if spec.model.kind == "minilm":
         from tdabench.task.frozen import with_frozen_features
 
