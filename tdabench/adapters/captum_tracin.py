@@ -70,7 +70,7 @@ class TracInCaptum(Estimator):
     """TracIn by captum's TracInCP: score[j, i] = Σ_c lr_c ∇f(z_j; θ_c)ᵀ∇ℓ(z_i; θ_c).
 
     Checkpoints: those of `context.checkpoints`, each weighted by its `lr`; with none, θᶠ weighted by
-    `context.spec.training.lr`. Each is saved to a temporary folder and read back by the
+    `context.final_lr`. Each is saved to a temporary folder and read back by the
     `checkpoints_load_func` given to TracInCP, which loads it into a deep copy of `context.model`
     and returns its learning rate.
 
@@ -127,7 +127,7 @@ class TracInCaptum(Estimator):
                                         f"{ckpt.lr!r}; expected a finite number")
                 checkpoints.append((ckpt.epoch, ckpt.params, float(ckpt.lr)))
         else:
-            checkpoints = [(None, context.params, float(context.spec.training.lr))]
+            checkpoints = [(None, context.params, float(context.final_lr))]
         self.checkpoints_ = checkpoints
         model = copy.deepcopy(context.model)
         for p in model.parameters():

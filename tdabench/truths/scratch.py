@@ -4,7 +4,7 @@ The same machinery as the further-training gold standard (further/vectorized.py;
 stacked.py): K stacked parameter copies, one vmapped functional optimizer step for all of them.
 What differs:
 
-- every copy starts from the final model's *initialisation* θ₀ (`model_for_data(spec.model, ...)` before
+- every copy starts from the final model's *initialisation* θ₀ (`ctx.init_model()`, i.e. `model_for_data(spec.model, ...)`, before
   training: `initial_params`), not from θᶠ;
 - the recipe is the final model's (`spec.training`: optimizer, learning rate, batch size, epochs),
   and the data order is the final model's stream (`schedule.TRAINING_STREAM`) under data-order
@@ -27,16 +27,20 @@ import numpy as np
 import torch
 
 from tdabench.task.context import TaskContext
-from tdabench.task.models import model_for_data
+from tdabench.errors import TdabenchError
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import TRAINING_STREAM, Batch, epoch_permutation, steps_per_epoch
 from tdabench.truths.stacked import Tensors, gradients_fn, stack_copies, targets_fn
 
 
 def initial_params(ctx: TaskContext) -> Tensors:
-    """θ₀: the parameters the final model started from (same builder, same `model.init_seed`)."""
-    model = model_for_data(ctx.spec.model, ctx.data, ctx.dtype)
-    return {name: p.detach() for name, p in model.named_parameters()}
+    """θ₀: the attributed parameters the final model started from (same builder, same
+    `model.init_seed`); the frozen ones stay as in the final model."""
+    if ctx.init_model is None:
+        raise TdabenchError("retraining from scratch needs a fresh initialisation of the model; give the "
+                            "Python API a model `factory`, not only the final model")
+    named = dict(ctx.init_model().named_parameters())
+    return {name: named[name].detach().to(ctx.dtype) for name in ctx.params}
 
 
 def subset_batches(perm: np.ndarray, keep: np.ndarray, batch_size: int) -> Iterator[Batch]:

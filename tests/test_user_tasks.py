@@ -1,0 +1,187 @@
+"""User tasks: the user's model, weights and data, through spec files, the Python API and a task plugin."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from test_plugins import env_with, pip_install, run_cli
+from tdabench.api import compare, task_from_module
+from tdabench.errors import SpecError, TdabenchError
+from tdabench.task import build_context, find_spec
+from tdabench.task.user_models import read_weights
+from user_task_examples import CNN_MODULE, GOLD, train_own_loop, write_cnn_example, write_hf_example
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+@pytest.fixture()
+def cnn_example(tmp_path, monkeypatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("my_cnn", None)
+    return write_cnn_example(tmp_path, epochs=5)
+
+
+def test_cnn_from_its_own_loop_is_benchmarked_through_a_spec(cnn_example, tmp_path):
+    """(a): tdabench trains nothing (the final model's accuracy is the user's own), TracIn says why it
+    uses the final model only, and every estimator has a record per horizon."""
+    results = compare(cnn_example, estimators=["grad-dot", "tracin"], out=tmp_path / "out", progress=False,
+                      cache_dir=tmp_path / "cache")
+    assert results.errors == {}
+    ctx = build_context(find_spec(str(cnn_example)), tmp_path / "cache")
+    own = ctx.model.__class__  # the factory's Sequential, holding the user's weights exactly
+    saved = read_weights(str(tmp_path / "final.safetensors"))
+    assert own is torch.nn.Sequential and all(torch.equal(ctx.model.state_dict()[k], v) for k, v in saved.items())
+    accuracy = float((ctx.model(ctx.test.x).argmax(-1) == ctx.test.y).double().mean())
+    assert results.task.details["final_model"]["test"]["accuracy"] == pytest.approx(accuracy)
+    assert accuracy > 0.5  # ten classes: the user's loop learned
+    tracin = [r for r in results.records if r.estimator == "tracin"][0]
+    assert "no checkpoints" in tracin.params["fitted.final_model_only_because"]
+    assert {(r.estimator, r.horizon) for r in results.records if r.metric == "pearson"} == {
+        (e, h) for e in ("grad-dot", "tracin") for h in (1, 3)}
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["task"]["name"] == "my-cnn"
+
+
+def test_other_weights_or_data_never_reuse_the_cache(cnn_example, tmp_path):
+    """The weights' and data's content enter the spec hash, so every cache key."""
+    first = build_context(find_spec(str(cnn_example)), tmp_path / "cache").spec.spec_hash
+    assert build_context(find_spec(str(cnn_example)), tmp_path / "cache").spec.spec_hash == first
+    state = read_weights(str(tmp_path / "final.safetensors"))
+    state["4.bias"] = state["4.bias"] + 1e-3
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "final.safetensors"))
+    second = build_context(find_spec(str(cnn_example)), tmp_path / "cache").spec.spec_hash
+    assert second != first
+    (tmp_path / "my_cnn.py").write_text(CNN_MODULE.replace("300:400", "300:390"))
+    sys.modules.pop("my_cnn", None)
+    assert build_context(find_spec(str(cnn_example)), tmp_path / "cache").spec.spec_hash not in (first, second)
+
+
+def test_hf_classifier_with_its_head_and_last_layer_attributed(tmp_path):
+    """(b): a Hugging Face classifier from save_pretrained and a DatasetDict from save_to_disk."""
+    spec_path = write_hf_example(tmp_path)
+    results = compare(spec_path, estimators=["grad-dot"], progress=False, cache_dir=tmp_path / "cache")
+    assert results.errors == {}
+    attributed = results.task.details["attributed_parameters"]
+    assert "classifier" in attributed and all(a == "classifier" or a.startswith("bert.encoder.layer.1.")
+                                             for a in attributed)
+    ctx = build_context(find_spec(str(spec_path)), tmp_path / "cache")
+    assert len(ctx.train) == 120 and len(ctx.test) == 40  # the saved splits, as they are
+    assert "bert.encoder.layer.0.output.dense.weight" in ctx.buffers  # frozen, held with the buffers
+    import transformers
+
+    hf = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "model").double().eval()
+    ids = ctx.test.x[:5]
+    expected = hf(input_ids=ids, attention_mask=(ids != 0).long()).logits
+    assert torch.allclose(ctx.outputs(ctx.params, ids), expected, atol=1e-10)  # the same model
+
+
+def test_python_api_with_a_custom_loss_and_a_factory(tmp_path):
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    x = torch.tensor((x - x.mean(0)) / x.std(0))
+    perm = torch.randperm(150, generator=torch.Generator().manual_seed(0))
+    train, test = (x[perm[:100]], torch.tensor(y)[perm[:100]]), (x[perm[100:]], torch.tensor(y)[perm[100:]])
+    factory = lambda: torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))  # noqa
+    model = factory().double()
+    train_own_loop(model, *train, epochs=20, lr=0.01)
+    smooth = lambda out, y: torch.nn.functional.cross_entropy(out, y, reduction="none", label_smoothing=0.1)  # noqa
+    task = task_from_module("iris-api", model=model, factory=factory, train=train, test=test, loss=smooth,
+                            further_training=GOLD["further_training"], horizons=[1, 2], seeds=2, n_train=15,
+                            n_test=10, training={"optimizer": "sgd", "lr": 0.1, "batch_size": 32, "epochs": 5})
+    results = compare(task, estimators=["grad-dot", "trak(proj_dim=128)"], progress=False, cache_dir=tmp_path,
+                      retraining=("loo",), retraining_seeds=1)
+    assert results.errors == {}
+    assert {r.ground_truth for r in results.records} >= {"loo"}
+    ctx = build_context(task.spec, tmp_path, **task.context_args())
+    x0, y0 = ctx.train.x[:3], ctx.train.y[:3]
+    assert torch.allclose(ctx.loss(ctx.params, x0, y0), smooth(model(x0), y0))  # the custom loss is the loss
+
+
+def test_api_refuses_bad_input_before_training(tmp_path):
+    train = (torch.zeros(10, 3), torch.zeros(10, dtype=torch.long))
+    with pytest.raises(TdabenchError, match="final model"):
+        task_from_module("x", train=train, test=train, further_training={"lr": 0.1})
+    with pytest.raises(SpecError, match="further_training.lr"):
+        task_from_module("x", model=torch.nn.Linear(3, 2), train=train, test=train, further_training={"lr": -1})
+    with pytest.raises(TdabenchError, match="retraining"):
+        compare(task_from_module("x", model=torch.nn.Linear(3, 2).double(), train=train, test=train,
+                                 further_training={"lr": 0.1}), retraining=("loo",), progress=False,
+                cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": {"weights": "missing.safetensors"}}, "no such file"),
+    ({"model": {"attributed": ["nothing.*"]}}, "matches no parameter"),
+    ({"model": {"weights": "final.pkl"}}, "safetensors"),
+    ({"data": {"source": "python:my_cnn:no_such_loader"}}, "no attribute"),
+    ({"data": {"source": "sklearn:load_nothing"}}, "unknown data source"),
+    ({"training": None, "model": {"weights": None}}, "training"),
+])
+def test_bad_user_specs_exit_2_with_one_line(cnn_example, tmp_path, change, message):
+    raw = yaml.safe_load(cnn_example.read_text())
+    for section, fields in change.items():
+        if fields is None:
+            raw.pop(section, None)
+            continue
+        raw[section] = {k: v for k, v in {**raw.get(section, {}), **fields}.items() if v is not None}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    env = env_with(tmp_path)
+    proc = run_cli(env, "compare", "--task", str(bad), "--estimators", "grad-dot", "--no-progress",
+                   "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cache" / "gold").exists()  # refused before any further training
+
+
+def test_a_task_plugin_is_listed_with_its_origin_and_runs(tmp_path_factory, tmp_path):
+    """(c): a package installed with pip ships a spec and the factory it names."""
+    site = tmp_path_factory.mktemp("task-plugin") / "site"
+    pip_install(PLUGINS / "task-example", site)
+    env = env_with(site)
+    listed = {t["name"]: t for t in json.loads(run_cli(env, "list", "--json").stdout)["tasks"]}
+    assert listed["wine-tiny"]["origin"] == "plugin tdabench-example-tasks 0.2.0"
+    assert listed["breast-cancer-mlp"]["origin"] == "built-in"
+    proc = run_cli(env, "compare", "--task", "wine-tiny", "--estimators", "grad-dot", "--no-progress",
+                   "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["task"]["name"] == "wine-tiny"
+
+
+def test_list_survives_a_broken_spec_on_the_tasks_path(tmp_path):
+    (tmp_path / "broken.yaml").write_text("name: [")
+    env = env_with() | {"TDABENCH_TASKS_PATH": str(tmp_path)}
+    proc = run_cli(env, "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    broken = {t["name"]: t for t in json.loads(proc.stdout)["tasks"]}["broken"]
+    assert str(tmp_path / "broken.yaml") in broken["error"] and broken["origin"] == "$TDABENCH_TASKS_PATH"
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- tested by tests/test_user_tasks.py -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "README lost its tested 'Benchmark your own model' example"
+    return match.group(1)
+
+
+def test_the_readme_example_runs_verbatim(tmp_path):
+    script = tmp_path / "example.py"
+    script.write_text(readme_example())
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env=env_with() | {"TDABENCH_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert "if-explicit" in proc.stdout and (tmp_path / "runs" / "my-mlp" / "results.json").is_file()
+    assert np.isfinite(json.loads((tmp_path / "runs" / "my-mlp" / "results.json").read_text())
+                       ["records"][0]["mean"])
