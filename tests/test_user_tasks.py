@@ -126,7 +126,7 @@ def test_api_refuses_bad_input_before_training(tmp_path):
     ({"model": {"attributed": ["nothing.*"]}}, "matches no parameter"),
     ({"model": {"weights": "final.pkl"}}, "safetensors"),
     ({"data": {"source": "python:my_cnn:no_such_loader"}}, "no attribute"),
-    ({"data": {"source": "sklearn:load_nothing"}}, "unknown data source"),
+    ({"data": {"source": "sklearn:load_nothing"}}, "bad.yaml: field 'data.source': expected one of csv:PATH"),
     ({"training": None, "model": {"weights": None}}, "training"),
 ])
 def test_bad_user_specs_exit_2_with_one_line(cnn_example, tmp_path, change, message):
