@@ -32,6 +32,7 @@ from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
+from tdabench.task.device import context_on, resolve_device
 from tdabench.task.spec import TaskSpec
 from tdabench.task.targets import check_target_name
 from tdabench.truths.further import (GOLD_MODES, GoldConfig, GoldStandard, auto_chunk_size, check_epsilon,
@@ -65,6 +66,7 @@ class CompareOptions:
     lds_subsets: int = 50  # random 50 % subsets of the LDS
     final_models: int = 1  # >= 2: seed-noise analysis over that many final models
     robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
+    device: str = "cpu"  # auto | cpu | cuda[:k]: where the gold standard and retraining run (task/device.py)
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot work, before anything is loaded or trained."""
@@ -83,6 +85,7 @@ class CompareOptions:
         if len(set(self.retraining)) != len(self.retraining):
             raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(self.retraining)}")
         check_retraining_counts(self.retraining_seeds, self.lds_subsets)
+        resolve_device(self.device)  # a malformed or absent device fails before anything is trained
         if not (isinstance(self.robust_threshold, (int, float)) and self.robust_threshold > 0):
             raise TdabenchError(f"robust_threshold must be positive, got {self.robust_threshold!r}")
 
@@ -298,8 +301,9 @@ def headline(results: Results) -> str:
 def run_compare(options: CompareOptions) -> Results:
     """The whole comparison; the caller writes or prints the returned Results."""
     ctx, cfg, made = prepare(options)
-    gold = run_gold_standard(ctx, cfg, progress=options.progress)
-    truths = run_retraining(ctx, cfg, options)
+    on_device = context_on(ctx, resolve_device(options.device))
+    gold = run_gold_standard(on_device, cfg, progress=options.progress)
+    truths = run_retraining(on_device, cfg, options)
     requests = [request for request, _ in made]
     records, costs, errors, truth_errors = [], {}, {}, {}
     bar = tqdm(total=len(made), desc="estimators", disable=not options.progress, leave=False)

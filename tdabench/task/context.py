@@ -73,6 +73,11 @@ class TaskContext:
         return getattr(torch, self.spec.dtype)
 
     @property
+    def device(self) -> torch.device:
+        """Where the parameters (and so every tensor of a computation) live (task/device.py)."""
+        return next(iter(self.params.values())).device
+
+    @property
     def l2(self) -> float:
         return self.spec.objective.l2
 

@@ -33,7 +33,7 @@ class FunctionalOptimizer:
         if self.spec.optimizer in ("adam", "adamw"):
             state |= {f"v.{k}": torch.zeros_like(v) for k, v in params.items()}
         first = next(iter(params.values()))
-        return state | {"count": torch.zeros((), dtype=first.dtype)}
+        return state | {"count": torch.zeros((), dtype=first.dtype, device=first.device)}
 
     def step(self, params: Tensors, grads: Tensors, state: Tensors,
              active: torch.Tensor) -> tuple[Tensors, Tensors]:

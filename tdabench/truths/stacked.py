@@ -56,13 +56,14 @@ def epoch_tensors(ctx: TaskContext, batches: Iterable[Batch]) -> Iterator[tuple]
     listed = list(batches)
     if not listed:
         return
-    index = torch.as_tensor(np.stack([b.index for b in listed]))  # (steps, K, B)
-    weight = torch.as_tensor(np.stack([b.weight for b in listed]), dtype=ctx.dtype)
-    mask = torch.as_tensor(np.stack([b.mask for b in listed]), dtype=ctx.dtype)
-    xs, ys = ctx.train.x[index], ctx.train.y[index]
+    device = ctx.device
+    index = torch.as_tensor(np.stack([b.index for b in listed]), device=ctx.train.x.device)  # (steps, K, B)
+    weight = torch.as_tensor(np.stack([b.weight for b in listed]), dtype=ctx.dtype, device=device)
+    mask = torch.as_tensor(np.stack([b.mask for b in listed]), dtype=ctx.dtype, device=device)
+    xs, ys = ctx.train.x[index].to(device), ctx.train.y[index].to(device)
     for s, b in enumerate(listed):
-        active = b.active
-        yield xs[s], ys[s], weight[s], mask[s], True if active.all() else torch.as_tensor(active)
+        active = b.active  # decided on the host: no device round trip per step
+        yield xs[s], ys[s], weight[s], mask[s], True if active.all() else torch.as_tensor(active, device=device)
 
 
 def targets_fn(ctx: TaskContext, test_x: torch.Tensor, test_y: torch.Tensor) -> Callable:

@@ -30,7 +30,7 @@ def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarr
     """
     n = len(ctx.train)
     cfg.check_split(n)
-    test_idx = torch.as_tensor(cfg.test_idx)
+    test_idx = torch.as_tensor(cfg.test_idx, device=ctx.test.x.device)
     evaluate = targets_fn(ctx, ctx.test.x[test_idx], ctx.test.y[test_idx])
     grads_of, optimizer = gradients_fn(ctx), FunctionalOptimizer(cfg.recipe)
     params = stack_copies(ctx.params, len(removed))
