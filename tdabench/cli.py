@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from tdabench.errors import TdabenchError
+from tdabench.task.device import resolve_device
 
 if TYPE_CHECKING:
     from tdabench.results import Results
@@ -88,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--metric", default="pearson", help="cosine, pearson (default) or spearman")
     board.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     board.add_argument("--no-progress", action="store_true", help="no progress bars")
+    board.add_argument("--device", default="cpu",
+                       help="with --suite: auto, cpu (default) or cuda[:k] for the comparisons it runs")
     return parser
 
 
@@ -178,6 +181,7 @@ def _run_suite(args: argparse.Namespace) -> None:
     from tdabench.compare import default_requests
     from tdabench.suite import check_entry, load_suite, run_entry, settings, staleness, supports_retraining
 
+    resolve_device(args.device)  # a bad or absent device fails before any comparison
     suite = load_suite(args.suite)
     entries = suite.select(args.tasks.split(",") if args.tasks else None)
     for entry in entries:
@@ -195,7 +199,8 @@ def _run_suite(args: argparse.Namespace) -> None:
             print(f"{entry.task}: note: this tdabench cannot run retraining {list(entry.retraining)}; skipped")
     for entry, wanted in plan:
         print(f"{entry.task}: running compare ({entry.seeds} seeds)")
-        path = run_entry(entry, wanted, args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
+        path = run_entry(entry, wanted, args.out, cache_dir=args.cache_dir, progress=not args.no_progress,
+                         device=args.device)
         print(f"{entry.task}: wrote {path}")
 
 

@@ -21,6 +21,8 @@ from tdabench.cli import main
 # holding `good.yaml` (a small valid spec) and the files made by `make_files`.
 COMPARE = [
     ("unknown task", ["--task", "no-such-task"], "valid tasks: breast-cancer-logreg"),
+    ("malformed device", ["--device", "gpu"], "device must be one of auto, cpu, cuda, cuda:K"),
+    ("absent CUDA device", ["--device", "cuda:7"], "cuda:7"),
     ("unknown variant", ["--task", "mnist-cnn@no-such-variant"], "no-such-variant"),
     ("unknown estimator", ["--estimators", "no-such-estimator"], "valid estimators:"),
     ("near-miss estimator", ["--estimators", "grad-dott"], "valid estimators:"),
