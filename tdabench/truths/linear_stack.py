@@ -8,6 +8,8 @@ are all attributed, the per-copy gradients of the batch loss are computed by han
     backward  ∂W_k = G_kᵀ A_k,  ∂b_k = Σ_rows G_k,  ∂A_k = G_k W_k
     ReLU      G ← G ⊙ [Z > 0] (torch's convention at 0);   Tanh  G ← G ⊙ (1 − tanh(Z)²)
 
+(both from the stored activations A = act(Z), which are all the backward pass keeps)
+
 where G_k = ∂(batch loss_k)/∂Z_k. The loss's own derivative at the outputs is taken by autograd on
 the (K, B, C) output tensor alone (any per-example loss of `task.objective`). Same numbers as
 `stacked.gradients_fn`'s vmapped path up to floating-point rounding (tested in float64), several
@@ -64,36 +66,33 @@ def linear_layers(model: nn.Module, names: set[str]) -> tuple[Layer, ...] | None
     return tuple(layers)
 
 
-def _forward(layers: tuple[Layer, ...], params: Tensors,
-             x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(inputs, pre-activations): A_{l-1} (K, B, in) and Z_l (K, B, out) of every layer l."""
-    inputs, pre = [], []
-    a = x.reshape(x.shape[0], x.shape[1], -1)
+def _forward(layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor) -> list[torch.Tensor]:
+    """[A_0, A_1, …, A_{L-1}, Z_L]: every layer's input (K, B, in), activated in place, and the
+    output layer's pre-activation (K, B, C)."""
+    values = [x.reshape(x.shape[0], x.shape[1], -1)]
     for layer in layers:
         w = params[layer.weight]
-        z = (torch.baddbmm(params[layer.bias].unsqueeze(1), a, w.transpose(1, 2)) if layer.bias
-             else torch.bmm(a, w.transpose(1, 2)))
-        inputs.append(a)
-        pre.append(z)
-        a = _activate(layer.activation, z)
-    return inputs, pre
+        z = (torch.baddbmm(params[layer.bias].unsqueeze(1), values[-1], w.transpose(1, 2)) if layer.bias
+             else torch.bmm(values[-1], w.transpose(1, 2)))
+        values.append(_activate_(layer.activation, z))
+    return values
 
 
-def _activate(kind: str | None, z: torch.Tensor) -> torch.Tensor:
+def _activate_(kind: str | None, z: torch.Tensor) -> torch.Tensor:
+    """act(Z), in place (Z is a fresh temporary)."""
     if kind == "relu":
-        return torch.relu(z)
+        return z.relu_()
     if kind == "tanh":
-        return torch.tanh(z)
+        return z.tanh_()
     return z
 
 
-def _activation_backward(kind: str | None, g: torch.Tensor, z: torch.Tensor,
-                         a: torch.Tensor) -> torch.Tensor:
-    """G ⊙ act'(Z) with A = act(Z), in place on G (a fresh temporary)."""
+def _activation_backward(kind: str | None, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """G ⊙ act'(Z), from A = act(Z): ReLU [A > 0] (= [Z > 0]), Tanh 1 − A²; torch's own kernels."""
     if kind == "relu":
-        return g.mul_(z > 0)
+        return torch.ops.aten.threshold_backward(g, a, 0)
     if kind == "tanh":
-        return g.mul_(1 - a * a)
+        return torch.ops.aten.tanh_backward(g, a)
     return g
 
 
@@ -107,9 +106,9 @@ def linear_stack_gradients(ctx: TaskContext) -> Callable[..., Tensors] | None:
     loss_fn, l2 = per_example_loss(ctx.spec.objective), ctx.l2
 
     def grads_of(params: Tensors, x, y, w, m) -> Tensors:
-        inputs, pre = _forward(layers, params, x)
-        k, b = pre[-1].shape[:2]
-        out = pre[-1].detach().requires_grad_(True)
+        values = _forward(layers, params, x)
+        k, b = values[-1].shape[:2]
+        out = values[-1].detach().requires_grad_(True)
         with torch.enable_grad():
             per_example = loss_fn(out.reshape(k * b, -1), y.reshape(k * b)).reshape(k, b)
             total = ((w * per_example).sum(1) / m.sum(1).clamp(min=1.0)).sum()
@@ -117,12 +116,12 @@ def linear_stack_gradients(ctx: TaskContext) -> Callable[..., Tensors] | None:
         grads: Tensors = {}
         for depth in range(len(layers) - 1, -1, -1):
             layer = layers[depth]
-            grads[layer.weight] = torch.bmm(g.transpose(1, 2), inputs[depth])
+            grads[layer.weight] = torch.bmm(g.transpose(1, 2), values[depth])
             if layer.bias:
                 grads[layer.bias] = g.sum(1)
             if depth > 0:
                 g = _activation_backward(layers[depth - 1].activation, torch.bmm(g, params[layer.weight]),
-                                         pre[depth - 1], inputs[depth])
+                                         values[depth])
         if l2:
             grads = {name: grads[name].add_(params[name], alpha=l2) for name in grads}
         return {name: grads[name] for name in params}
