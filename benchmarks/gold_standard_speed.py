@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--horizons", default=None, help="comma-separated; default: the task's")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda[:k]")
+    parser.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu or cuda[:k]")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: benchmarks/results/gold_standard_speed[_cuda].json")
     args = parser.parse_args()

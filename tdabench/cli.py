@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", type=Path, default=Path("runs/latest"), help="folder for results.json/.csv")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmp.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                     help="the task's precision; only the spec's own is allowed (see README)")
     cmp.add_argument("--device", default="cpu",
                      help="auto, cpu (default) or cuda[:k]: where the gold standard and retraining run")
     board = sub.add_parser("leaderboard", help="Markdown, CSV and HTML leaderboard from results files")
@@ -137,7 +139,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         n_train=args.n_train, n_test=args.n_test, centered=args.centered, target=args.target,
         chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress,
         retraining=args.retraining, retraining_seeds=args.retraining_seeds, lds_subsets=args.lds_subsets,
-        final_models=args.final_models, device=args.device)
+        final_models=args.final_models, device=args.device, dtype=args.dtype)
     results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
     print(headline(results))

@@ -67,6 +67,7 @@ class CompareOptions:
     final_models: int = 1  # >= 2: seed-noise analysis over that many final models
     robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
     device: str = "cpu"  # auto | cpu | cuda[:k]: where the gold standard and retraining run (task/device.py)
+    dtype: str | None = None  # None: the spec's; another dtype is refused (check_dtype)
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot work, before anything is loaded or trained."""
@@ -119,6 +120,7 @@ def default_requests() -> tuple[EstimatorRequest, ...]:
 def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tuple[EstimatorRequest, Estimator]]]:
     """Validate everything cheap first (names, parameters, settings), then build the context."""
     spec = find_spec(options.task)
+    check_dtype(options.dtype, spec)
     requests = options.estimators or default_requests()
     made = [(r, make_estimator(r.name, **r.params)) for r in requests]
     labels = [r.label for r in requests]
@@ -137,6 +139,15 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
     if cfg.chunk_size is None:  # train copies in chunks when one vmapped step would not fit
         cfg = replace(cfg, chunk_size=auto_chunk_size(ctx, cfg.recipe, len(cfg.train_idx)))
     return ctx, cfg, made
+
+
+def check_dtype(dtype: str | None, spec: TaskSpec) -> None:
+    """Only the spec's own dtype is allowed: no other precision has yet been shown to reproduce a
+    task's agreement figures (per-horizon Pearson within 0.005 of the spec's dtype)."""
+    if dtype is not None and dtype != spec.dtype:
+        raise TdabenchError(f"--dtype {dtype}: task '{spec.name}' runs in {spec.dtype}, and {dtype} has not been "
+                            f"shown to reproduce its agreement figures (per-horizon Pearson within 0.005); "
+                            f"use the spec's dtype or a spec file with `dtype: {dtype}`")
 
 
 def check_target(name: str, spec: TaskSpec, data: Dataset) -> None:
