@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from tdabench.errors import TdabenchError
+from tdabench.task.device import resolve_device
 
 if TYPE_CHECKING:
     from tdabench.results import Results
@@ -99,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder for results.json, results.csv and the decay plot (default %(default)s)")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmp.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                     help="the task's precision; only the spec's own is allowed (see README)")
+    cmp.add_argument("--device", default="cpu",
+                     help="auto, cpu (default) or cuda[:k]: where the gold standard and retraining run")
     board = sub.add_parser("leaderboard", help="Markdown, CSV and HTML leaderboard from results files")
     board.set_defaults(handler=cmd_leaderboard)
     source = board.add_mutually_exclusive_group()
@@ -114,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--metric", default="pearson", help="one of {METRICS} (default %(default)s)")
     board.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     board.add_argument("--no-progress", action="store_true", help="no progress bars")
+    board.add_argument("--device", default="cpu",
+                       help="with --suite: auto, cpu (default) or cuda[:k] for the comparisons it runs")
     return parser
 
 
@@ -168,7 +175,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         n_train=args.n_train, n_test=args.n_test, centered=args.centered, target=args.target,
         chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress,
         retraining=args.retraining, retraining_seeds=args.retraining_seeds, lds_subsets=args.lds_subsets,
-        final_models=args.final_models)
+        final_models=args.final_models, device=args.device, dtype=args.dtype)
     results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
     print(headline(results))
@@ -212,6 +219,7 @@ def _run_suite(args: argparse.Namespace) -> None:
     from tdabench.compare import default_requests
     from tdabench.suite import check_entry, load_suite, run_entry, settings, staleness, supports_retraining
 
+    resolve_device(args.device)  # a bad or absent device fails before any comparison
     suite = load_suite(args.suite)
     entries = suite.select(args.tasks.split(",") if args.tasks else None)
     for entry in entries:
@@ -229,7 +237,8 @@ def _run_suite(args: argparse.Namespace) -> None:
             print(f"{entry.task}: note: this tdabench cannot run retraining {list(entry.retraining)}; skipped")
     for entry, wanted in plan:
         print(f"{entry.task}: running compare ({entry.seeds} seeds)")
-        path = run_entry(entry, wanted, args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
+        path = run_entry(entry, wanted, args.out, cache_dir=args.cache_dir, progress=not args.no_progress,
+                         device=args.device)
         print(f"{entry.task}: wrote {path}")
 
 

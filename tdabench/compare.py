@@ -34,6 +34,7 @@ from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
+from tdabench.task.device import context_on, resolve_device
 from tdabench.task.spec import TaskSpec
 from tdabench.task.targets import check_target_name
 from tdabench.task.user_task import UserTask
@@ -68,6 +69,8 @@ class CompareOptions:
     lds_subsets: int = 50  # random 50 % subsets of the LDS
     final_models: int = 1  # >= 2: seed-noise analysis over that many final models
     robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
+    device: str = "cpu"  # auto | cpu | cuda[:k]: where the gold standard and retraining run (task/device.py)
+    dtype: str | None = None  # None: the spec's; another dtype is refused (check_dtype)
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot work, before anything is loaded or trained."""
@@ -86,6 +89,7 @@ class CompareOptions:
         if len(set(self.retraining)) != len(self.retraining):
             raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(self.retraining)}")
         check_retraining_counts(self.retraining_seeds, self.lds_subsets)
+        resolve_device(self.device)  # a malformed or absent device fails before anything is trained
         if not (isinstance(self.robust_threshold, (int, float)) and self.robust_threshold > 0):
             raise TdabenchError(f"robust_threshold must be positive, got {self.robust_threshold!r}")
 
@@ -120,6 +124,7 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
     """Validate everything cheap first (names, parameters, settings), then build the context."""
     user = options.task if isinstance(options.task, UserTask) else None
     spec = user.spec if user else find_spec(options.task)
+    check_dtype(options.dtype, spec)
     requests = options.estimators or default_requests()
     made = [(r, make_estimator(r.name, **r.params)) for r in requests]
     labels = [r.label for r in requests]
@@ -148,6 +153,15 @@ def check_recipe_needs(spec: TaskSpec, options: CompareOptions) -> None:
     if wants and spec.training is None:
         raise TdabenchError(f"{' and '.join(wants)} trains models from scratch, but task '{spec.name}' has no "
                             f"`training` recipe (its final model is the user's); add one to the spec")
+
+
+def check_dtype(dtype: str | None, spec: TaskSpec) -> None:
+    """Only the spec's own dtype is allowed: no other precision has yet been shown to reproduce a
+    task's agreement figures (per-horizon Pearson within 0.005 of the spec's dtype)."""
+    if dtype is not None and dtype != spec.dtype:
+        raise TdabenchError(f"--dtype {dtype}: task '{spec.name}' runs in {spec.dtype}, and {dtype} has not been "
+                            f"shown to reproduce its agreement figures (per-horizon Pearson within 0.005); "
+                            f"use the spec's dtype or a spec file with `dtype: {dtype}`")
 
 
 def check_target(name: str, spec: TaskSpec, data: Dataset) -> None:
@@ -325,8 +339,9 @@ def run_compare(options: CompareOptions) -> Results:
 
 def _run_compare(options: CompareOptions) -> Results:
     ctx, cfg, made = prepare(options)
-    gold = run_gold_standard(ctx, cfg, progress=options.progress)
-    truths = run_retraining(ctx, cfg, options)
+    on_device = context_on(ctx, resolve_device(options.device))
+    gold = run_gold_standard(on_device, cfg, progress=options.progress)
+    truths = run_retraining(on_device, cfg, options)
     requests = [request for request, _ in made]
     records, costs, errors, truth_errors = [], {}, {}, {}
     bar = tqdm(total=len(made), desc="estimators", disable=not options.progress, leave=False)

@@ -69,3 +69,9 @@ def least_squares_context() -> TaskContext:
     from estimator_helpers import least_squares_spec
 
     return build_context(parse_spec(least_squares_spec()))
+
+
+def pytest_report_header(config):
+    """Say on the summary which devices the device-parametrised tests run on."""
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CUDA cases skipped)"
+    return f"tdabench devices: cpu; cuda: {cuda}"

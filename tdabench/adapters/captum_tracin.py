@@ -27,7 +27,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator, is_positive_int
 from tdabench.task.context import TaskContext
-from tdabench.task.objective import per_example_loss
 from tdabench.task.targets import make_target
 
 
@@ -141,7 +140,7 @@ class TracInCaptum(Estimator):
             return np.zeros((len(test_idx), len(train_idx)))
         TracInCP = _require_captum().influence.TracInCP  # noqa: N806 (captum's class)
         reduction = "sum" if self.sample_wise_ else "none"
-        loss_fn = _OutputLoss(per_example_loss(context.spec.objective), reduction)
+        loss_fn = _OutputLoss(context.output_loss, reduction)
         target_fn = _OutputLoss(make_target(context.target_name, context.spec.objective), reduction)
         test_i, train_i = torch.as_tensor(test_idx), torch.as_tensor(train_idx)
         train_set = TensorDataset(context.train.x[train_i], context.train.y[train_i])

@@ -22,7 +22,6 @@ from torch.func import grad, hessian, jacrev, jvp, vmap
 from tdabench.estimators.gradients import Tensors, as_float64, flatten
 from tdabench.progress import bar
 from tdabench.task.context import TaskContext
-from tdabench.task.objective import per_example_loss
 
 CURVATURES = ("hessian", "gauss-newton")
 MEMO_UP_TO = 4096  # (P, P) float64 matrices memoised on the context: at most 134 MB each
@@ -90,7 +89,7 @@ def _row_block_fn(context: TaskContext, x: torch.Tensor, y: torch.Tensor, weight
 def gauss_newton_matrix(context: TaskContext, batch_size: int = 256) -> torch.Tensor:
     """G = (1/n) Σ_i J_iᵀ M_i J_i + l2·I, (P, P) float64; M_i = ∇²_out ℓ(out_i, y_i) (C × C)."""
     params, x, y = as_float64(context, context.train.x, context.train.y)
-    loss_of_out = per_example_loss(context.spec.objective)
+    loss_of_out = context.output_loss
     jac = vmap(jacrev(lambda p, xi: context.outputs(p, xi.unsqueeze(0))[0]), in_dims=(None, 0))
     out_hess = vmap(hessian(lambda out, yi: loss_of_out(out.unsqueeze(0), yi.unsqueeze(0))[0]))
     n_params, n = sum(p.numel() for p in params.values()), len(x)

@@ -37,12 +37,11 @@ from tdabench.estimators.inner_product import InnerProductEstimator
 from tdabench.estimators.layers import LinearBlock, linear_blocks, probed
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
-from tdabench.task.objective import per_example_loss
 
 
 def output_hessian_root(context: TaskContext, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """R_i = M_i^{1/2} (b, C, C), M_i = ∇²_out ℓ(out_i, y_i), by eigh with eigenvalues clamped at 0."""
-    loss_of_out = per_example_loss(context.spec.objective)
+    loss_of_out = context.output_loss
     m = vmap(hessian(lambda o, yi: loss_of_out(o.unsqueeze(0), yi.unsqueeze(0))[0]))(outputs, y)
     evals, evecs = torch.linalg.eigh((m + m.mT) / 2)
     return evecs @ (evals.clamp(min=0).sqrt().unsqueeze(-1) * evecs.mT)

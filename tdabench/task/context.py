@@ -84,11 +84,22 @@ class TaskContext:
         return getattr(torch, self.spec.dtype)
 
     @property
+    def output_loss(self) -> OutputFn:
+        """The per-example loss as a function of the outputs: loss(outputs (B, C), y (B,)) -> (B,)
+        (the objective's, or the callable given to the Python API)."""
+        return self._loss_fn
+
+    @property
     def final_lr(self) -> float:
         """The learning rate that weighs the final model when TracIn has no checkpoints: that of
         the final model's recipe, or, for the user's final model without one, the further-training one."""
         recipe = self.spec.training or self.spec.gold_standard.further_training
         return recipe.lr
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters (and so every tensor of a computation) live (task/device.py)."""
+        return next(iter(self.params.values())).device
 
     @property
     def l2(self) -> float:

@@ -32,7 +32,8 @@ def per_example_loss(spec: ObjectiveSpec) -> OutputFn:
 def l2_penalty(params: dict[str, torch.Tensor], l2: float) -> torch.Tensor:
     """(l2 / 2) Σ ||θ||²; a plain 0 when l2 == 0 (works inside vmap and grad)."""
     if l2 == 0:
-        return torch.zeros((), dtype=next(iter(params.values())).dtype)
+        first = next(iter(params.values()))
+        return torch.zeros((), dtype=first.dtype, device=first.device)
     total = sum((p * p).sum() for p in params.values())
     return 0.5 * l2 * total
 

@@ -33,7 +33,7 @@ class FunctionalOptimizer:
         if self.spec.optimizer in ("adam", "adamw"):
             state |= {f"v.{k}": torch.zeros_like(v) for k, v in params.items()}
         first = next(iter(params.values()))
-        return state | {"count": torch.zeros((), dtype=first.dtype)}
+        return state | {"count": torch.zeros((), dtype=first.dtype, device=first.device)}
 
     def step(self, params: Tensors, grads: Tensors, state: Tensors,
              active: torch.Tensor) -> tuple[Tensors, Tensors]:
@@ -45,6 +45,53 @@ class FunctionalOptimizer:
             new_params[k] = _blend(active, p_new, p)
             new_state |= {s: _blend(active, v, state[s]) for s, v in slots.items()}
         return new_params, new_state
+
+    def step_(self, params: Tensors, grads: Tensors, state: Tensors, active: torch.Tensor | bool) -> None:
+        """`step`, in place on `params` and `state` (`grads` are consumed: they may be overwritten).
+
+        `active` may be a host bool (True: every copy takes the step); when some copies are
+        frozen it falls back to `step` and copies the result in. The common case is a handful of
+        fused `torch._foreach_*` updates with no new parameter-sized tensors."""
+        if not (active is True or bool(torch.as_tensor(active).all())):
+            new_params, new_state = self.step(params, grads, state, torch.as_tensor(active))
+            torch._foreach_copy_(list(params.values()), [new_params[k] for k in params])
+            state["count"] = new_state["count"]
+            torch._foreach_copy_([state[k] for k in new_state if k != "count"],
+                                 [new_state[k] for k in new_state if k != "count"])
+            return
+        state["count"] = state["count"] + 1
+        names = list(params)
+        p, g = [params[k] for k in names], [grads[k] for k in names]
+        if self.spec.optimizer == "sgd":
+            self._sgd_(p, g, [state[f"m.{k}"] for k in names])
+        else:
+            self._adam_(p, g, [state[f"m.{k}"] for k in names], [state[f"v.{k}"] for k in names],
+                        state["count"])
+
+    def _sgd_(self, p: list[torch.Tensor], g: list[torch.Tensor], buf: list[torch.Tensor]) -> None:
+        s = self.spec
+        if s.weight_decay:
+            torch._foreach_add_(g, p, alpha=s.weight_decay)
+        if s.momentum:
+            torch._foreach_mul_(buf, s.momentum)
+            torch._foreach_add_(buf, g)
+            g = buf
+        torch._foreach_add_(p, g, alpha=-s.lr)
+
+    def _adam_(self, p, g, m, v, count, beta1=0.9, beta2=0.999, eps=1e-8) -> None:
+        s = self.spec
+        if s.optimizer == "adamw":
+            torch._foreach_mul_(p, 1 - s.lr * s.weight_decay)
+        elif s.weight_decay:
+            torch._foreach_add_(g, p, alpha=s.weight_decay)
+        torch._foreach_mul_(m, beta1)
+        torch._foreach_add_(m, g, alpha=1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, value=1 - beta2)
+        for p_k, m_k, v_k in zip(p, m, v):
+            c = count.reshape(count.shape + (1,) * (p_k.dim() - count.dim())).clamp(min=1)
+            denom = (v_k / (1 - beta2 ** c)).sqrt_().add_(eps)
+            p_k.sub_(s.lr * (m_k / (1 - beta1 ** c)) / denom)
 
     def _sgd(self, k: str, p, g, state, count):
         s = self.spec

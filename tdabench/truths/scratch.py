@@ -30,7 +30,7 @@ from tdabench.task.context import TaskContext
 from tdabench.errors import TdabenchError
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import TRAINING_STREAM, Batch, epoch_permutation, steps_per_epoch
-from tdabench.truths.stacked import Tensors, gradients_fn, stack_copies, targets_fn
+from tdabench.truths.stacked import Tensors, epoch_tensors, gradients_fn, stack_copies, targets_fn
 
 
 def initial_params(ctx: TaskContext) -> Tensors:
@@ -40,7 +40,7 @@ def initial_params(ctx: TaskContext) -> Tensors:
         raise TdabenchError("retraining from scratch needs a fresh initialisation of the model; give the "
                             "Python API a model `factory`, not only the final model")
     named = dict(ctx.init_model().named_parameters())
-    return {name: named[name].detach().to(ctx.dtype) for name in ctx.params}
+    return {name: named[name].detach().to(ctx.dtype).to(ctx.device) for name in ctx.params}
 
 
 def subset_batches(perm: np.ndarray, keep: np.ndarray, batch_size: int) -> Iterator[Batch]:
@@ -74,16 +74,13 @@ def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: 
     state = optimizer.init(params)
     for epoch in range(recipe.epochs):
         perm = epoch_permutation(n, recipe.seed + seed, epoch, TRAINING_STREAM)
-        for batch in subset_batches(perm, keep, recipe.batch_size):
-            idx = torch.as_tensor(batch.index)
-            w, m = (torch.as_tensor(a, dtype=ctx.dtype) for a in (batch.weight, batch.mask))
-            grads = grads_of(params, ctx.train.x[idx], ctx.train.y[idx], w, m)
-            params, state = optimizer.step(params, grads, state, torch.as_tensor(batch.active))
+        for x, y, w, m, active in epoch_tensors(ctx, subset_batches(perm, keep, recipe.batch_size)):
+            optimizer.step_(params, grads_of(params, x, y, w, m), state, active)
         if on_epoch is not None:
             on_epoch()
-    idx = torch.as_tensor(np.asarray(test_idx, dtype=np.int64))
+    idx = torch.as_tensor(np.asarray(test_idx, dtype=np.int64), device=ctx.test.x.device)
     with torch.no_grad():
-        return targets_fn(ctx, ctx.test.x[idx], ctx.test.y[idx])(params).double().numpy()
+        return targets_fn(ctx, ctx.test.x[idx], ctx.test.y[idx])(params).double().cpu().numpy()
 
 
 def train_chunked(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],

@@ -6,12 +6,15 @@ The shared machinery of further training (further/vectorized.py) and training fr
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 from torch.func import vmap
 
 from tdabench.task.context import TaskContext
+from tdabench.task.schedule import Batch
+from tdabench.truths.linear_stack import linear_stack_gradients
 
 Tensors = dict[str, torch.Tensor]
 
@@ -24,9 +27,15 @@ def stack_copies(params: Tensors, k: int) -> Tensors:
 def gradients_fn(ctx: TaskContext) -> Callable[..., Tensors]:
     """Gradients of every copy's batch loss Σ w·loss / Σ mask + regulariser, w.r.t. its own copy.
 
-    The copies are independent, so one backward pass through the sum of the vmapped per-copy losses
-    gives each copy its own gradient (faster than vmap(grad(...)) here, and equal to it).
+    A Linear/ReLU/Tanh stack takes the batched-GEMM path of linear_stack.py. Otherwise the copies
+    are independent, so one backward pass through the sum of the vmapped per-copy losses gives each
+    copy its own gradient (faster than vmap(grad(...)) here, and equal to it).
     """
+    return linear_stack_gradients(ctx) or vmapped_gradients_fn(ctx)
+
+
+def vmapped_gradients_fn(ctx: TaskContext) -> Callable[..., Tensors]:
+    """The generic path of `gradients_fn`, for any model: vmap over copies + one autograd pass."""
     def batch_loss(params: Tensors, x, y, w, m):
         return (w * ctx.loss(params, x, y)).sum() / m.sum().clamp(min=1.0) + ctx.regularizer(params)
     per_copy = vmap(batch_loss)
@@ -38,6 +47,23 @@ def gradients_fn(ctx: TaskContext) -> Callable[..., Tensors]:
             grads = torch.autograd.grad(total, list(leaves.values()))
         return dict(zip(leaves, grads))
     return grads_of
+
+
+def epoch_tensors(ctx: TaskContext, batches: Iterable[Batch]) -> Iterator[tuple]:
+    """One epoch's batches as tensors gathered at once: (x, y, w, m, active) per step, with x
+    (K, B, …), y (K, B), loss weights w and mask m (K, B) in the context's dtype, and `active`
+    True or a (K,) bool tensor (copies with at least one real entry)."""
+    listed = list(batches)
+    if not listed:
+        return
+    device = ctx.device
+    index = torch.as_tensor(np.stack([b.index for b in listed]), device=ctx.train.x.device)  # (steps, K, B)
+    weight = torch.as_tensor(np.stack([b.weight for b in listed]), dtype=ctx.dtype, device=device)
+    mask = torch.as_tensor(np.stack([b.mask for b in listed]), dtype=ctx.dtype, device=device)
+    xs, ys = ctx.train.x[index].to(device), ctx.train.y[index].to(device)
+    for s, b in enumerate(listed):
+        active = b.active  # decided on the host: no device round trip per step
+        yield xs[s], ys[s], weight[s], mask[s], True if active.all() else torch.as_tensor(active, device=device)
 
 
 def targets_fn(ctx: TaskContext, test_x: torch.Tensor, test_y: torch.Tensor) -> Callable:

@@ -15,7 +15,7 @@ from tdabench.errors import TdabenchError
 from tdabench.task.schedule import steps_per_epoch
 from tdabench.task.spec import GoldSpec, OptimizerSpec
 
-GOLD_FORMAT = 1  # raise when the training code changes the numbers a config produces
+GOLD_FORMAT = 2  # raise when the training code changes the numbers a config produces (2: batched-GEMM path)
 GOLD_MODES = ("removal", "downweight")
 
 

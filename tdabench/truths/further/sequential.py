@@ -21,7 +21,7 @@ def _run_one(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: int) -> np.n
     """Targets at every horizon for one copy, shape (n_horizons, n_test)."""
     model = copy.deepcopy(ctx.model)
     model.load_state_dict(ctx.params, strict=False)
-    test_idx = torch.as_tensor(cfg.test_idx)
+    test_idx = torch.as_tensor(cfg.test_idx, device=ctx.test.x.device)
     cfg.check_split(len(ctx.train))
     marks = set(cfg.steps)
     values: list[np.ndarray] = []
@@ -30,7 +30,7 @@ def _run_one(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: int) -> np.n
         if step in marks:
             with torch.no_grad():
                 out = ctx.target(dict(model.named_parameters()), ctx.test.x[test_idx], ctx.test.y[test_idx])
-            values.append(out.double().numpy())
+            values.append(out.double().cpu().numpy())
 
     epochs = -(-max(marks) // cfg.steps_per_epoch)
     train_module(model, ctx.train, ctx.spec.objective, cfg.recipe, epochs=epochs, removed=removed,

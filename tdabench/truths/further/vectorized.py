@@ -17,37 +17,38 @@ from tdabench.task.context import TaskContext
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import FURTHER_TRAINING_STREAM, epoch_batches, epoch_permutation
 from tdabench.truths.further.config import GoldConfig
-from tdabench.truths.stacked import gradients_fn, stack_copies, targets_fn
+from tdabench.truths.stacked import epoch_tensors, gradients_fn, stack_copies, targets_fn
 
 
 def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarray,
                  on_step: Callable[[], None] | None = None) -> np.ndarray:
     """Further-train copies with removed instances `removed` (K,) (−1 = reference) under `seed`.
 
-    Returns the target at every horizon, shape (n_horizons, K, n_test), float64.
+    Returns the target at every horizon, shape (n_horizons, K, n_test), float64. Each epoch's
+    batches are gathered into tensors once (`epoch_tensors`), parameters and optimizer state are
+    updated in place; the only host transfer is the target at each horizon.
     """
-    n, dtype = len(ctx.train), ctx.dtype
-    test_idx = torch.as_tensor(cfg.test_idx)
+    n = len(ctx.train)
+    cfg.check_split(n)
+    test_idx = torch.as_tensor(cfg.test_idx, device=ctx.test.x.device)
     evaluate = targets_fn(ctx, ctx.test.x[test_idx], ctx.test.y[test_idx])
     grads_of, optimizer = gradients_fn(ctx), FunctionalOptimizer(cfg.recipe)
     params = stack_copies(ctx.params, len(removed))
     state = optimizer.init(params)
-    cfg.check_split(n)
     marks = cfg.steps
     out, step, epoch = [], 0, 0
     while step < marks[-1]:
         perm = epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM)
-        for batch in epoch_batches(perm, removed, cfg.recipe.batch_size, cfg.mode, cfg.epsilon):
-            idx = torch.as_tensor(batch.index)
-            w, m = (torch.as_tensor(a, dtype=dtype) for a in (batch.weight, batch.mask))
-            grads = grads_of(params, ctx.train.x[idx], ctx.train.y[idx], w, m)
-            params, state = optimizer.step(params, grads, state, torch.as_tensor(batch.active))
+        batches = epoch_tensors(ctx, epoch_batches(perm, removed, cfg.recipe.batch_size, cfg.mode, cfg.epsilon))
+        for x, y, w, m, active in batches:
+            grads = grads_of(params, x, y, w, m)
+            optimizer.step_(params, grads, state, active)
             step += 1
             if on_step is not None:
                 on_step()
             if step in marks:
                 with torch.no_grad():
-                    out.append(evaluate(params).double().numpy())
+                    out.append(evaluate(params).double().cpu().numpy())
             if step == marks[-1]:
                 break
         epoch += 1

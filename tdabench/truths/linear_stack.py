@@ -1,0 +1,127 @@
+"""K stacked copies of a Linear/ReLU/Tanh network: forward and backward by batched matrix products.
+
+For a model that is an `nn.Sequential` of `Flatten`, `Linear`, `ReLU` and `Tanh` whose parameters
+are all attributed, the per-copy gradients of the batch loss are computed by hand instead of by
+`vmap` + autograd: with copy k's weights W_k (out, in), biases b_k and inputs A_k (B, in),
+
+    forward   Z_k = A_k W_kᵀ + b_k                       (one `baddbmm` over the K copies)
+    backward  ∂W_k = G_kᵀ A_k,  ∂b_k = Σ_rows G_k,  ∂A_k = G_k W_k
+    ReLU      G ← G ⊙ [Z > 0] (torch's convention at 0);   Tanh  G ← G ⊙ (1 − tanh(Z)²)
+
+(both from the stored activations A = act(Z), which are all the backward pass keeps)
+
+where G_k = ∂(batch loss_k)/∂Z_k. The loss's own derivative at the outputs is taken by autograd on
+the (K, B, C) output tensor alone (any per-example loss: `ctx.output_loss`). Same numbers as
+`stacked.gradients_fn`'s vmapped path up to floating-point rounding (tested in float64), several
+times faster: every product is a large batched GEMM with contiguous operands, no per-op vmap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tdabench.task.context import TaskContext
+
+Tensors = dict[str, torch.Tensor]
+ACTIVATION_TYPES = (nn.ReLU, nn.Tanh)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One Linear layer (`weight`, `bias`: parameter names; bias may be None) and the activation
+    that follows it ('relu', 'tanh' or None)."""
+
+    weight: str
+    bias: str | None
+    activation: str | None
+
+
+def linear_layers(model: nn.Module, names: set[str]) -> tuple[Layer, ...] | None:
+    """The model as a Linear stack, or None when it is not one (or not every parameter is in
+    `names`, the attributed parameters): then the generic vmapped path is used."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    layers: list[Layer] = []
+    owned: set[str] = set()
+    for index, (key, module) in enumerate(model.named_children()):
+        if isinstance(module, nn.Flatten) and index == 0:
+            continue
+        if isinstance(module, nn.Linear):
+            bias = f"{key}.bias" if module.bias is not None else None
+            layers.append(Layer(f"{key}.weight", bias, None))
+            owned |= {f"{key}.weight"} | ({bias} if bias else set())
+        elif isinstance(module, ACTIVATION_TYPES) and layers and layers[-1].activation is None:
+            kind = "relu" if isinstance(module, nn.ReLU) else "tanh"
+            layers[-1] = Layer(layers[-1].weight, layers[-1].bias, kind)
+        else:
+            return None
+    all_params = {k for k, _ in model.named_parameters()}
+    if not layers or owned != all_params or owned != names or layers[-1].activation is not None:
+        return None
+    return tuple(layers)
+
+
+def _forward(layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor) -> list[torch.Tensor]:
+    """[A_0, A_1, …, A_{L-1}, Z_L]: every layer's input (K, B, in), activated in place, and the
+    output layer's pre-activation (K, B, C)."""
+    values = [x.reshape(x.shape[0], x.shape[1], -1)]
+    for layer in layers:
+        w = params[layer.weight]
+        z = (torch.baddbmm(params[layer.bias].unsqueeze(1), values[-1], w.transpose(1, 2)) if layer.bias
+             else torch.bmm(values[-1], w.transpose(1, 2)))
+        values.append(_activate_(layer.activation, z))
+    return values
+
+
+def _activate_(kind: str | None, z: torch.Tensor) -> torch.Tensor:
+    """act(Z), in place (Z is a fresh temporary)."""
+    if kind == "relu":
+        return z.relu_()
+    if kind == "tanh":
+        return z.tanh_()
+    return z
+
+
+def _activation_backward(kind: str | None, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """G ⊙ act'(Z), from A = act(Z): ReLU [A > 0] (= [Z > 0]), Tanh 1 − A²; torch's own kernels."""
+    if kind == "relu":
+        return torch.ops.aten.threshold_backward(g, a, 0)
+    if kind == "tanh":
+        return torch.ops.aten.tanh_backward(g, a)
+    return g
+
+
+def linear_stack_gradients(ctx: TaskContext) -> Callable[..., Tensors] | None:
+    """`grads_of(params, x (K, B, …), y (K, B), w (K, B), m (K, B))` → per-copy gradients of
+    Σ_b w·loss / max(Σ_b m, 1) + (l2/2)||θ_k||², as `stacked.gradients_fn`; None if the model is
+    not a Linear stack."""
+    layers = linear_layers(ctx.model, set(ctx.params))
+    if layers is None:
+        return None
+    loss_fn, l2 = ctx.output_loss, ctx.l2
+
+    def grads_of(params: Tensors, x, y, w, m) -> Tensors:
+        values = _forward(layers, params, x)
+        k, b = values[-1].shape[:2]
+        out = values[-1].detach().requires_grad_(True)
+        with torch.enable_grad():
+            per_example = loss_fn(out.reshape(k * b, -1), y.reshape(k * b)).reshape(k, b)
+            total = ((w * per_example).sum(1) / m.sum(1).clamp(min=1.0)).sum()
+            (g,) = torch.autograd.grad(total, [out])
+        grads: Tensors = {}
+        for depth in range(len(layers) - 1, -1, -1):
+            layer = layers[depth]
+            grads[layer.weight] = torch.bmm(g.transpose(1, 2), values[depth])
+            if layer.bias:
+                grads[layer.bias] = g.sum(1)
+            if depth > 0:
+                g = _activation_backward(layers[depth - 1].activation, torch.bmm(g, params[layer.weight]),
+                                         values[depth])
+        if l2:
+            grads = {name: grads[name].add_(params[name], alpha=l2) for name in grads}
+        return {name: grads[name] for name in params}
+    return grads_of
