@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from tdabench.errors import TdabenchError
+from tdabench.truths.names import GOLD_MODES
 
 if TYPE_CHECKING:
     from tdabench.results import Results
@@ -51,9 +52,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated, e.g. 'grad-dot,if-explicit(damping=0.1)' (default: all built-ins)")
     cmp.add_argument("--seeds", type=int, default=None, help="further-training seeds (default: the spec's)")
     cmp.add_argument("--horizons", type=_int_list, default=None, help="e.g. 1,2,5,10 (in the spec's unit)")
-    cmp.add_argument("--mode", choices=["removal", "downweight"], default=None)
+    cmp.add_argument("--mode", choices=list(GOLD_MODES), default=None,
+                     help="gold standard: removal, downweight (by --epsilon) or derivative (the ε → 0 "
+                          "limit for every training instance by reverse mode; default: the spec's)")
     cmp.add_argument("--epsilon", type=float, default=None, help="down-weighting amount (mode downweight)")
-    cmp.add_argument("--n-train", type=int, default=None, help="training instances evaluated (default 100)")
+    cmp.add_argument("--n-train", type=int, default=None, help="training instances evaluated (default 100; "
+                     "mode derivative: all)")
     cmp.add_argument("--n-test", type=int, default=None, help="test points (default 100)")
     cmp.add_argument("--target", default=None,
                      help="attribution target: loss, margin, logit:K or probe:LAYER (default: the spec's)")

@@ -36,7 +36,7 @@ from tdabench.task.spec import TaskSpec
 from tdabench.task.targets import check_target_name
 from tdabench.truths.further import (GOLD_MODES, GoldConfig, GoldStandard, auto_chunk_size, check_epsilon,
                                      check_horizons, config_from_spec, run_gold_standard)
-from tdabench.truths.names import LDS, LDS_METRIC, LOO
+from tdabench.truths.names import DERIVATIVE, DOWNWEIGHT, LDS, LDS_METRIC, LOO
 from tdabench.truths.registry import RETRAINING
 from tdabench.truths.retraining import (LeaveOneOut, RetrainingConfig, SubsetRetraining, check_retraining_counts,
                                         lds)
@@ -126,9 +126,9 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
         spec.gold_standard, len(data.train), len(data.test), seeds=options.seeds, horizons=options.horizons,
         mode=options.mode, epsilon=options.epsilon, n_train_evaluated=options.n_train,
         n_test_evaluated=options.n_test, chunk_size=options.chunk_size)
-    if options.epsilon is not None and cfg.mode != "downweight":
-        raise TdabenchError(f"--epsilon goes with --mode downweight (the mode is '{cfg.mode}', which removes "
-                            f"the instance)")
+    if options.epsilon is not None and cfg.mode != DOWNWEIGHT:
+        raise TdabenchError(f"--epsilon goes with --mode downweight (the mode is '{cfg.mode}', which "
+                            f"{'takes the limit ε → 0' if cfg.mode == DERIVATIVE else 'removes the instance'})")
     check_target(options.target or spec.target, spec, data)  # a bad target fails before training
     ctx = build_context(spec, options.cache_dir, options.target, data)
     if cfg.chunk_size is None:  # train copies in chunks when one vmapped step would not fit
