@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from gold_helpers import in_cache, small_context, write_small_spec
 from test_cli import run_cli
