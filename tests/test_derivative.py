@@ -15,6 +15,7 @@ from gold_helpers import in_cache, small_context, write_small_spec
 from test_cli import run_cli
 from tdabench.compare import CompareOptions, run_compare
 from tdabench.errors import TdabenchError
+from tdabench.report import build_leaderboard, write_leaderboard
 from tdabench.results import write_results
 from tdabench.selection import EstimatorRequest
 from tdabench.task.optim import FunctionalOptimizer
@@ -178,7 +179,7 @@ def test_compare_mode_derivative_end_to_end(tmp_path):
     spec = write_small_spec(tmp_path, **{"data.max_train": 30, "training.epochs": 2, "training.checkpoint_epochs": [2]})
     options = CompareOptions(task=str(spec), mode="derivative", estimators=(EstimatorRequest("grad-dot"),),
                              cache_dir=tmp_path, progress=False)
-    results = run_compare(options)
+    results = run_compare(dataclasses.replace(options, final_models=2))
     write_results(results, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     gold = saved["gold_standard"]
@@ -187,8 +188,15 @@ def test_compare_mode_derivative_end_to_end(tmp_path):
     assert {r["estimator"] for r in saved["records"]} == {"grad-dot"}
     assert all(r["mean"] is not None for r in saved["records"])
     assert "derivative" in (tmp_path / "out" / "results.csv").read_text()
+    assert saved["seed_noise"]["final_models"] == 2, "the seed-noise analysis accepts it"
     restricted = run_compare(dataclasses.replace(options, n_train=7))
     assert restricted.gold_standard.n_train_evaluated == 7 and restricted.cost["gold_standard_s"] > 0
+    removal = dataclasses.replace(results, gold_standard=dataclasses.replace(results.gold_standard, mode="removal"))
+    tables = build_leaderboard([results, removal, restricted], "pearson")
+    assert sorted((t.gold["mode"], t.gold["n_train_evaluated"]) for t in tables) == [
+        ("derivative", 7), ("derivative", 30), ("removal", 30)], "tables never mix modes"
+    pages = write_leaderboard(tables, tmp_path / "board")
+    assert any(p.suffix == ".png" for p in pages) and "derivative" in (tmp_path / "board" / "README.md").read_text()
 
 
 def test_epsilon_with_mode_derivative_is_one_line_and_exit_code_2(tmp_path):
