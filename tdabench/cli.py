@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--lds-subsets", type=int, default=50, help="random 50%% subsets of the LDS")
     cmp.add_argument("--final-models", type=int, default=1,
                      help=">= 2: seed-noise analysis over final models trained from that many seeds")
+    cmp.add_argument("--against-removal", action="store_true",
+                     help="mode derivative: also compute the removal gold standard on the spec's number of "
+                          "evaluated instances and report how well the two agree (the nonlinearity of removal)")
     cmp.add_argument("--metric", default="pearson",
                      help="metric shown in the terminal table (all three are in results.json)")
     cmp.add_argument("--out", type=Path, default=Path("runs/latest"), help="folder for results.json/.csv")
@@ -136,7 +139,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         n_train=args.n_train, n_test=args.n_test, centered=args.centered, target=args.target,
         chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress,
         retraining=args.retraining, retraining_seeds=args.retraining_seeds, lds_subsets=args.lds_subsets,
-        final_models=args.final_models)
+        final_models=args.final_models, against_removal=args.against_removal)
     results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
     print(headline(results))

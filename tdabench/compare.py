@@ -9,7 +9,9 @@ Optional analyses (DESIGN §5): `retraining` adds the leave-one-out (LOO) and LD
 tdabench.truths.retraining (records with `ground_truth` LOO/LDS of truths/names.py, horizon = the
 training epochs; settings and cost in results.extra["retraining"]); `final_models` ≥ 2 adds the
 seed-noise analysis of tdabench.truths.seed_noise over that many final models
-(results.extra["seed_noise"]).
+(results.extra["seed_noise"]); `against_removal` (mode derivative) adds the removal gold standard on
+the spec's number of evaluated instances and its agreement with the derivative
+(results.extra["removal_vs_derivative"], truths/further/nonlinearity.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tdabench.task.spec import TaskSpec
 from tdabench.task.targets import check_target_name
 from tdabench.truths.further import (GOLD_MODES, GoldConfig, GoldStandard, auto_chunk_size, check_epsilon,
                                      check_horizons, config_from_spec, run_gold_standard)
+from tdabench.truths.further.nonlinearity import removal_config, removal_vs_derivative
 from tdabench.truths.names import DERIVATIVE, DOWNWEIGHT, LDS, LDS_METRIC, LOO
 from tdabench.truths.registry import RETRAINING
 from tdabench.truths.retraining import (LeaveOneOut, RetrainingConfig, SubsetRetraining, check_retraining_counts,
@@ -65,6 +68,7 @@ class CompareOptions:
     lds_subsets: int = 50  # random 50 % subsets of the LDS
     final_models: int = 1  # >= 2: seed-noise analysis over that many final models
     robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
+    against_removal: bool = False  # mode derivative: also the removal gold standard, and their agreement
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot work, before anything is loaded or trained."""
@@ -129,6 +133,8 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
     if options.epsilon is not None and cfg.mode != DOWNWEIGHT:
         raise TdabenchError(f"--epsilon goes with --mode downweight (the mode is '{cfg.mode}', which "
                             f"{'takes the limit ε → 0' if cfg.mode == DERIVATIVE else 'removes the instance'})")
+    if options.against_removal and cfg.mode != DERIVATIVE:
+        raise TdabenchError(f"--against-removal goes with --mode derivative (the mode is '{cfg.mode}')")
     check_target(options.target or spec.target, spec, data)  # a bad target fails before training
     ctx = build_context(spec, options.cache_dir, options.target, data)
     if cfg.chunk_size is None:  # train copies in chunks when one vmapped step would not fit
@@ -299,6 +305,9 @@ def run_compare(options: CompareOptions) -> Results:
     """The whole comparison; the caller writes or prints the returned Results."""
     ctx, cfg, made = prepare(options)
     gold = run_gold_standard(ctx, cfg, progress=options.progress)
+    linearity = (removal_vs_derivative(ctx, gold, *removal_config(cfg, ctx.spec.gold_standard.n_train_evaluated),
+                                       centered=options.centered, progress=options.progress)
+                 if options.against_removal else None)
     truths = run_retraining(ctx, cfg, options)
     requests = [request for request, _ in made]
     records, costs, errors, truth_errors = [], {}, {}, {}
@@ -320,7 +329,8 @@ def run_compare(options: CompareOptions) -> Results:
     steps = cfg.steps_per_epoch if cfg.horizon_unit == "epoch" else None
     return Results(task_info(ctx, cfg), gold_summary(gold, options.centered, steps), records,
                    {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}, errors,
-                   __version__, git_hash(), now_iso(), extra=_extra(ctx, cfg, options, truths, truth_errors, requests))
+                   __version__, git_hash(), now_iso(), extra=_extra(ctx, cfg, options, truths, truth_errors, requests)
+                   | ({"removal_vs_derivative": linearity} if linearity is not None else {}))
 
 
 def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: Truths,

@@ -13,16 +13,18 @@ import pytest
 
 from gold_helpers import in_cache, small_context, write_small_spec
 from test_cli import run_cli
-from tdabench.compare import CompareOptions, run_compare
+from tdabench.compare import CompareOptions, prepare, run_compare
 from tdabench.errors import TdabenchError
 from tdabench.report import build_leaderboard, write_leaderboard
 from tdabench.results import write_results
+from tdabench.scoring.metrics import agreement
 from tdabench.selection import EstimatorRequest
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.spec import OptimizerSpec
 from tdabench.truths.further import (GoldConfig, config_from_spec, derivatives, gold_entry, paired_differences,
                                      run_gold_standard)
 from tdabench.truths.further.derivative import bytes_per_test_point, derivative_plan
+from tdabench.truths.further.nonlinearity import removal_config
 from tdabench.truths.further.replay import checkpoint_interval, state_bytes
 
 RECIPES = {
@@ -197,6 +199,31 @@ def test_compare_mode_derivative_end_to_end(tmp_path):
         ("derivative", 7), ("derivative", 30), ("removal", 30)], "tables never mix modes"
     pages = write_leaderboard(tables, tmp_path / "board")
     assert any(p.suffix == ".png" for p in pages) and "derivative" in (tmp_path / "board" / "README.md").read_text()
+
+
+def test_removal_against_derivative_in_the_results(tmp_path):
+    spec = write_small_spec(tmp_path, **{"data.max_train": 30, "training.epochs": 2, "training.checkpoint_epochs": [2],
+                                         "gold_standard.n_train_evaluated": 9})
+    options = CompareOptions(task=str(spec), mode="derivative", estimators=(EstimatorRequest("grad-dot"),),
+                             cache_dir=tmp_path, progress=False, against_removal=True)
+    results = run_compare(options)
+    ctx, cfg, _ = prepare(options)
+    removal_cfg, positions = removal_config(cfg, 9)
+    default = config_from_spec(ctx.spec.gold_standard, len(ctx.train), len(ctx.test), mode="removal")
+    assert removal_cfg.key(ctx.spec.spec_hash) == default.key(ctx.spec.spec_hash), "shared with --mode removal"
+    computed: list[int] = []
+    removal = run_gold_standard(ctx, removal_cfg, progress=False, after_seed=computed.append)
+    derivative = run_gold_standard(ctx, cfg, progress=False, after_seed=computed.append)
+    linear = results.extra["removal_vs_derivative"]
+    assert linear["n_train_evaluated"] == 9 and linear["seeds"] == cfg.seeds
+    assert computed == [], "compare left both gold standards in the cache"
+    rows = {(r["horizon"], r["metric"]): r["mean"] for r in linear["agreement"]}
+    assert len(rows) == len(cfg.horizons) * 3
+    for h, horizon in enumerate(cfg.horizons):
+        expected = agreement(removal.mean(h), derivative.mean(h)[:, positions], "pearson").mean
+        assert rows[(horizon, "pearson")] == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(TdabenchError, match="--against-removal goes with --mode derivative"):
+        prepare(dataclasses.replace(options, mode="removal"))
 
 
 def test_epsilon_with_mode_derivative_is_one_line_and_exit_code_2(tmp_path):
