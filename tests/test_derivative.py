@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from gold_helpers import in_cache, small_context, write_small_spec
+from gold_helpers import in_cache, small_context, spec_dict, write_small_spec
 from test_cli import run_cli
 from tdabench.compare import CompareOptions, prepare, run_compare
 from tdabench.errors import TdabenchError
@@ -19,6 +19,7 @@ from tdabench.report import build_leaderboard, write_leaderboard
 from tdabench.results import write_results
 from tdabench.scoring.metrics import agreement
 from tdabench.selection import EstimatorRequest
+from tdabench.task import build_context, parse_spec
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.spec import OptimizerSpec
 from tdabench.truths.further import (GoldConfig, config_from_spec, derivatives, gold_entry, paired_differences,
@@ -78,6 +79,29 @@ def test_adam_with_a_dead_unit_stays_finite_and_exact(mlp_ctx):
     d, _ = derivatives(ctx, cfg, seed=0)
     assert np.isfinite(d).all()
     assert _relative_error(d, _central_difference(ctx, cfg, seed=0)) <= 1e-6
+
+
+def _small_float64(task: str, cache, target: str | None = None):
+    """The task's `small` variant in float64 (the text tasks train in float32 by default)."""
+    raw = spec_dict(task)
+    for key, value in raw.pop("variants")["small"].items():
+        raw[key] = raw.get(key, {}) | value if isinstance(value, dict) else value
+    raw |= {"dtype": "float64", "name": f"{task}-small-float64"}
+    return build_context(parse_spec(raw), cache, target)
+
+
+@pytest.mark.parametrize("task,target", [
+    ("mnist-cnn", "probe:4"), pytest.param("mnist-cnn", None, marks=pytest.mark.slow),
+    pytest.param("rt-bert-tiny", None, marks=pytest.mark.slow), pytest.param("rt-minilm", None, marks=pytest.mark.slow)])
+def test_every_kind_of_built_in_task_is_exact(tmp_path, task, target):
+    """CNN, concept-probe target, transformer with AdamW (and MiniLM's trainable top layers)."""
+    ctx = _small_float64(task, tmp_path, target)
+    cfg = GoldConfig(ctx.spec.gold_standard.further_training, train_idx=(0, 3, 7), test_idx=(0, 1), horizons=(1, 3),
+                     horizon_unit="step", seeds=1, mode="derivative", n_train=len(ctx.train))
+    d, _ = derivatives(ctx, cfg, seed=0)
+    fd = _central_difference(ctx, cfg, seed=0)
+    assert np.abs(fd).max() > 1e-4
+    assert _relative_error(d, fd) <= 1e-6
 
 
 def _ridge_derivative(ctx, cfg: GoldConfig) -> np.ndarray:
