@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +15,12 @@ import pytest
 from gold_helpers import in_cache, small_context, spec_dict, write_small_spec
 from test_cli import run_cli
 from tdabench.compare import CompareOptions, prepare, run_compare
-from tdabench.errors import TdabenchError
+from tdabench.errors import SpecError, TdabenchError
 from tdabench.report import build_leaderboard, write_leaderboard
 from tdabench.results import write_results
 from tdabench.scoring.metrics import agreement
 from tdabench.selection import EstimatorRequest
+from tdabench.suite import check_entry, load_suite, parse_suite, results_dir, settings
 from tdabench.task import build_context, parse_spec
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.spec import OptimizerSpec
@@ -254,3 +256,19 @@ def test_epsilon_with_mode_derivative_is_one_line_and_exit_code_2(tmp_path):
     proc = run_cli("compare", "--mode", "derivative", "--epsilon", "0.5", "--out", str(tmp_path))
     assert proc.returncode == 2 and "--epsilon goes with --mode downweight" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_derivative_suite_is_valid_and_keeps_its_results_apart(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_derivative_suite.yaml"
+    suite = load_suite(path)
+    assert suite.entries and all(e.mode == "derivative" and e.against_removal for e in suite.entries)
+    for entry in suite.entries:
+        check_entry(suite, entry)
+        assert results_dir("board", entry) == Path("board", "results", f"{entry.task}-derivative")
+        wanted = settings(entry, [], True)
+        assert (wanted["mode"], wanted["against_removal"]) == ("derivative", True)
+    plain = settings(dataclasses.replace(suite.entries[0], mode=None, against_removal=False), [], True)
+    assert "mode" not in plain and "against_removal" not in plain, "older results files stay current"
+    for bad in ({"mode": "exact"}, {"against_removal": "yes"}):
+        with pytest.raises(SpecError, match=next(iter(bad))):
+            parse_suite({"tasks": [{"task": "digits-mlp", "seeds": 2} | bad]}, "suite.yaml")
