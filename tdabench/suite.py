@@ -205,7 +205,11 @@ def compare_options(entry: SuiteEntry, **common: Any) -> Any:
     passed only when CompareOptions has that field."""
     kwargs = dict(task=entry.task, estimators=entry.estimators, seeds=entry.seeds,
                   horizons=entry.horizons, n_train=entry.n_train, n_test=entry.n_test,
-                  target=entry.target, mode=entry.mode, against_removal=entry.against_removal, **common)
+                  target=entry.target, **common)
+    if entry.mode is not None:  # like `settings`, only when set
+        kwargs["mode"] = entry.mode
+    if entry.against_removal:
+        kwargs["against_removal"] = True
     if supports_retraining():
         kwargs["retraining"] = entry.retraining
     return CompareOptions(**kwargs)
