@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from tdabench.errors import TdabenchError
 from tdabench.task.device import resolve_device
+from tdabench.truths.names import GOLD_MODES
 
 if TYPE_CHECKING:
     from tdabench.results import Results
@@ -69,14 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--horizons", type=_int_list, default=None,
                      help="comma-separated, increasing, in the spec's unit (epochs or steps); default: the "
                           "spec's gold_standard.horizons ({DEFAULT_HORIZONS})")
-    cmp.add_argument("--mode", choices=["removal", "downweight"], default=None,
+    cmp.add_argument("--mode", choices=list(GOLD_MODES), default=None,
                      help="removal: leave each instance out; downweight: scale its loss weight by 1 - epsilon "
-                          "in every batch (default: the spec's, removal for the built-ins)")
+                          "in every batch; derivative: the epsilon -> 0 limit for every training instance by "
+                          "reverse mode (default: the spec's, removal for the built-ins)")
     cmp.add_argument("--epsilon", type=float, default=None,
                      help="in (0, 1], with --mode downweight: the loss weight becomes 1 - epsilon "
                           "(default: the spec's, 1)")
     cmp.add_argument("--n-train", type=int, default=None,
-                     help="training instances evaluated (default: the spec's n_train_evaluated; all if fewer)")
+                     help="training instances evaluated (default: the spec's n_train_evaluated, all if fewer; "
+                          "mode derivative: all)")
     cmp.add_argument("--n-test", type=int, default=None,
                      help="test points scored (default: the spec's gold_standard.n_test; all if fewer)")
     cmp.add_argument("--target", default=None,
@@ -93,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--lds-subsets", type=int, default=50, help="random 50%% subsets of the LDS (default %(default)s)")
     cmp.add_argument("--final-models", type=int, default=1,
                      help=">= 2: seed-noise analysis over final models trained from that many seeds")
+    cmp.add_argument("--against-removal", action="store_true",
+                     help="mode derivative: also compute the removal gold standard on the spec's number of "
+                          "evaluated instances and report how well the two agree (the nonlinearity of removal)")
     cmp.add_argument("--metric", default="pearson",
                      help="metric of the terminal table and the decay plot: one of {METRICS} (default %(default)s; "
                           "every metric is in results.json)")
@@ -175,7 +181,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         n_train=args.n_train, n_test=args.n_test, centered=args.centered, target=args.target,
         chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress,
         retraining=args.retraining, retraining_seeds=args.retraining_seeds, lds_subsets=args.lds_subsets,
-        final_models=args.final_models, device=args.device, dtype=args.dtype)
+        final_models=args.final_models, device=args.device, dtype=args.dtype,
+        against_removal=args.against_removal)
     results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
     print(headline(results))

@@ -9,7 +9,9 @@ Optional analyses (docs/method.md, secondary ground truths and the noise ceiling
 tdabench.truths.retraining (records with `ground_truth` LOO/LDS of truths/names.py, horizon = the
 training epochs; settings and cost in results.extra["retraining"]); `final_models` ≥ 2 adds the
 seed-noise analysis of tdabench.truths.seed_noise over that many final models
-(results.extra["seed_noise"]).
+(results.extra["seed_noise"]); `against_removal` (mode derivative) adds the removal gold standard on
+the spec's number of evaluated instances and its agreement with the derivative
+(results.extra["removal_vs_derivative"], truths/further/nonlinearity.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from tdabench.task.targets import check_target_name
 from tdabench.task.user_task import UserTask
 from tdabench.truths.further import (GOLD_MODES, GoldConfig, GoldStandard, auto_chunk_size, check_epsilon,
                                      check_horizons, config_from_spec, run_gold_standard)
-from tdabench.truths.names import LDS, LDS_METRIC, LOO
+from tdabench.truths.further.nonlinearity import removal_config, removal_vs_derivative
+from tdabench.truths.names import DERIVATIVE, DOWNWEIGHT, LDS, LDS_METRIC, LOO
 from tdabench.truths.registry import RETRAINING
 from tdabench.truths.retraining import (LeaveOneOut, RetrainingConfig, SubsetRetraining, check_retraining_counts,
                                         lds)
@@ -71,6 +74,7 @@ class CompareOptions:
     robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
     device: str = "cpu"  # auto | cpu | cuda[:k]: where the gold standard and retraining run (task/device.py)
     dtype: str | None = None  # None: the spec's; another dtype is refused (check_dtype)
+    against_removal: bool = False  # mode derivative: also the removal gold standard, and their agreement
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot work, before anything is loaded or trained."""
@@ -135,9 +139,11 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
         spec.gold_standard, len(data.train), len(data.test), seeds=options.seeds, horizons=options.horizons,
         mode=options.mode, epsilon=options.epsilon, n_train_evaluated=options.n_train,
         n_test_evaluated=options.n_test, chunk_size=options.chunk_size)
-    if options.epsilon is not None and cfg.mode != "downweight":
-        raise TdabenchError(f"--epsilon goes with --mode downweight (the mode is '{cfg.mode}', which removes "
-                            f"the instance)")
+    if options.epsilon is not None and cfg.mode != DOWNWEIGHT:
+        raise TdabenchError(f"--epsilon goes with --mode downweight (the mode is '{cfg.mode}', which "
+                            f"{'takes the limit ε → 0' if cfg.mode == DERIVATIVE else 'removes the instance'})")
+    if options.against_removal and cfg.mode != DERIVATIVE:
+        raise TdabenchError(f"--against-removal goes with --mode derivative (the mode is '{cfg.mode}')")
     check_target(options.target or spec.target, spec, data)  # a bad target fails before training
     check_recipe_needs(spec, options)
     ctx = build_context(spec, options.cache_dir, options.target, **(user.context_args() if user else {"data": data}))
@@ -341,6 +347,9 @@ def _run_compare(options: CompareOptions) -> Results:
     ctx, cfg, made = prepare(options)
     on_device = context_on(ctx, resolve_device(options.device))
     gold = run_gold_standard(on_device, cfg, progress=options.progress)
+    linearity = (removal_vs_derivative(on_device, gold, *removal_config(cfg, ctx.spec.gold_standard.n_train_evaluated),
+                                       centered=options.centered, progress=options.progress)
+                 if options.against_removal else None)
     truths = run_retraining(on_device, cfg, options)
     requests = [request for request, _ in made]
     records, costs, errors, truth_errors = [], {}, {}, {}
@@ -362,7 +371,8 @@ def _run_compare(options: CompareOptions) -> Results:
     steps = cfg.steps_per_epoch if cfg.horizon_unit == "epoch" else None
     return Results(task_info(ctx, cfg), gold_summary(gold, options.centered, steps), records,
                    {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}, errors,
-                   __version__, git_hash(), now_iso(), extra=_extra(ctx, cfg, options, truths, truth_errors, requests))
+                   __version__, git_hash(), now_iso(), extra=_extra(ctx, cfg, options, truths, truth_errors, requests)
+                   | ({"removal_vs_derivative": linearity} if linearity is not None else {}))
 
 
 def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: Truths,

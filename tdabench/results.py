@@ -29,7 +29,7 @@ from tdabench.truths.names import FURTHER_TRAINING, GROUND_TRUTHS
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon",
                "horizon_unit", "metric", "mean", "sem", "n_test", "n_skipped",
-               "source_distribution", "source_version", "ground_truth", "ci_low", "ci_high")
+               "source_distribution", "source_version", "ground_truth", "ci_low", "ci_high", "gold_mode")
 _TOP_KEYS = ("schema_version", "tdabench_version", "git_hash", "date", "task", "gold_standard",
              "records", "cost", "errors")
 
@@ -241,7 +241,9 @@ def csv_cell(value: Any) -> str:
 
 
 def results_csv(results: Results) -> str:
-    """One row per record, columns CSV_COLUMNS; None → empty cell, floats in full precision."""
+    """One row per record, columns CSV_COLUMNS; None → empty cell, floats in full precision.
+    `gold_mode` is the further-training gold standard's mode (removal, downweight, derivative) for
+    its records, empty for the retraining ground truths."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -250,7 +252,8 @@ def results_csv(results: Results) -> str:
         src = r.source or {}
         row = (t.name, t.version, t.spec_hash, r.estimator, params_json(r.params),
                r.horizon, unit, r.metric, r.mean, r.sem, r.n_test, r.n_skipped,
-               src.get("distribution"), src.get("version"), r.ground_truth, r.ci_low, r.ci_high)
+               src.get("distribution"), src.get("version"), r.ground_truth, r.ci_low, r.ci_high,
+               results.gold_standard.mode if r.ground_truth == FURTHER_TRAINING else None)
         writer.writerow([csv_cell(v) for v in row])
     return buf.getvalue()
 

@@ -12,8 +12,11 @@ entries:
         horizons: [1, 2, 5, 10]        # optional; default: the spec's
         target: loss                   # optional; default: the spec's
         retraining: [loo, lds]         # optional secondary ground truths (default none)
+        mode: derivative               # optional gold-standard mode (default: the spec's)
+        against_removal: true          # optional, mode derivative: removal's agreement with it
 
-The results of an entry live in `<out>/results/<task>/results.json`, which records the entry's
+The results of an entry live in `<out>/results/<task>/results.json` (`<task>-<mode>` when the
+entry sets `mode`), which records the entry's
 settings (estimators resolved to labels) under the top-level key "suite_entry". An entry is stale
 when that file is missing, was made with other settings, or with another version of the task spec.
 Malformed files raise SpecError naming the file and the field.
@@ -35,10 +38,11 @@ from tdabench.registry import make_estimator
 from tdabench.results import Results, read_results, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
 from tdabench.task import find_spec
-from tdabench.truths.names import RETRAINING_GROUND_TRUTHS
+from tdabench.truths.names import GOLD_MODES, RETRAINING_GROUND_TRUTHS
 
 SUITE_KEY = "suite_entry"
-_ENTRY_KEYS = ("task", "seeds", "estimators", "n_train", "n_test", "horizons", "target", "retraining")
+_ENTRY_KEYS = ("task", "seeds", "estimators", "n_train", "n_test", "horizons", "target", "retraining", "mode",
+               "against_removal")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -54,6 +58,8 @@ class SuiteEntry:
     horizons: tuple[int, ...] | None = None
     target: str | None = None
     retraining: tuple[str, ...] = ()
+    mode: str | None = None
+    against_removal: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,10 +137,16 @@ def _entry(raw: Any, path: str, i: int) -> SuiteEntry:
             or len(set(retraining)) != len(retraining):
         raise SpecError(path, f"{where}.retraining", "a list of distinct values from "
                         + ", ".join(RETRAINING_GROUND_TRUTHS), raw.get("retraining"))
+    mode = raw.get("mode")
+    if mode is not None and mode not in GOLD_MODES:
+        raise SpecError(path, f"{where}.mode", "one of " + ", ".join(GOLD_MODES), mode)
+    against_removal = raw.get("against_removal", False)
+    if not isinstance(against_removal, bool):
+        raise SpecError(path, f"{where}.against_removal", "true or false", against_removal)
     estimators = raw.get("estimators")
     return SuiteEntry(task, seeds,
                       None if estimators is None else _estimators(estimators, path, f"{where}.estimators"),
-                      n_train, n_test, horizons, target, tuple(retraining))
+                      n_train, n_test, horizons, target, tuple(retraining), mode, against_removal)
 
 
 def parse_suite(raw: Any, path: str) -> Suite:
@@ -165,8 +177,9 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def results_dir(out_dir: str | Path, entry: SuiteEntry) -> Path:
-    """Where an entry's results.json/.csv go: `<out>/results/<task>`."""
-    return Path(out_dir) / "results" / entry.task
+    """Where an entry's results.json/.csv go: `<out>/results/<task>`, or `<task>-<mode>` for an
+    entry that sets its mode (so suites of several modes can share one leaderboard folder)."""
+    return Path(out_dir) / "results" / (entry.task if entry.mode is None else f"{entry.task}-{entry.mode}")
 
 
 def supports_retraining() -> bool:
@@ -176,12 +189,15 @@ def supports_retraining() -> bool:
 
 def settings(entry: SuiteEntry, default_labels: list[str], retraining: bool) -> dict[str, Any]:
     """The JSON form of an entry as it is run: estimators resolved to labels (`default_labels`
-    when the entry has none), retraining dropped when the comparison cannot do it."""
+    when the entry has none), retraining dropped when the comparison cannot do it; `mode` and
+    `against_removal` only when set (so results made before they existed stay current)."""
     labels = default_labels if entry.estimators is None else [r.label for r in entry.estimators]
+    optional = ({"mode": entry.mode} if entry.mode is not None else {}) | (
+        {"against_removal": True} if entry.against_removal else {})
     return {"task": entry.task, "seeds": entry.seeds, "estimators": list(labels),
             "n_train": entry.n_train, "n_test": entry.n_test,
             "horizons": None if entry.horizons is None else list(entry.horizons),
-            "target": entry.target, "retraining": list(entry.retraining) if retraining else []}
+            "target": entry.target, "retraining": list(entry.retraining) if retraining else []} | optional
 
 
 def compare_options(entry: SuiteEntry, **common: Any) -> Any:
@@ -190,6 +206,10 @@ def compare_options(entry: SuiteEntry, **common: Any) -> Any:
     kwargs = dict(task=entry.task, estimators=entry.estimators, seeds=entry.seeds,
                   horizons=entry.horizons, n_train=entry.n_train, n_test=entry.n_test,
                   target=entry.target, **common)
+    if entry.mode is not None:  # like `settings`, only when set
+        kwargs["mode"] = entry.mode
+    if entry.against_removal:
+        kwargs["against_removal"] = True
     if supports_retraining():
         kwargs["retraining"] = entry.retraining
     return CompareOptions(**kwargs)

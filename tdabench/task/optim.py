@@ -22,6 +22,14 @@ def _blend(active: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.
     return torch.where(mask, new, old)
 
 
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """√x, with derivative 0 instead of ∞ where x = 0 (same values). Adam's v is 0 only where every
+    gradient so far was exactly 0 (a dead unit), so its derivative there is 0 and ∞ · 0 = NaN would
+    poison the reverse sweep of the derivative mode (truths/further/derivative.py)."""
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, 1.0).sqrt(), 0.0)
+
+
 @dataclass(frozen=True)
 class FunctionalOptimizer:
     """`init(params)` gives the state; `step(params, grads, state, active)` gives new params and state."""
@@ -112,7 +120,7 @@ class FunctionalOptimizer:
         v = beta2 * state[f"v.{k}"] + (1 - beta2) * g * g
         c = count.reshape(count.shape + (1,) * (p.dim() - count.dim())).clamp(min=1)
         m_hat, v_hat = m / (1 - beta1 ** c), v / (1 - beta2 ** c)
-        return p - s.lr * m_hat / (v_hat.sqrt() + eps), {f"m.{k}": m, f"v.{k}": v}
+        return p - s.lr * m_hat / (_sqrt(v_hat) + eps), {f"m.{k}": m, f"v.{k}": v}
 
 
 def torch_optimizer(spec: OptimizerSpec, parameters) -> torch.optim.Optimizer:

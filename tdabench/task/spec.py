@@ -23,7 +23,7 @@ Modality = Literal["tabular", "image", "text"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
 LossName = Literal["cross-entropy", "squared", "custom"]  # custom: a callable given to the Python API
 HorizonUnit = Literal["epoch", "step"]
-GoldMode = Literal["removal", "downweight"]
+GoldMode = Literal["removal", "downweight", "derivative"]
 DType = Literal["float32", "float64"]
 
 

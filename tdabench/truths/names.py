@@ -16,3 +16,8 @@ LDS_METRIC = LDS  # the metric of the LDS records (the other ground truths use m
 
 RETRAINING_GROUND_TRUTHS: tuple[str, ...] = (LOO, LDS)  # trained from scratch (truths/retraining.py)
 GROUND_TRUTHS: tuple[str, ...] = (FURTHER_TRAINING, *RETRAINING_GROUND_TRUTHS)
+
+# The modes of the further-training gold standard (truths/further/config.py): removal and
+# down-weighting by ε train a copy per instance; derivative is their ε → 0 limit (DESIGN §8).
+REMOVAL, DOWNWEIGHT, DERIVATIVE = "removal", "downweight", "derivative"
+GOLD_MODES: tuple[str, ...] = (REMOVAL, DOWNWEIGHT, DERIVATIVE)

@@ -14,9 +14,9 @@ import numpy as np
 from tdabench.errors import TdabenchError
 from tdabench.task.schedule import steps_per_epoch
 from tdabench.task.spec import GoldSpec, OptimizerSpec
+from tdabench.truths.names import DERIVATIVE, GOLD_MODES
 
 GOLD_FORMAT = 2  # raise when the training code changes the numbers a config produces (2: batched-GEMM path)
-GOLD_MODES = ("removal", "downweight")
 
 
 def check_horizons(horizons: tuple[int, ...]) -> None:
@@ -59,6 +59,8 @@ class GoldConfig:
     mode: str = "removal"
     epsilon: float = 1.0
     chunk_size: int | None = None
+    checkpoint_every: int | None = None
+    adjoint_chunk: int | None = None
     n_train: int = field(kw_only=True)
     steps_per_epoch: int = field(init=False)
     steps: tuple[int, ...] = field(init=False)
@@ -73,7 +75,7 @@ class GoldConfig:
         if self.seeds < 1:
             raise TdabenchError(f"seeds must be at least 1, got {self.seeds}")
         if self.mode not in GOLD_MODES:
-            raise TdabenchError(f"mode must be 'removal' or 'downweight', got '{self.mode}'")
+            raise TdabenchError(f"mode must be one of {', '.join(GOLD_MODES)}, got '{self.mode}'")
         if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon != 0):
             raise TdabenchError(f"epsilon must be a finite number other than 0, got {self.epsilon!r}")
         if self.horizon_unit not in ("epoch", "step"):
@@ -84,6 +86,9 @@ class GoldConfig:
             raise TdabenchError("test_idx must be non-empty and free of repeats")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise TdabenchError(f"chunk_size must be positive, got {self.chunk_size}")
+        for name in ("checkpoint_every", "adjoint_chunk"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise TdabenchError(f"{name} must be positive, got {getattr(self, name)}")
         per_epoch = steps_per_epoch(self.n_train, self.recipe.batch_size)
         object.__setattr__(self, "steps_per_epoch", per_epoch)
         object.__setattr__(self, "steps", tuple(h * per_epoch if self.horizon_unit == "epoch" else h
@@ -99,10 +104,12 @@ class GoldConfig:
         """Everything that determines one seed's numbers, for the cache check.
 
         `seeds` is left out (seed s gives the same numbers whatever the total, so asking for more
-        seeds later reuses the ones on disk), and so is `chunk_size` (it changes no number).
+        seeds later reuses the ones on disk), and so are `chunk_size`, `checkpoint_every` and
+        `adjoint_chunk` (they change no number).
         """
         fields = dataclasses.asdict(self)
-        fields.pop("chunk_size")
+        for name in ("chunk_size", "checkpoint_every", "adjoint_chunk"):
+            fields.pop(name)
         fields.pop("seeds")
         return {"format": GOLD_FORMAT, "spec_hash": spec_hash, **json.loads(json.dumps(fields))}
 
@@ -127,7 +134,11 @@ def config_from_spec(spec: GoldSpec, n_train: int, n_test: int, *, seeds: int | 
                      epsilon: float | None = None, n_train_evaluated: int | None = None,
                      n_test_evaluated: int | None = None, selection_seed: int = 0,
                      chunk_size: int | None = None) -> GoldConfig:
-    """The spec's defaults, overridden by whatever the caller passes."""
+    """The spec's defaults, overridden by whatever the caller passes; the derivative mode
+    evaluates every training instance unless `n_train_evaluated` says otherwise."""
+    mode = mode or spec.mode
+    if n_train_evaluated is None and mode == DERIVATIVE:
+        n_train_evaluated = n_train
     n_eval = spec.n_train_evaluated if n_train_evaluated is None else n_train_evaluated
     n_tst = spec.n_test if n_test_evaluated is None else n_test_evaluated
     return GoldConfig(
@@ -137,5 +148,5 @@ def config_from_spec(spec: GoldSpec, n_train: int, n_test: int, *, seeds: int | 
         test_idx=select_indices(n_test, min(n_tst, n_test) if n_test_evaluated is None else n_tst,
                                 selection_seed + 1, "test points"),
         horizons=tuple(horizons or spec.horizons), horizon_unit=spec.horizon_unit,
-        seeds=spec.seeds if seeds is None else seeds, mode=mode or spec.mode,
+        seeds=spec.seeds if seeds is None else seeds, mode=mode,
         epsilon=spec.epsilon if epsilon is None else epsilon, chunk_size=chunk_size, n_train=n_train)

@@ -1,4 +1,5 @@
-"""Running the gold standard seed by seed, saving each finished seed atomically.
+"""Running the gold standard seed by seed, saving each finished seed atomically (every mode:
+removal and downweight by vectorized.py, derivative by derivative.py).
 
 A run that is killed and started again loads the seeds already on disk and computes only the rest;
 since every seed is a pure function of (task, config, seed), it ends with the same numbers as an
@@ -16,14 +17,16 @@ import torch
 
 from tdabench.storage import UnitStore, run_seeds, task_entry
 from tdabench.task.context import TaskContext
-from tdabench.truths.further.config import GoldConfig
+from tdabench.truths.further.config import DERIVATIVE, GoldConfig
+from tdabench.truths.further.derivative import derivative_plan, derivatives, n_sweeps
 from tdabench.truths.further.vectorized import paired_differences
 from tdabench.truths.stacked import n_chunks
 
 
 @dataclass(frozen=True)
 class GoldStandard:
-    """Per-seed paired differences, shape (S, n_horizons, n_test, n_train_evaluated), float64.
+    """Per-seed paired differences, shape (S, n_horizons, n_test, n_train_evaluated), float64
+    (mode "derivative": the derivatives d = −∂f/∂w_i of DESIGN §8 in their place).
 
     Sign (docs/method.md, sign and shape): diff > 0 means removing the instance increased the target.
     """
@@ -56,10 +59,14 @@ def run_gold_standard(ctx: TaskContext, cfg: GoldConfig, progress: bool = True,
     `cache_root()`); `after_seed(s)` is called once seed s is on disk."""
     store = UnitStore(gold_entry(ctx, cfg), cfg.settings(ctx.spec.spec_hash) | {"target": ctx.target_name},
                       keys=("diff", "reference"))
-    ticks = cfg.steps[-1] * n_chunks(len(cfg.train_idx), cfg.chunk_size)
+    if cfg.mode == DERIVATIVE:  # one forward run, then one reverse sweep per chunk of test points
+        ticks = cfg.steps[-1] * (1 + n_sweeps(cfg, derivative_plan(ctx, cfg)[0]))
+        seed_fn = derivatives
+    else:
+        ticks, seed_fn = cfg.steps[-1] * n_chunks(len(cfg.train_idx), cfg.chunk_size), paired_differences
 
     def compute(seed: int, tick: Callable[[], None]) -> dict[str, torch.Tensor]:
-        diff, reference = paired_differences(ctx, cfg, seed, on_step=tick)
+        diff, reference = seed_fn(ctx, cfg, seed, on_step=tick)
         return {"diff": torch.from_numpy(diff), "reference": torch.from_numpy(reference)}
 
     done, seconds = run_seeds(store, cfg.seeds, compute, what="gold standard", ticks_per_seed=ticks,

@@ -1,0 +1,96 @@
+"""Cost of the derivative mode against the vectorised downweight gold standard, in one process.
+
+Both compute one seed on the same task, training instances, test points and horizons: the
+derivative mode d = −∂f/∂w_i (one forward run, one reverse sweep per chunk of test points) and the
+vectorised downweight mode (1 + n copies trained together, chunked to the memory budget) with a
+small ε, whose differences divided by ε approach d. For each n_train (default: 100 and all
+instances) the script reports wall seconds, peak resident memory above the process's resident size
+before the run (MiB, sampled), and the largest difference between d and diff/ε relative to the
+largest |d| (O(ε) for a one-sided difference). Usage:
+
+    .venv/bin/python benchmarks/derivative_speed.py [--task breast-cancer-mlp] [--n-train 100,all]
+        [--horizons 1,2,5] [--epsilon 1e-4] [--out benchmarks/results/derivative_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tdabench.scoring.costs import measure, release_freed_memory
+from tdabench.task import build_context, find_spec
+from tdabench.truths.further import auto_chunk_size, config_from_spec, derivatives, paired_differences
+from tdabench.truths.further.derivative import derivative_plan
+
+
+def _resident_mb() -> float:
+    """The process's resident set size now, MiB (Linux /proc)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * 4096 / 2**20
+
+
+def _timed(work):
+    """(result, wall seconds, peak resident MiB above the resident size before)."""
+    release_freed_memory()
+    before = _resident_mb()
+    start = time.perf_counter()
+    with measure() as cost:
+        result = work()
+    seconds = time.perf_counter() - start
+    return result, round(seconds, 2), None if cost.peak_mem_mb is None else round(cost.peak_mem_mb - before, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="breast-cancer-mlp")
+    parser.add_argument("--n-train", default="100,all", help="comma-separated counts or 'all'")
+    parser.add_argument("--n-test", type=int, default=100)
+    parser.add_argument("--horizons", default="1,2,5", help="comma-separated, in the task's unit")
+    parser.add_argument("--epsilon", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/derivative_speed.json"))
+    args = parser.parse_args()
+    spec = find_spec(args.task)
+    ctx = build_context(spec, Path(tempfile.mkdtemp()))
+    horizons = tuple(int(h) for h in args.horizons.split(","))
+    runs = []
+    for count in args.n_train.split(","):
+        n_eval = len(ctx.train) if count == "all" else int(count)
+        cfg = config_from_spec(spec.gold_standard, len(ctx.train), len(ctx.test), seeds=1, horizons=horizons,
+                               mode="derivative", n_train_evaluated=n_eval, n_test_evaluated=args.n_test)
+        down = dataclasses.replace(cfg, mode="downweight", epsilon=args.epsilon)
+        down = dataclasses.replace(down, chunk_size=auto_chunk_size(ctx, down.recipe, len(down.train_idx)))
+        (d, _), derivative_s, derivative_mb = _timed(partial(derivatives, ctx, cfg, args.seed))
+        (diff, _), vectorised_s, vectorised_mb = _timed(partial(paired_differences, ctx, down, args.seed))
+        test_chunk, k = derivative_plan(ctx, cfg)
+        runs.append({
+            "n_train_evaluated": n_eval, "derivative_s": derivative_s, "vectorised_downweight_s": vectorised_s,
+            "speedup": round(vectorised_s / derivative_s, 2), "derivative_peak_mb": derivative_mb,
+            "vectorised_downweight_peak_mb": vectorised_mb, "derivative_test_chunk": test_chunk,
+            "derivative_checkpoint_every": k, "vectorised_chunk_size": down.chunk_size,
+            "max_relative_difference_d_vs_diff_over_epsilon": float(np.abs(d - diff / args.epsilon).max()
+                                                                    / np.abs(d).max())})
+        print(json.dumps(runs[-1]), flush=True)
+    report = {
+        "task": spec.name, "spec_hash": spec.spec_hash, "n_params": ctx.n_params, "n_train": len(ctx.train),
+        "n_test": args.n_test, "horizons": list(horizons), "horizon_unit": cfg.horizon_unit,
+        "steps": cfg.steps[-1], "epsilon": args.epsilon, "runs": runs,
+        "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        "note": "one seed each; wall times on a shared machine (contended), compare within one run",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
