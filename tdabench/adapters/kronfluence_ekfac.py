@@ -60,7 +60,6 @@ from torch.utils.data import TensorDataset
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator, is_positive_int
 from tdabench.task.context import TaskContext
-from tdabench.task.objective import per_example_loss
 from tdabench.task.targets import make_target
 
 NAME = "ekfac-kronfluence"
@@ -91,7 +90,7 @@ def _make_task(context: TaskContext, generator: torch.Generator) -> Any:
     from kronfluence.task import Task
 
     objective = context.spec.objective
-    loss_fn = per_example_loss(objective)
+    loss_fn = context.output_loss
     target_fn = make_target(context.target_name, objective)
     squared = objective.loss == "squared"
 

@@ -25,7 +25,6 @@ from tdabench.estimators.dense_curvature import CURVATURES, MEMO_UP_TO, curvatur
 from tdabench.estimators.gradients import as_float64, flatten, unflatten
 from tdabench.progress import bar
 from tdabench.task.context import TaskContext
-from tdabench.task.objective import per_example_loss
 
 
 @dataclass
@@ -98,7 +97,7 @@ class CurvatureOperator:
         params, theta = self.params_, flatten(self.params_)
         outputs_of = lambda flat: self.context.outputs(unflatten(flat, params), x)
         outputs, pullback = vjp(outputs_of, theta)
-        loss_of_out = per_example_loss(self.context.spec.objective)
+        loss_of_out = self.context.output_loss
         out_grad = grad(lambda o, t: loss_of_out(o[None], t[None])[0])
         out_hvp = vmap(lambda o, t, u: jvp(lambda o_: out_grad(o_, t), (o,), (u,))[1])
 
