@@ -28,7 +28,8 @@ from tdabench.report.plots import write_results_plots
 from tdabench.results import Results, check_writable_folder, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
 from tdabench.task.data import Dataset, Split
-from tdabench.task.spec import TaskSpec, parse_spec
+from tdabench.task.spec import TaskSpec
+from tdabench.task.spec_yaml import parse_spec
 from tdabench.task.user_task import UserTask
 
 DataLike = Any  # (x, y) | torch.utils.data.Dataset | datasets.Dataset

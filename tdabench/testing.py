@@ -31,7 +31,8 @@ from tdabench.task.data import Dataset, Split
 from tdabench.task.models import build_model
 from tdabench.task.objective import per_example_loss
 from tdabench.task.targets import make_target
-from tdabench.task.spec import TaskSpec, parse_spec
+from tdabench.task.spec import TaskSpec
+from tdabench.task.spec_yaml import parse_spec
 from tdabench.task.training import evaluate, train_module
 
 PLANTED_SPEC = {

@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 
 from tdabench.errors import TdabenchError, UnknownNameError
-from tdabench.task.spec import TaskSpec, load_spec, spec_variants
+from tdabench.task.spec import TaskSpec
+from tdabench.task.spec_yaml import load_spec, spec_variants
 from tdabench.task.user_code import call_user
 
 DEFAULT_TASK = "breast-cancer-mlp"
