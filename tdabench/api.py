@@ -42,11 +42,10 @@ def _pair(data: DataLike, features: Sequence[str], label: str, what: str) -> tup
         arrays = [np.asarray(data[c]) for c in cols]
         x = arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=1)
         return torch.as_tensor(x), torch.as_tensor(np.asarray(data[label]))
-    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, tuple):
+    if isinstance(data, torch.utils.data.Dataset):
         items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
-        return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor([int(y) if not
-                                                                                     torch.is_tensor(y) else y.item()
-                                                                                     for _, y in items])
+        xs, ys = zip(*items)
+        return torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
     try:
         x, y = data
     except (TypeError, ValueError):

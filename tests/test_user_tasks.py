@@ -185,3 +185,17 @@ def test_the_readme_example_runs_verbatim(tmp_path):
     assert "if-explicit" in proc.stdout and (tmp_path / "runs" / "my-mlp" / "results.json").is_file()
     assert np.isfinite(json.loads((tmp_path / "runs" / "my-mlp" / "results.json").read_text())
                        ["records"][0]["mean"])
+
+
+def test_api_data_forms_give_the_same_split():
+    """(x, y) pairs, a torch Dataset and a Hugging Face Dataset give identical tensors."""
+    import datasets
+
+    from tdabench.api import _pair
+
+    x, y = torch.arange(12.0).reshape(6, 2), torch.tensor([0, 1, 0, 1, 1, 0])
+    as_torch = torch.utils.data.TensorDataset(x, y)
+    as_hf = datasets.Dataset.from_dict({"a": x[:, 0].tolist(), "b": x[:, 1].tolist(), "label": y.tolist()})
+    for form in (as_torch, as_hf, (x.numpy(), y.numpy())):
+        fx, fy = _pair(form, (), "label", "train")
+        assert torch.equal(fx.double(), x.double()) and torch.equal(fy.long(), y)
