@@ -1,4 +1,4 @@
-"""The derivative mode (DESIGN §8): central finite differences of the downweight mode, the closed form
+"""The derivative mode (docs/method.md, derivative mode): central finite differences of the downweight mode, the closed form
 on ridge regression, independence of the checkpoint interval and of the test-point chunks, the
 plan's memory, the resumable runner and `tdabench compare --mode derivative`."""
 

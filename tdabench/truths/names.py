@@ -18,6 +18,6 @@ RETRAINING_GROUND_TRUTHS: tuple[str, ...] = (LOO, LDS)  # trained from scratch (
 GROUND_TRUTHS: tuple[str, ...] = (FURTHER_TRAINING, *RETRAINING_GROUND_TRUTHS)
 
 # The modes of the further-training gold standard (truths/further/config.py): removal and
-# down-weighting by ε train a copy per instance; derivative is their ε → 0 limit (DESIGN §8).
+# down-weighting by ε train a copy per instance; derivative is their ε → 0 limit (docs/method.md, derivative mode).
 REMOVAL, DOWNWEIGHT, DERIVATIVE = "removal", "downweight", "derivative"
 GOLD_MODES: tuple[str, ...] = (REMOVAL, DOWNWEIGHT, DERIVATIVE)

@@ -3,7 +3,7 @@
 `config` (settings, validated and hashed), `vectorized` (all copies of a seed in one vmapped step),
 `sequential` (the plain one-model-at-a-time reference), `runner` (seed by seed, resumable),
 `memory` (how many copies fit one step), `replay` (the reference run step by step) and `derivative`
-(the ε → 0 limit for every training instance by one reverse sweep, DESIGN §8).
+(the ε → 0 limit for every training instance by one reverse sweep, docs/method.md, derivative mode).
 """
 
 from tdabench.truths.further.config import (DERIVATIVE, GOLD_MODES, GoldConfig, check_epsilon, check_horizons,

@@ -1,7 +1,7 @@
-"""The derivative mode (DESIGN §8): d_t(i, z) = −∂f(z; θ_t(w))/∂w_i at w = 1, every instance at once.
+"""The derivative mode (docs/method.md, derivative mode): d_t(i, z) = −∂f(z; θ_t(w))/∂w_i at w = 1, every instance at once.
 
 w_i multiplies instance i's loss in every batch that holds it (replay.py); the sign is that of
-DESIGN §3 (d > 0: down-weighting i increases the target), and downweight-mode differences divided
+docs/method.md, "Sign and shape" (d > 0: down-weighting i increases the target), and downweight-mode differences divided
 by ε converge to d as ε → 0. Per seed:
 
 1. forward: the reference run, storing every k-th state s_t = (θ_t, optimizer slots) and θ at every

@@ -1,6 +1,6 @@
 """How well removal agrees with its linearisation: the removal gold standard against the derivative.
 
-Removal (DESIGN §2) changes the batches and is a finite change; the derivative mode (§8) is the
+Removal (docs/method.md) changes the batches and is a finite change; the derivative mode (the derivative mode) is the
 ε → 0 limit of down-weighting. On the same instances, test points, seeds and horizons, the
 agreement (per horizon and metric, mean ± sem over test points, metrics.agreement) of the
 seed-averaged removal differences a_t with the seed-averaged derivatives d_t measures the

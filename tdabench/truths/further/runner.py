@@ -26,7 +26,7 @@ from tdabench.truths.stacked import n_chunks
 @dataclass(frozen=True)
 class GoldStandard:
     """Per-seed paired differences, shape (S, n_horizons, n_test, n_train_evaluated), float64
-    (mode "derivative": the derivatives d = −∂f/∂w_i of DESIGN §8 in their place).
+    (mode "derivative": the derivatives d = −∂f/∂w_i of docs/method.md, derivative mode in their place).
 
     Sign (docs/method.md, sign and shape): diff > 0 means removing the instance increased the target.
     """
