@@ -376,8 +376,59 @@ def test_plot_names_are_unique() -> None:
     a = res([rec("grad-dot", 1, 0.9)], spec_hash=HASH_A, origin="a")
     b = res([rec("grad-dot", 1, 0.9)], spec_hash=HASH_B, origin="b")
     c = res([rec("grad-dot", 1, 0.9)], task="we ird/name", origin="c")
-    assert plot_names(build_leaderboard([a, b, c])) == ["toy-1_cosine", "toy-2_cosine",
-                                                        "we-ird-name_cosine"]
+    d = dataclasses.replace(a, gold_standard=dataclasses.replace(a.gold_standard, mode="derivative"), origin="d")
+    assert plot_names(build_leaderboard([a, b, c, d])) == ["toy-derivative_cosine", "toy_cosine", "toy-2_cosine",
+                                                           "we-ird-name_cosine"]
+
+
+def _two_modes() -> list:
+    """Tables of tasks toy and other: toy against removal (4 and 8 seeds) and derivative, other
+    against removal only."""
+    toy = res([rec("x", 10, 0.9), rec("y", 10, 0.5)], origin="toy")
+
+    def variant(origin: str, records: list[Record], **gold) -> Results:
+        return dataclasses.replace(toy, gold_standard=dataclasses.replace(toy.gold_standard, **gold),
+                                   origin=origin, records=records)
+    return build_leaderboard([toy, variant("toy8", [rec("x", 10, 0.1), rec("y", 10, 0.9)], seeds=8),
+                              variant("toyd", [rec("x", 10, 0.2), rec("y", 10, 0.95)], mode="derivative"),
+                              res([rec("x", 10, 0.8), rec("y", 10, 0.3)], task="other", origin="other")])
+
+
+def test_cross_task_summaries_never_mix_modes_or_count_a_task_twice() -> None:
+    from tdabench.report.tables import mean_ranks, summary_groups
+
+    tables = _two_modes()
+    groups = summary_groups(tables)
+    assert [(mode, [(t.task, t.gold["seeds"]) for t in group]) for mode, group in groups] == [
+        ("removal", [("other", 4), ("toy", 8)]), ("derivative", [("toy", 4)])]
+    # removal: other x 1 y 2 (intervals 0.8±0.02 vs 0.3±0.02); toy (8 seeds) x 2 y 1
+    removal = {m.estimator: m.by_band["longest"] for m in mean_ranks(groups[0][1])}
+    assert removal == {"x": (1.5, 2), "y": (1.5, 2)}
+    derivative = {m.estimator: m.by_band["longest"] for m in mean_ranks(groups[1][1])}
+    assert derivative == {"y": (1.0, 1), "x": (2.0, 1)}
+    with pytest.raises(ValueError, match="one table per task"):
+        mean_ranks(tables)
+
+
+def test_page_ids_and_headings_are_unique_per_mode() -> None:
+    import re
+
+    from tdabench.report.html import anchors
+
+    tables = _two_modes()
+    ids = anchors(tables)
+    assert len(set(ids)) == len(ids) and "task-toy-v1-derivative" in ids and "task-toy-v1-2" in ids
+    assert len({t.title for t in tables if t.task == "toy" and t.gold["seeds"] == 4}) == 2  # removal, derivative
+    page = leaderboard_html(tables)
+    page_ids = re.findall(r'id="([^"]+)"', page)
+    assert len(page_ids) == len(set(page_ids))
+    links = re.findall(r'<nav id="contents">.*?</nav>', page, re.S)[0]
+    targets = re.findall(r'href="#([^"]+)"', links)
+    assert len(targets) == len(set(targets)) and set(targets) <= set(page_ids)
+    assert {"across-tasks", "across-tasks-derivative"} <= set(targets)
+    markdown = leaderboard_markdown(tables)
+    assert markdown.count("## Across tasks: mean rank against the removal gold standard") == 1
+    assert markdown.count("## Across tasks: mean rank against the derivative gold standard") == 1
 
 
 def test_read_relative_sets_origins_relative_to_the_output(tmp_path: Path) -> None:

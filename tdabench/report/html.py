@@ -1,8 +1,8 @@
 """The leaderboard as one self-contained HTML page: inline CSS and vanilla JavaScript, nothing fetched.
 
 Content, top to bottom: header and legend; a table of contents; filters (one task, estimator names);
-the cross-task summary (mean rank per estimator per horizon band, `text.mean_rank_grid`); one section
-per task (anchor `task-<name>`) with its gold standard, links to its results files and task spec,
+one cross-task summary per gold-standard mode (mean rank per estimator per horizon band,
+`text.mean_rank_grid`, over `tables.summary_groups`); one section per table (ids from `anchors`) with its gold standard, links to its results files and task spec,
 its one table (`text.summary_cells`: every horizon with its interval, best horizon, LDS, LOO, cost,
 rank), the decay plot and the notes; the methods (family, one-line summary, citation, from the
 estimator classes via `report.methods`); how to submit an estimator.
@@ -15,12 +15,14 @@ cell's `data-value`, text by its text, cells without a value last; the noise cei
 from __future__ import annotations
 
 import re
+from collections import Counter
 from html import escape
 
 from tdabench.report.methods import Method, base_name, method_of
-from tdabench.report.tables import Table
+from tdabench.report.tables import Table, summary_groups
 from tdabench.report.text import (Cell, gold_line, header_lines, legend_lines, mean_rank_grid,
-                                  mean_rank_note, summary_cells, table_notes)
+                                  mean_rank_note, summary_cells, summary_heading, table_notes)
+from tdabench.truths.names import REMOVAL
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -110,14 +112,32 @@ _JS = """
 """.strip()
 
 
-def anchor(table: Table) -> str:
-    """The id of a task's section: "task-" + its title's task and version, e.g. "task-mnist-cnn-v1";
-    characters other than letters, digits, "_", "." and "-" become "-"."""
-    return "task-" + re.sub(r"[^A-Za-z0-9_.-]", "-", f"{table.task}-v{table.task_version}")
+def _id(text: str) -> str:
+    """`text` with characters other than letters, digits, "_", "." and "-" replaced by "-"."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+
+
+def anchors(tables: list[Table]) -> list[str]:
+    """The ids of the tables' sections, unique on the page: "task-" + task and version, then the
+    gold-standard mode when it is not removal (e.g. "task-mnist-cnn-v1", "task-digits-mlp-v1-derivative"),
+    then "-2", "-3", … for a further table of the same task and mode."""
+    seen: Counter[str] = Counter()
+    out = []
+    for t in tables:
+        base = _id(f"task-{t.task}-v{t.task_version}" + ("" if t.mode == REMOVAL else f"-{t.mode}"))
+        seen[base] += 1
+        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return out
+
+
+def summary_anchor(mode: str) -> str:
+    """The id of the cross-task summary of one gold-standard mode: "across-tasks" for removal,
+    "across-tasks-<mode>" otherwise."""
+    return "across-tasks" if mode == REMOVAL else _id(f"across-tasks-{mode}")
 
 
 def _method_anchor(name: str) -> str:
-    return "method-" + re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+    return _id(f"method-{name}")
 
 
 def _value(cell: Cell) -> str:
@@ -166,9 +186,8 @@ def _links(table: Table, spec: str | None) -> str:
     return f'<p class="note">Results files: {files}{spec_link}.</p>'
 
 
-def _section(table: Table, plot: str | None, spec: str | None) -> list[str]:
-    """One task's section: gold standard, links, its table, plot, notes."""
-    aid = anchor(table)
+def _section(table: Table, aid: str, plot: str | None, spec: str | None) -> list[str]:
+    """One task's section (id `aid`): gold standard, links, its table, plot, notes."""
     lines = [f'<section class="task" id="{aid}" data-task="{escape(table.task)}">',
              f'<h2>{escape(table.title)}<a class="anchor" href="#{aid}" aria-label="link to this '
              'section">#</a></h2>', f"<p>{escape(gold_line(table.gold))}</p>", _links(table, spec),
@@ -183,10 +202,10 @@ def _section(table: Table, plot: str | None, spec: str | None) -> list[str]:
     return lines + ["</section>"]
 
 
-def _summary(tables: list[Table]) -> list[str]:
-    """The cross-task summary table (sortable, filterable by estimator name) and its note."""
+def _summary(mode: str, tables: list[Table]) -> list[str]:
+    """The cross-task summary table of one mode (sortable, filterable by estimator name) and its note."""
     head, body = mean_rank_grid(tables)
-    lines = ['<section id="across-tasks">', "<h2>Across tasks: mean rank</h2>",
+    lines = [f'<section id="{summary_anchor(mode)}">', f"<h2>{escape(summary_heading(mode))}</h2>",
              f'<p class="note">{escape(mean_rank_note(tables))}</p>',
              '<table class="sortable filterable summary-table">',
              _header(head, [False] + [True] * (len(head) - 1), [False] * len(head)), "<tbody>"]
@@ -229,7 +248,8 @@ _SUBMIT = """
 <code>_score(test_idx, train_idx)</code>, scores of shape (n_test, n_train), positive = removing the
 training instance increases the target), set <code>family</code>, <code>summary</code> and
 <code>citation</code> on the class, and register it under the <code>tdabench.estimators</code>
-entry-point group of your package (README, "Writing your own").</li>
+entry-point group of your package (<code>docs/plugins.md</code> in the tdabench repository: a complete
+example that passes every check).</li>
 <li>Check it: <code>tdabench.testing.check_estimator(MyEstimator())</code> names every failed check.</li>
 <li>Run it on the leaderboard's tasks with the suite's settings, e.g.
 <pre>tdabench compare --task breast-cancer-mlp --seeds 5 --estimators my-estimator --out leaderboard/results/breast-cancer-mlp-my-estimator</pre>
@@ -243,9 +263,10 @@ regenerated <code>leaderboard/</code>; never edit the pages by hand.</li>
 """.strip()
 
 
-def _toc(tables: list[Table]) -> list[str]:
-    items = ['<li><a href="#across-tasks">Across tasks: mean rank</a></li>']
-    items += [f'<li><a href="#{anchor(t)}">{escape(t.title)}</a></li>' for t in tables]
+def _toc(tables: list[Table], ids: list[str]) -> list[str]:
+    items = [f'<li><a href="#{summary_anchor(mode)}">{escape(summary_heading(mode))}</a></li>'
+             for mode, _ in summary_groups(tables)]
+    items += [f'<li><a href="#{aid}">{escape(t.title)}</a></li>' for t, aid in zip(tables, ids)]
     items += ['<li><a href="#methods">Methods</a></li>', '<li><a href="#submit">Submit your estimator</a></li>']
     return ['<nav id="contents">', "<h2>Contents</h2>", "<ul>", *items, "</ul>", "</nav>"]
 
@@ -276,11 +297,12 @@ def leaderboard_html(tables: list[Table], command: str | None = None,
         lines.append(f"<p>Command: <code>{escape(command)}</code></p>")
     lines += [f"<p>{escape(text)}</p>" for text in header_lines(tables)]
     lines += [f'<p class="note">{escape(text)}</p>' for text in legend_lines(metric)]
-    lines += _toc(tables) + _filters(tables)
-    if tables:
-        lines += _summary(tables)
-    for table, plot in zip(tables, plots or [None] * len(tables)):
-        lines += _section(table, plot, specs.get(table.task))
+    ids = anchors(tables)
+    lines += _toc(tables, ids) + _filters(tables)
+    for mode, group in summary_groups(tables):
+        lines += _summary(mode, group)
+    for table, aid, plot in zip(tables, ids, plots or [None] * len(tables)):
+        lines += _section(table, aid, plot, specs.get(table.task))
     names = sorted({base_name(row.estimator) for t in tables for row in t.rows})
     lines += _methods(names) + [_SUBMIT, f"<script>\n{_JS}\n</script>"]
     return "\n".join(lines + ["</body>", "</html>"]) + "\n"

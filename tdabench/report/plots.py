@@ -29,6 +29,7 @@ from tdabench.report.methods import base_name, builtin_names, method_of
 from tdabench.report.tables import Row, Table, build_leaderboard
 from tdabench.results import Results
 from tdabench.storage import atomic_write_bytes
+from tdabench.truths.names import REMOVAL
 
 _RC = {"svg.hashsalt": "tdabench", "svg.fonttype": "path"}
 # Lines per panel above which the estimators are split into panels by family.
@@ -69,14 +70,16 @@ def estimator_style(estimator: str) -> Style:
 
 
 def plot_names(tables: list[Table]) -> list[str]:
-    """File stems of the tables' plots: "<task>_<metric>", or "<task>-<k>_<metric>" (k = 1, 2, …
-    in table order) when several tables share a task name; characters other than letters,
+    """File stems of the tables' plots: "<task>_<metric>", with "-<mode>" after the task for a gold
+    standard in another mode than removal ("digits-mlp-derivative_pearson"), and "-<k>" (k = 2, 3, …
+    in table order) for a further table of the same task and mode; characters other than letters,
     digits, "_", "." and "-" become "-"."""
-    counts, seen, names = Counter(t.task for t in tables), Counter(), []
+    seen: Counter[str] = Counter()
+    names = []
     for t in tables:
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", t.task)
-        seen[t.task] += 1
-        names.append(f"{safe}_{t.metric}" if counts[t.task] == 1 else f"{safe}-{seen[t.task]}_{t.metric}")
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "-", t.task + ("" if t.mode == REMOVAL else f"-{t.mode}"))
+        seen[stem] += 1
+        names.append(f"{stem}_{t.metric}" if seen[stem] == 1 else f"{stem}-{seen[stem]}_{t.metric}")
     return names
 
 

@@ -23,7 +23,7 @@ from tdabench.scoring.metrics import METRICS
 from tdabench.report.methods import base_name
 from tdabench.results import Record, Results, params_json
 from tdabench.scoring.stats import BOOTSTRAP_LEVEL, shared_ranks
-from tdabench.truths.names import FURTHER_TRAINING, LDS, LDS_METRIC, LOO
+from tdabench.truths.names import FURTHER_TRAINING, LDS, LDS_METRIC, LOO, REMOVAL
 
 # The normal quantile of BOOTSTRAP_LEVEL (1.96): intervals mean ± NORMAL_Z·sem without a bootstrap.
 NORMAL_Z = NormalDist().inv_cdf(0.5 + BOOTSTRAP_LEVEL / 2.0)
@@ -76,10 +76,17 @@ class Table:
     failures: dict[str, str] = field(default_factory=dict)  # estimator → why it has no results
 
     @property
+    def mode(self) -> str:
+        """The gold standard's mode: "removal", "downweight" or "derivative"."""
+        return self.gold["mode"]
+
+    @property
     def title(self) -> str:
-        """e.g. "breast-cancer-mlp v1 (spec sha256:0123456789ab)": first 12 digits of the hash."""
+        """e.g. "breast-cancer-mlp v1 (spec sha256:0123456789ab)": first 12 digits of the hash; a
+        gold standard in another mode than removal says so: "…, derivative gold standard"."""
         algo, _, digest = self.spec_hash.rpartition(":")
-        return f"{self.task} v{self.task_version} (spec {algo + ':' if algo else ''}{digest[:12]})"
+        base = f"{self.task} v{self.task_version} (spec {algo + ':' if algo else ''}{digest[:12]})"
+        return base if self.mode == REMOVAL else f"{base}, {self.mode} gold standard"
 
     @property
     def key_horizons(self) -> list[int]:
@@ -313,10 +320,34 @@ def band_horizons(table: Table) -> dict[str, int]:
     return dict(zip(BANDS, (h[0], h[(len(h) - 1) // 2], h[-1]))) if h else {}
 
 
+def _summary_preference(table: Table) -> tuple:
+    """Which of a task's tables in one mode the cross-task summary takes: most seeds, then most
+    evaluated instances and test points, then the newest results."""
+    g = table.gold
+    return (g["seeds"], g["n_train_evaluated"], g["n_test"], table.dates[-1] if table.dates else "")
+
+
+def summary_groups(tables: list[Table]) -> list[tuple[str, list[Table]]]:
+    """The tables of each cross-task summary: one summary per gold-standard mode (removal first,
+    then by name), holding one table per task (`_summary_preference`), in the order of `tables`.
+    Ranks against different gold standards are never averaged together, and no task counts twice."""
+    chosen: dict[tuple[str, str], Table] = {}
+    for t in tables:
+        key = (t.mode, t.task)
+        if key not in chosen or _summary_preference(t) > _summary_preference(chosen[key]):
+            chosen[key] = t
+    modes = sorted({t.mode for t in tables}, key=lambda m: (m != REMOVAL, m))
+    return [(m, [t for t in tables if chosen.get((m, t.task)) is t]) for m in modes]
+
+
 def mean_ranks(tables: list[Table]) -> list[MeanRank]:
     """Per estimator name (`methods.base_name`; several param sets in one task: the best rank), the mean over tables of its
     shared rank (`Table.ranks_at`) at each band's horizon. Sorted by the mean rank of the longest
-    band, then the middle, then the shortest (missing last), then by name."""
+    band, then the middle, then the shortest (missing last), then by name. The tables must share one
+    gold-standard mode and name each task once (`summary_groups` makes such lists); ValueError otherwise."""
+    if len({t.mode for t in tables}) > 1 or len({t.task for t in tables}) < len(tables):
+        raise ValueError("mean_ranks takes one table per task, all of one gold-standard mode "
+                         "(see summary_groups)")
     found: dict[str, dict[str, list[int]]] = {}
     for table in tables:
         for band, h in band_horizons(table).items():

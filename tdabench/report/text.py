@@ -12,7 +12,8 @@ import io
 import textwrap
 from dataclasses import dataclass
 
-from tdabench.report.tables import BANDS, NORMAL_Z, Row, Table, band_horizons, build_leaderboard, mean_ranks
+from tdabench.report.tables import (BANDS, NORMAL_Z, Row, Table, band_horizons, build_leaderboard, mean_ranks,
+                                    summary_groups)
 from tdabench.results import Record, Results, csv_cell, params_json
 from tdabench.scoring.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
 
@@ -110,12 +111,20 @@ def mean_rank_grid(tables: list[Table]) -> tuple[list[str], list[list[Cell]]]:
     return head, body
 
 
+def summary_heading(mode: str) -> str:
+    """The heading of the cross-task summary of one gold-standard mode."""
+    return f"Across tasks: mean rank against the {mode} gold standard"
+
+
 def mean_rank_note(tables: list[Table]) -> str:
-    """What the cross-task summary averages."""
+    """What the cross-task summary of `tables` (one `tables.summary_groups` entry) averages."""
     horizons = "; ".join(f"{t.task}: " + ", ".join(f"{t.gold['horizon_unit']} {h}"
                                                    for h in band_horizons(t).values())
                          for t in tables)
-    return ("Each cell averages, over the tasks where the estimator has a result (their number in "
+    mode = tables[0].mode if tables else "removal"
+    return (f"Only tables against the {mode} gold standard are averaged here, one per task (the one "
+            "with the most seeds where a task has several). "
+            "Each cell averages, over the tasks where the estimator has a result (their number in "
             "brackets), its shared rank in that task's table (1 = best; estimators whose intervals "
             "overlap share a rank) at the task's shortest, middle and longest horizon. An estimator run "
             "with several parameter sets on one task counts with its best. Tasks have different "
@@ -218,9 +227,9 @@ def leaderboard_markdown(tables: list[Table], command: str | None = None,
              "Generated from results files by `tdabench leaderboard`; do not edit by hand.", "",
              *[line for text in head + legend_lines(metric) for line in (text, "")],
              "Results files used:", *[f"- `{s}`" for s in sources], ""]
-    if tables:
-        head, body = mean_rank_grid(tables)
-        lines += ["## Across tasks", "", mean_rank_note(tables), "",
+    for mode, group in summary_groups(tables):
+        head, body = mean_rank_grid(group)
+        lines += [f"## {summary_heading(mode)}", "", mean_rank_note(group), "",
                   *_md_table(head, [[c.text for c in cells] for cells in body]), ""]
     for table, plot in zip(tables, plots or [None] * len(tables)):
         lines += _markdown(table, plot)
