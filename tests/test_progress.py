@@ -65,3 +65,17 @@ def test_final_model_training_bar(no_delay, capsys, tmp_path):
     assert f"final model of {spec.name}" in err and f"/{spec.training.epochs}" in err
     build_context(spec, cache_dir=tmp_path / "cache2")  # not shown: no bar
     assert "final model" not in capsys.readouterr().err
+
+
+def test_minilm_features_bar(no_delay, capsys):
+    pytest.importorskip("transformers")
+    from tdabench.task.text_models import minilm_features
+
+    ids = torch.tensor([[101, 2023, 102, 0], [101, 2003, 2307, 102], [101, 102, 0, 0]])
+    quiet = minilm_features(ids, frozen_layers=1, batch_size=2)
+    assert capsys.readouterr().err == ""
+    with progress.shown(True):
+        shown_features = minilm_features(ids, frozen_layers=1, batch_size=2)
+    err = capsys.readouterr().err
+    assert "MiniLM features" in err and "3/3" in err
+    assert torch.equal(quiet, shown_features)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tdabench.progress import bar
 from tdabench.task.packages import require
 from tdabench.task.text import PAD_ID, minilm_dir
 
@@ -106,12 +107,14 @@ def minilm_features(input_ids: torch.Tensor, frozen_layers: int, batch_size: int
     """Run MiniLM's embeddings and first `frozen_layers` layers once: the inputs of MiniLMTail."""
     minilm = load_minilm()
     outs = []
-    for ids in torch.split(input_ids, batch_size):
-        hidden = minilm.embeddings(input_ids=ids)
-        keep = (ids != PAD_ID)
-        mask = additive_mask(keep, hidden.dtype)
-        for layer in list(minilm.encoder.layer)[:frozen_layers]:
-            hidden = layer(hidden, mask)
-        outs.append(mean_pool(hidden, keep) if frozen_layers == MINILM_LAYERS
-                    else torch.cat([hidden, keep[..., None].to(hidden.dtype)], dim=-1))
+    with bar(len(input_ids), "MiniLM features (frozen layers, once per data set)", "text") as progress:
+        for ids in torch.split(input_ids, batch_size):
+            hidden = minilm.embeddings(input_ids=ids)
+            keep = (ids != PAD_ID)
+            mask = additive_mask(keep, hidden.dtype)
+            for layer in list(minilm.encoder.layer)[:frozen_layers]:
+                hidden = layer(hidden, mask)
+            outs.append(mean_pool(hidden, keep) if frozen_layers == MINILM_LAYERS
+                        else torch.cat([hidden, keep[..., None].to(hidden.dtype)], dim=-1))
+            progress.update(len(ids))
     return torch.cat(outs)
