@@ -48,8 +48,8 @@ def train_module(model: nn.Module, data: Split, objective: ObjectiveSpec, recipe
 def _sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, data: Split, batch,
               l2: float) -> None:
     """One optimizer step on the batch loss Σ w·loss / Σ mask + (l2/2)||θ||²."""
-    idx = torch.as_tensor(batch.index[0])
-    w = torch.as_tensor(batch.weight[0], dtype=data.x.dtype)
+    idx = torch.as_tensor(batch.index[0], device=data.x.device)
+    w = torch.as_tensor(batch.weight[0], dtype=data.x.dtype, device=data.x.device)
     losses = loss_fn(model(data.x[idx]), data.y[idx])
     loss = (w * losses).sum() / float(batch.mask[0].sum())
     loss = loss + l2_penalty(dict(model.named_parameters()), l2)

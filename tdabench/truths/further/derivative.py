@@ -71,8 +71,8 @@ class _Replay:
         self.ctx, self.cfg, self.k = ctx, cfg, k
         self.optimizer = FunctionalOptimizer(cfg.recipe)
         self.phi = step_fn(ctx, self.optimizer)
-        self.steps = reference_steps(cfg, len(ctx.train), seed, ctx.dtype)
-        self.ones = torch.ones(cfg.recipe.batch_size, dtype=ctx.dtype)
+        self.steps = reference_steps(cfg, len(ctx.train), seed, ctx.dtype, ctx.device)
+        self.ones = torch.ones(cfg.recipe.batch_size, dtype=ctx.dtype, device=ctx.device)
         params = {name: p.detach().clone() for name, p in ctx.params.items()}
         state = self.optimizer.init(params)
         self.stored: dict[int, tuple[Tensors, Tensors]] = {}
@@ -129,9 +129,9 @@ def _reverse_sweep(replay: _Replay, test_x: torch.Tensor, test_y: torch.Tensor,
     n_h, n_pts, n = len(cfg.steps), len(test_x), len(ctx.train)
     horizon_of = {s: h for h, s in enumerate(cfg.steps)}
     slots0, _ = split_state(replay.stored[0][1])
-    lam_p = {k: torch.zeros((n_h, n_pts, *v.shape), dtype=v.dtype) for k, v in ctx.params.items()}
-    lam_s = {k: torch.zeros((n_h, n_pts, *v.shape), dtype=v.dtype) for k, v in slots0.items()}
-    dw = torch.zeros((n_h, n_pts, n), dtype=ctx.dtype)
+    lam_p = {k: v.new_zeros((n_h, n_pts, *v.shape)) for k, v in ctx.params.items()}
+    lam_s = {k: v.new_zeros((n_h, n_pts, *v.shape)) for k, v in slots0.items()}
+    dw = torch.zeros((n_h, n_pts, n), dtype=ctx.dtype, device=ctx.device)
     live = n_h  # horizons live..n_h−1 carry non-zero adjoints
     for start in sorted(replay.stored, reverse=True):
         states = replay.segment(start)
@@ -163,12 +163,12 @@ def derivatives(ctx: TaskContext, cfg: GoldConfig, seed: int, on_step: Callable[
     """
     chunk, k = derivative_plan(ctx, cfg, budget)
     replay = _Replay(ctx, cfg, seed, k, on_step)
-    test_idx = torch.as_tensor(cfg.test_idx)
-    test_x, test_y = ctx.test.x[test_idx], ctx.test.y[test_idx]
+    test_idx = torch.as_tensor(cfg.test_idx, device=ctx.test.x.device)
+    test_x, test_y = ctx.test.x[test_idx].to(ctx.device), ctx.test.y[test_idx].to(ctx.device)
     with torch.no_grad():
-        reference = np.stack([ctx.target(replay.at_horizon[s], test_x, test_y).double().numpy()
+        reference = np.stack([ctx.target(replay.at_horizon[s], test_x, test_y).double().cpu().numpy()
                               for s in cfg.steps])
     parts = [_reverse_sweep(replay, test_x[a:a + chunk], test_y[a:a + chunk], on_step)
              for a in range(0, len(test_idx), chunk)]
-    d = -torch.cat(parts, dim=1)[:, :, torch.as_tensor(cfg.train_idx)]
-    return d.double().numpy(), reference
+    d = -torch.cat(parts, dim=1)[:, :, torch.as_tensor(cfg.train_idx, device=ctx.device)]
+    return d.double().cpu().numpy(), reference

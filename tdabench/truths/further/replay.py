@@ -40,14 +40,17 @@ class Step:
     mask: torch.Tensor
 
 
-def reference_steps(cfg: GoldConfig, n: int, seed: int, dtype: torch.dtype) -> list[Step]:
-    """The batches of the reference run of `seed`, up to the last horizon (cfg.steps[-1] steps)."""
+def reference_steps(cfg: GoldConfig, n: int, seed: int, dtype: torch.dtype,
+                    device: torch.device | str = "cpu") -> list[Step]:
+    """The batches of the reference run of `seed`, up to the last horizon (cfg.steps[-1] steps),
+    as tensors on `device` (made once, so the replay never copies from the host per step)."""
     steps: list[Step] = []
     epoch = 0
     while len(steps) < cfg.steps[-1]:
         perm = epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM)
         for batch in epoch_batches(perm, np.array([-1]), cfg.recipe.batch_size):
-            steps.append(Step(torch.as_tensor(batch.index[0]), torch.as_tensor(batch.mask[0], dtype=dtype)))
+            steps.append(Step(torch.as_tensor(batch.index[0], device=device),
+                              torch.as_tensor(batch.mask[0], dtype=dtype, device=device)))
         epoch += 1
     return steps[:cfg.steps[-1]]
 
