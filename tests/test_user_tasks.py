@@ -199,3 +199,39 @@ def test_api_data_forms_give_the_same_split():
     for form in (as_torch, as_hf, (x.numpy(), y.numpy())):
         fx, fy = _pair(form, (), "label", "train")
         assert torch.equal(fx.double(), x.double()) and torch.equal(fy.long(), y)
+
+
+def tiny_task(name: str = "tiny", factory=None):
+    """A linear classifier on 40 random points: a comparison runs in a second or two."""
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    return task_from_module(name, model=torch.nn.Linear(3, 2).double(), factory=factory, train=(x[:30], y[:30]),
+                            test=(x[30:], y[30:]), further_training={"optimizer": "sgd", "lr": 0.1, "batch_size": 8},
+                            horizons=[1], seeds=1, n_train=5, n_test=5)
+
+
+def test_compare_takes_the_cache_folder_as_a_string(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    results = compare(tiny_task(), estimators="grad-dot", progress=False, cache_dir="cache", out="out")
+    assert results.errors == {} and (tmp_path / "out" / "results.json").is_file()
+    assert any(p.is_file() for p in (tmp_path / "cache").rglob("*"))  # the gold standard went there
+
+
+def test_compare_without_matplotlib_still_writes_the_results(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    results = compare(tiny_task(), estimators="grad-dot", progress=False, cache_dir=tmp_path, out=tmp_path / "out")
+    assert results.errors == {} and (tmp_path / "out" / "results.json").is_file()
+    assert not list((tmp_path / "out").glob("decay_*"))
+
+
+def test_compare_raises_a_real_plotting_error(tmp_path, monkeypatch):
+    import tdabench.report.plots as plots
+
+    def broken(table):
+        raise TdabenchError("the plot cannot be drawn")
+
+    monkeypatch.setattr(plots, "decay_figure", broken)
+    with pytest.raises(TdabenchError, match="the plot cannot be drawn"):
+        compare(tiny_task(), estimators="grad-dot", progress=False, cache_dir=tmp_path, out=tmp_path / "out")
+    assert (tmp_path / "out" / "results.json").is_file()  # written before the plots
