@@ -80,7 +80,8 @@ def _dataset(train: DataLike, test: DataLike, features: Sequence[str], label: st
 
 
 def _seeded(factory: Callable[[], nn.Module], seed: int, dtype: torch.dtype) -> Callable[[], nn.Module]:
-    """`factory` called under `torch.manual_seed(seed)` (global RNG untouched), cast to `dtype`."""
+    """`factory` called under `torch.manual_seed(seed)` (global RNG untouched), cast to `dtype`;
+    `__wrapped__` is `factory`, so the content hash (task/content.py) reads the factory's code."""
     def build() -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -88,6 +89,7 @@ def _seeded(factory: Callable[[], nn.Module], seed: int, dtype: torch.dtype) -> 
         if not isinstance(model, nn.Module):
             raise TdabenchError(f"factory returned {type(model).__name__}, not a torch.nn.Module")
         return model.to(dtype)
+    build.__wrapped__ = factory  # type: ignore[attr-defined]
     return build
 
 
