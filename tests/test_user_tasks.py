@@ -162,6 +162,30 @@ def test_a_task_plugin_is_listed_with_its_origin_and_runs(tmp_path_factory, tmp_
     assert json.loads((tmp_path / "out" / "results.json").read_text())["task"]["name"] == "wine-tiny"
 
 
+def test_a_broken_task_plugin_is_listed_invalid_and_breaks_nothing_else(tmp_path_factory, tmp_path):
+    """A plugin whose module fails on import: `list` shows it invalid with why (exit 0), built-in and
+    other plugins' tasks still run, asking for a task it may hold fails in one line naming it."""
+    site = tmp_path_factory.mktemp("broken-task-plugin") / "site"
+    pip_install(PLUGINS / "task-broken", site)
+    pip_install(PLUGINS / "task-example", site)
+    env = env_with(site)
+    proc = run_cli(env, "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    listed = {t["name"]: t for t in json.loads(proc.stdout)["tasks"]}
+    assert listed["broken-tasks"]["origin"] == "plugin tdabench-broken-tasks 0.1.0"
+    assert "RuntimeError: this plugin is broken" in listed["broken-tasks"]["error"]
+    assert "error" not in listed["wine-tiny"] and "error" not in listed["breast-cancer-logreg"]
+    text = run_cli(env, "list")
+    assert text.returncode == 0 and re.search(r"broken-tasks +INVALID .*this plugin is broken", text.stdout)
+    small = ["--estimators", "grad-dot", "--seeds", "1", "--horizons", "1", "--n-train", "5", "--n-test", "5",
+             "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    proc = run_cli(env, "compare", "--task", "breast-cancer-logreg", *small, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(env, "compare", "--task", "a-broken-plugins-task", *small, "--out", str(tmp_path / "out2"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "unknown task 'a-broken-plugins-task'" in proc.stderr and "this plugin is broken" in proc.stderr
+
+
 def test_list_survives_a_broken_spec_on_the_tasks_path(tmp_path):
     (tmp_path / "broken.yaml").write_text("name: [")
     env = env_with() | {"TDABENCH_TASKS_PATH": str(tmp_path)}
