@@ -28,6 +28,7 @@ from tdabench.report.plots import write_results_plots
 from tdabench.results import Results, check_writable_folder, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
 from tdabench.task.data import Dataset, Split
+from tdabench.task.packages import MissingPackageError
 from tdabench.task.spec import TaskSpec
 from tdabench.task.spec_yaml import parse_spec
 from tdabench.task.user_task import UserTask
@@ -79,7 +80,8 @@ def _dataset(train: DataLike, test: DataLike, features: Sequence[str], label: st
 
 
 def _seeded(factory: Callable[[], nn.Module], seed: int, dtype: torch.dtype) -> Callable[[], nn.Module]:
-    """`factory` called under `torch.manual_seed(seed)` (global RNG untouched), cast to `dtype`."""
+    """`factory` called under `torch.manual_seed(seed)` (global RNG untouched), cast to `dtype`;
+    `__wrapped__` is `factory`, so the content hash (task/content.py) reads the factory's code."""
     def build() -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -87,6 +89,7 @@ def _seeded(factory: Callable[[], nn.Module], seed: int, dtype: torch.dtype) -> 
         if not isinstance(model, nn.Module):
             raise TdabenchError(f"factory returned {type(model).__name__}, not a torch.nn.Module")
         return model.to(dtype)
+    build.__wrapped__ = factory  # type: ignore[attr-defined]
     return build
 
 
@@ -137,15 +140,18 @@ def compare(task: UserTask | str | Path, *, estimators: Sequence[str] | str | No
             out: str | Path | None = None, metric: str = "pearson", **options: Any) -> Results:
     """Run the comparison (CompareOptions' fields as keyword arguments: seeds, horizons, n_train,
     target, retraining, cache_dir, progress, …) and, with `out`, write results.json, results.csv and
-    the decay plots there, as `tdabench compare --out` does. Returns the Results."""
+    the decay plots there, as `tdabench compare --out` does. `cache_dir` and `out` may be str or
+    Path. Returns the Results."""
     if out is not None:
         check_writable_folder(Path(out))
+    if options.get("cache_dir") is not None:
+        options["cache_dir"] = Path(options["cache_dir"])
     task_arg = task if isinstance(task, UserTask) else str(task)
     results = run_compare(CompareOptions(task=task_arg, estimators=_requests(estimators), **options))
     if out is not None:
         write_results(results, Path(out))
         try:
             write_results_plots(results, metric, Path(out))
-        except TdabenchError:
-            pass  # no matplotlib: the results files are written
+        except MissingPackageError:
+            pass  # no matplotlib: the results files are written; any other plotting error is raised
     return results

@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_list(args: argparse.Namespace) -> int:
     from tdabench.registry import estimator_names, estimators
     from tdabench.task import load_spec
-    from tdabench.task.catalog import task_origins, task_variants
+    from tdabench.task.catalog import broken_task_plugins, task_origins, task_variants
 
     tasks = []
     for name, (path, origin) in task_origins().items():
@@ -145,6 +145,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         except TdabenchError as err:
             entry["error"] = str(err)
         tasks.append(entry)
+    tasks += [{"name": b.name, "origin": b.origin, "file": b.address, "error": b.error}
+              for b in broken_task_plugins()]  # listed under its entry point's name: its tasks are unknown
     ests = [{"name": n, **estimators.origin(n).to_dict()} for n in estimator_names()]
     if args.json:
         print(json.dumps({"tasks": tasks, "estimators": ests}, indent=2))

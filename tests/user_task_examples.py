@@ -2,7 +2,9 @@
 
 (a) a custom CNN trained by its own loop, saved as safetensors, with a `python:` data loader;
 (b) a small Hugging Face BERT classifier saved with `save_pretrained` and a `datasets.DatasetDict`
-    saved with `save_to_disk`, only its head and last encoder layer attributed.
+    saved with `save_to_disk`, only its head and last encoder layer attributed;
+a small tabular MLP (its factory in my_tabular.py, trained by tdabench) whose data comes from a CSV
+file, a saved `datasets.Dataset` or a loader returning a `datasets.DatasetDict`.
 """
 
 from __future__ import annotations
@@ -108,5 +110,57 @@ def write_hf_example(folder: Path, steps: int = 6) -> Path:
             "objective": {"loss": "cross-entropy"},
             "gold_standard": GOLD | {"horizons": [1, 2], "n_train_evaluated": 12, "n_test": 8}}
     path = folder / "my-bert.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+TABULAR_MODULE = textwrap.dedent('''
+    """A user's small MLP, and a loader that returns its data already split, as a DatasetDict."""
+    import datasets
+    import numpy as np
+    from torch import nn
+
+
+    def build_mlp(n_inputs=2, n_classes=2):
+        return nn.Sequential(nn.Linear(n_inputs, 4), nn.Tanh(), nn.Linear(4, n_classes))
+
+
+    def load_dataset_dict():
+        rng = np.random.default_rng(5)
+        split = {}
+        for name, n in (("train", 24), ("test", 9)):
+            a, c = rng.normal(size=n), rng.normal(size=n)
+            split[name] = datasets.Dataset.from_dict({"a": a.tolist(), "c": c.tolist(),
+                                                      "kind": (a + c > 0).astype(int).tolist()})
+        return datasets.DatasetDict(split)
+''')
+
+
+def tabular_columns(n: int = 40, seed: int = 0) -> dict[str, list]:
+    """Columns 'id', 'a', 'b', 'c' (numbers) and 'kind' (the label: 'cat' or 'dog', from a + c)."""
+    rng = np.random.default_rng(seed)
+    a, b, c = (np.round(rng.normal(size=n), 4) for _ in range(3))
+    return {"id": list(range(n)), "a": a.tolist(), "b": b.tolist(), "c": c.tolist(),
+            "kind": ["dog" if v > 0 else "cat" for v in a + c]}
+
+
+def write_csv(path: Path, columns: dict[str, list]) -> None:
+    names = list(columns)
+    rows = zip(*(columns[n] for n in names))
+    path.write_text("\n".join([",".join(names), *(",".join(map(str, r)) for r in rows)]) + "\n")
+
+
+def write_tabular_example(folder: Path, source: str) -> Path:
+    """my_tabular.py and my-table.yaml (features 'a' and 'c', label 'kind') in `folder`, reading
+    `source`; the data files are the caller's. `folder` must be importable (on sys.path)."""
+    (folder / "my_tabular.py").write_text(TABULAR_MODULE)
+    spec = {"name": "my-table", "version": 1, "modality": "tabular",
+            "data": {"source": source, "features": ["a", "c"], "label": "kind", "standardize": False,
+                     "test_fraction": 0.25, "split_seed": 3},
+            "model": {"factory": "my_tabular:build_mlp", "kwargs": {"n_inputs": 2}},
+            "training": {"optimizer": "sgd", "lr": 0.1, "batch_size": 8, "epochs": 3},
+            "objective": {"loss": "cross-entropy"},
+            "gold_standard": GOLD | {"horizons": [1], "seeds": 1, "n_train_evaluated": 5, "n_test": 5}}
+    path = folder / "my-table.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tdabench.errors import TdabenchError
 from tdabench.estimators.base import FAMILIES
 from tdabench.report.methods import base_name, builtin_names, method_of
 from tdabench.report.tables import Row, Table, build_leaderboard
 from tdabench.results import Results
 from tdabench.storage import atomic_write_bytes
+from tdabench.task.packages import MissingPackageError
 from tdabench.truths.names import REMOVAL
 
 _RC = {"svg.hashsalt": "tdabench", "svg.fonttype": "path"}
@@ -84,7 +84,7 @@ def plot_names(tables: list[Table]) -> list[str]:
 
 
 def _matplotlib() -> Any:
-    """matplotlib with the submodules used here; TdabenchError if it is not installed."""
+    """matplotlib with the submodules used here; MissingPackageError if it is not installed."""
     try:
         import matplotlib
         import matplotlib.figure  # noqa: F401  (Figure)
@@ -94,8 +94,8 @@ def _matplotlib() -> Any:
         import matplotlib.ticker  # noqa: F401  (NullLocator)
         import matplotlib.backends.backend_agg  # noqa: F401  (FigureCanvasAgg)
     except ImportError as err:
-        raise TdabenchError(f"plots need matplotlib ({err}); install it with "
-                            "'pip install matplotlib'") from None
+        raise MissingPackageError(f"plots need matplotlib ({err}); install it with "
+                                  "'pip install matplotlib'") from None
     return matplotlib
 
 

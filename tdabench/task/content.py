@@ -18,7 +18,7 @@ from torch import nn
 
 from tdabench.task.data import Dataset
 from tdabench.task.spec import TaskSpec
-from tdabench.task.user_code import load_object, source_file
+from tdabench.task.user_code import load_object, source_file, source_text
 
 _CHUNK = 1 << 20
 
@@ -44,20 +44,35 @@ def _files(spec: TaskSpec) -> list[Path]:
 
 
 def _code_files(objects: Iterable[Any]) -> list[Path]:
+    """The files that define `objects` (a wrapped factory's own file, not its wrapper's)."""
     found = [source_file(obj) for obj in objects]
     return sorted({p for p in found if p is not None and p.is_file()})
+
+
+def _code_texts(objects: Iterable[Any]) -> list[str]:
+    """The source code of the objects that have no file (defined in a notebook cell)."""
+    texts = []
+    for obj in objects:
+        path = source_file(obj)
+        if path is None or not path.is_file():
+            texts.append(source_text(obj) or "")
+    return texts
 
 
 def content_digest(spec: TaskSpec, data: Dataset, code: Iterable[Callable[..., Any]] = (),
                    model: nn.Module | None = None) -> str:
     """sha256 over the data tensors, the files of `spec`, the source files of `code` (the factory,
-    the loader, a custom loss) and the tensors of a model given to the Python API."""
+    the loader, a custom loss; the wrapped function for a wrapper, the source text for code without
+    a file) and the tensors of a model given to the Python API."""
     digest = hashlib.sha256()
     for split in (data.train, data.test):
         _update_tensor(digest, split.x)
         _update_tensor(digest, split.y)
+    code = list(code)
     for path in [*_files(spec), *_code_files(code)]:
         _update_file(digest, path)
+    for text in _code_texts(code):
+        digest.update(text.encode())
     if model is not None:
         for name, tensor in model.state_dict().items():
             digest.update(name.encode())

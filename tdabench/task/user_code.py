@@ -42,9 +42,19 @@ def call_user(fn: Any, what: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def source_file(obj: Any) -> Path | None:
-    """The file that defines `obj` (a function or class), when there is one."""
+    """The file that defines `obj` (a function or class; for a wrapper made with functools.wraps,
+    the wrapped function's), when there is one."""
     try:
-        path = inspect.getsourcefile(obj)
-    except TypeError:
+        path = inspect.getsourcefile(inspect.unwrap(obj))
+    except (TypeError, ValueError):
         return None
     return Path(path) if path else None
+
+
+def source_text(obj: Any) -> str | None:
+    """The source code of `obj` (unwrapped like `source_file`): found through linecache too, so also
+    for a function defined in a notebook cell, whose file does not exist; None when unavailable."""
+    try:
+        return inspect.getsource(inspect.unwrap(obj))
+    except (OSError, TypeError, ValueError):
+        return None

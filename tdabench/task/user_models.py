@@ -8,6 +8,8 @@ unpickling arbitrary objects.
 from __future__ import annotations
 
 import fnmatch
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -77,6 +79,17 @@ def hf_model(spec: ModelSpec, n_outputs: int) -> nn.Module:
     return HFSequenceClassifier(model.eval())
 
 
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def _refused_global(err: Exception) -> str:
+    """What torch's weights-only unpickler refused ('Unsupported global: GLOBAL io.open'), from
+    its many-line message."""
+    found = re.search(r"Unsupported global: GLOBAL \S+|Unsupported operand \S+", str(err))
+    return found.group(0) if found else _one_line(err)[:200]
+
+
 def read_weights(path: str, what: str = "model.weights") -> Tensors:
     """A state dict from .safetensors, or from .pt/.pth with torch.load(weights_only=True)."""
     file = Path(path)
@@ -88,8 +101,12 @@ def read_weights(path: str, what: str = "model.weights") -> Tensors:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except TdabenchError:
         raise
+    except pickle.UnpicklingError as err:
+        raise TdabenchError(f"{what}: {file} holds pickled objects other than tensors ({_refused_global(err)}), "
+                            f"which tdabench refuses to unpickle; save a state dict of tensors "
+                            f"(torch.save(model.state_dict(), path)) or a .safetensors file") from None
     except Exception as err:
-        raise TdabenchError(f"{what}: cannot read {file} ({type(err).__name__}: {err})") from None
+        raise TdabenchError(f"{what}: cannot read {file} ({type(err).__name__}: {_one_line(err)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TdabenchError(f"{what}: {file} must hold a state dict (parameter name → tensor)")
     return state
