@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from tdabench.errors import TdabenchError
 from tdabench.task.device import resolve_device
+from tdabench.task.packages import MissingPackageError
 from tdabench.truths.names import GOLD_MODES
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ def _write_decay_plots(results: Results, metric: str, out: Path) -> None:
 
     try:
         print("wrote " + " and ".join(map(str, write_results_plots(results, metric, out))))
-    except TdabenchError as err:
+    except MissingPackageError as err:  # any other plotting error is a bug to see, not a note
         print(f"note: no decay plot: {err}")
 
 

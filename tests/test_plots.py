@@ -162,16 +162,23 @@ def test_compare_writes_plots_next_to_results(tmp_path: Path, monkeypatch: pytes
     import tdabench.report.plots
     from tdabench.cli import _write_decay_plots
     from tdabench.errors import TdabenchError
+    from tdabench.task.packages import MissingPackageError
 
     _write_decay_plots(results(), "spearman", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["decay_spearman.png", "decay_spearman.svg"]
     assert f"wrote {tmp_path / 'decay_spearman.png'} and " in capsys.readouterr().out
 
     def no_matplotlib(*args: object) -> list[Path]:
-        raise TdabenchError("plots need matplotlib")
+        raise MissingPackageError("plots need matplotlib")
     monkeypatch.setattr(tdabench.report.plots, "write_results_plots", no_matplotlib)
     _write_decay_plots(results(), "pearson", tmp_path / "none")  # a note, not a failure
     assert capsys.readouterr().out == "note: no decay plot: plots need matplotlib\n"
+
+    def broken(*args: object) -> list[Path]:
+        raise TdabenchError("a real plotting error")
+    monkeypatch.setattr(tdabench.report.plots, "write_results_plots", broken)
+    with pytest.raises(TdabenchError, match="a real plotting error"):  # surfaces, never a quiet note
+        _write_decay_plots(results(), "pearson", tmp_path / "none")
 
 
 def test_a_line_hidden_under_another_says_so() -> None:
