@@ -81,6 +81,45 @@ def test_estimator_computes_on_the_context_device(ctx, cpu_scores, name, device)
         np.testing.assert_allclose(scores, reference, rtol=rtol, atol=rtol * np.abs(reference).max())
 
 
+# Branches the defaults on the MLP do not take: convolutions (K-FAC's ConvBlock, the flat-gradient
+# fallback of the Gram matrices), sampled curvature products, Gauss-Newton products, the horizon
+# recursion, TRAK's Gaussian float64 projection, and matrix-free curvature products (`free`: the
+# operator's dense matrix switched off after fit, so CG's products go through vmap/jvp).
+# Not here: TRAK with n_models > 1, whose ensemble members are contexts built (and their nn.Module
+# made, with parameters on torch's default device by design) by task code before they are moved to
+# the fitted context's device (task/ensemble.py); that path is the plain CUDA case's business.
+BRANCHES = [("cnn", name, {}) for name in ("grad-dot", "tracin", "kfac", "ekfac", "datainf", "trak", "if-cg")] + [
+    ("mlp", "if-lissa", {"hvp_batch_size": 10}), ("mlp", "if-cg", {"curvature": "gauss-newton"}),
+    ("mlp", "if-lissa-horizon", {"method": "recursion"}), ("mlp", "if-explicit", {"curvature": "gauss-newton"}),
+    ("mlp", "trak", {"projection": "gaussian", "dtype": "float64"}), ("mlp", "if-cg", {"free": True}),
+    ("mlp", "if-cg", {"curvature": "gauss-newton", "free": True})]
+
+
+def _branch_scores(name: str, params: dict, context: TaskContext) -> np.ndarray:
+    params = dict(params)
+    free = params.pop("free", False)
+    estimator = make_estimator(name, **params).fit(context)
+    if free:
+        estimator.operator_.dense_up_to = 0
+    return estimator.score(TEST_IDX[TEST_IDX < len(context.test)], TRAIN_IDX[TRAIN_IDX < len(context.train)])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("model, name, params", BRANCHES, ids=[f"{m}-{n}-{'-'.join(map(str, p.values())) or 'defaults'}"
+                                                                for m, n, p in BRANCHES])
+def test_estimator_branches_compute_on_the_context_device(ctx, tiny_cnn_context, model, name, params, device):
+    cpu = tiny_cnn_context if model == "cnn" else ctx
+    reference = _branch_scores(name, params, cpu)
+    with torch.device("meta"):
+        scores = _branch_scores(name, params, context_on(cpu, torch.device(device)))
+    assert np.abs(reference).max() > 0
+    if device == "cpu":
+        np.testing.assert_array_equal(scores, reference)
+    else:
+        rtol = CUDA_RTOL_FLOAT64 if params.get("dtype") == "float64" else CUDA_RTOL.get(name, CUDA_RTOL_FLOAT64)
+        np.testing.assert_allclose(scores, reference, rtol=rtol, atol=rtol * np.abs(reference).max())
+
+
 class _DevicelessTransform(InnerProductEstimator):
     """Grad-Dot plus a zero vector made without a device: the bug the meta check must catch."""
 

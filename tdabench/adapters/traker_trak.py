@@ -105,7 +105,7 @@ def _quiet(traker_module: Any) -> Iterator[None]:
 def _top_eigenvalue(features: np.ndarray, iterations: int = 100) -> float:
     """Largest eigenvalue of FᵀF by power iteration (n × k features; deterministic start)."""
     f = torch.from_numpy(features)
-    v = torch.ones(f.shape[1], dtype=f.dtype)
+    v = torch.ones(f.shape[1], dtype=f.dtype, device=f.device)
     value = 0.0
     for _ in range(iterations):
         w = f.T @ (f @ v)
