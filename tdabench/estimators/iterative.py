@@ -7,7 +7,7 @@ score[j, i] = ((C + λI)⁻¹∇f(z_j))ᵀ ∇ℓ(z_i), the same quantity as `if
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -128,6 +128,16 @@ def lissa(matvec: MatVec, rhs: torch.Tensor, depth: int, scale: float) -> torch.
     return v / scale
 
 
+def sampled_rows(rng: np.random.Generator, n: int, size: int, device: torch.device,
+                 block: int = 64) -> Iterator[torch.Tensor]:
+    """Endless index sets `rng.choice(n, size, replace=False)` as long tensors on `device`, drawn
+    `block` at a time and copied to the device in one transfer per block (not one per product).
+    Drawing ahead consumes `rng` in the same order, so the sets are those of one draw per call."""
+    while True:
+        drawn = torch.as_tensor(np.stack([rng.choice(n, size, replace=False) for _ in range(block)]), device=device)
+        yield from drawn
+
+
 @register_estimator("if-lissa")
 class LissaInfluence(DampedInfluence):
     """Influence function with (C + λI)⁻¹ by the LiSSA recursion (Agarwal et al. 2017; Koh & Liang).
@@ -178,12 +188,9 @@ class LissaInfluence(DampedInfluence):
         with `seed`: the power iteration and the recursion each restart the same stream)."""
         if self.hvp_batch_size is None:
             return self.operator_.matvec
-        rng = np.random.default_rng(self.seed)
-        n = len(context.train)
-        size = min(self.hvp_batch_size, n)
-        device = context.device
-        return lambda v: self.operator_.matvec(v, rows=torch.as_tensor(rng.choice(n, size, replace=False),
-                                                                        device=device))
+        samples = sampled_rows(np.random.default_rng(self.seed), len(context.train),
+                               min(self.hvp_batch_size, len(context.train)), context.device)
+        return lambda v: self.operator_.matvec(v, rows=next(samples))
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"scale": self.scale_, "depth": self.depth}
