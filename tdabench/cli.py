@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--dtype", choices=["float32", "float64"], default=None,
                      help="the task's precision; only the spec's own is allowed (see README)")
     cmp.add_argument("--device", default="cpu",
-                     help="auto, cpu (default) or cuda[:k]: where the gold standard and retraining run")
+                     help="auto, cpu (default) or cuda[:k]: where the gold standard, retraining and estimators run")
     board = sub.add_parser("leaderboard", help="Markdown, CSV and HTML leaderboard from results files")
     board.set_defaults(handler=cmd_leaderboard)
     source = board.add_mutually_exclusive_group()

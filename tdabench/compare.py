@@ -72,7 +72,7 @@ class CompareOptions:
     lds_subsets: int = 50  # random 50 % subsets of the LDS
     final_models: int = 1  # >= 2: seed-noise analysis over that many final models
     robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
-    device: str = "cpu"  # auto | cpu | cuda[:k]: where the gold standard and retraining run (task/device.py)
+    device: str = "cpu"  # auto | cpu | cuda[:k]: where the gold standard, retraining and estimators run (task/device.py)
     dtype: str | None = None  # None: the spec's; another dtype is refused (check_dtype)
     against_removal: bool = False  # mode derivative: also the removal gold standard, and their agreement
 
@@ -357,7 +357,7 @@ def _run_compare(options: CompareOptions) -> Results:
     while made:  # pop each estimator, so its fitted state (a factorised curvature…) is freed after use
         request, estimator = made.pop(0)
         bar.set_postfix_str(request.label)
-        outcome = run_estimator(request, estimator, ctx, gold, options.centered, truths)
+        outcome = run_estimator(request, estimator, on_device, gold, options.centered, truths)
         if outcome.truth_error is not None:
             truth_errors[request.label] = outcome.truth_error
         del estimator
@@ -371,13 +371,16 @@ def _run_compare(options: CompareOptions) -> Results:
     steps = cfg.steps_per_epoch if cfg.horizon_unit == "epoch" else None
     return Results(task_info(ctx, cfg), gold_summary(gold, options.centered, steps), records,
                    {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}, errors,
-                   __version__, git_hash(), now_iso(), extra=_extra(ctx, cfg, options, truths, truth_errors, requests)
+                   __version__, git_hash(), now_iso(),
+                   extra=_extra(on_device, cfg, options, truths, truth_errors, requests)
                    | ({"removal_vs_derivative": linearity} if linearity is not None else {}))
 
 
 def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: Truths,
            truth_errors: dict[str, str], requests: list[EstimatorRequest]) -> dict:
-    """results.extra: {"retraining": {...}} and {"seed_noise": {...}} when asked for."""
+    """results.extra: {"retraining": {...}} and {"seed_noise": {...}} when asked for; `ctx` is the
+    context on the comparison's device (the seed-noise final models, gold standards and estimators
+    run there)."""
     extra = {}
     if truths:
         extra["retraining"] = {name: truth.summary(options.centered) for name, truth in truths.items()} | {

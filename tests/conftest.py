@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from typing import Any
@@ -72,6 +73,31 @@ def least_squares_context() -> TaskContext:
 
 
 def pytest_report_header(config):
-    """Say on the summary which devices the device-parametrised tests run on."""
+    """Say in the header (shown without -q) which devices the device-parametrised tests run on."""
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CUDA cases skipped)"
     return f"tdabench devices: cpu; cuda: {cuda}"
+
+
+_CUDA_CASE = re.compile(r"[\[-]cuda(:\d+)?[\]-]")  # a test id's "cuda" parameter (device_helpers.DEVICES)
+
+
+def devices_line(reports: dict[str, list[Any]], cuda_name: str | None) -> str:
+    """The summary's devices line, from the session's reports by outcome: which devices ran, and
+    how many CUDA cases ran (with CUDA) or were skipped for want of it (without)."""
+    if cuda_name is None:
+        skipped = sum(1 for r in reports.get("skipped", []) if "CUDA" in _skip_reason(r))
+        return f"devices: cpu (cuda not available: {skipped} device tests skipped)"
+    ran = sum(1 for outcome in ("passed", "failed") for r in reports.get(outcome, [])
+              if r.when == "call" and _CUDA_CASE.search(r.nodeid))
+    return f"devices: cpu, cuda ({cuda_name}: {ran} device tests ran)"
+
+
+def _skip_reason(report: Any) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line under -q too (what `make test` and CI show): which devices the tests ran on."""
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    terminalreporter.write_line(devices_line(terminalreporter.stats, cuda))

@@ -109,3 +109,45 @@ def test_estimator_list_parsing():
     assert parsed == [EstimatorRequest("grad-dot"), EstimatorRequest(
         "if-explicit", {"damping": 0.1, "curvature": "gauss-newton", "damping_relative": False})]
     assert parsed[1].label == "if-explicit(curvature=gauss-newton,damping=0.1,damping_relative=False)"
+
+
+class RecordsContext(GradDot):
+    """Grad-Dot that remembers the contexts it was fitted on."""
+
+    contexts: list = []
+
+    def _fit(self, context):
+        type(self).contexts.append(context)
+        super()._fit(context)
+
+
+def test_estimators_and_seed_noise_get_the_device_context(broken_registered, tmp_path, monkeypatch):
+    """compare hands the estimators and the seed-noise analysis the context moved to --device (here a
+    marked copy standing in for it, so that the check runs on a CPU-only machine)."""
+    import dataclasses
+
+    import tdabench.compare as compare
+
+    moved, seed_noise_contexts = [], []
+
+    def context_on(ctx, device):
+        moved.append(dataclasses.replace(ctx))
+        return moved[-1]
+
+    class NoSummary:
+        def summary(self):
+            return {}
+
+    def run_seed_noise(ctx, *args, **kwargs):
+        seed_noise_contexts.append(ctx)
+        return NoSummary()
+
+    monkeypatch.setattr(compare, "context_on", context_on)
+    monkeypatch.setattr(compare, "run_seed_noise", run_seed_noise)
+    estimators.register("test-records-context")(RecordsContext)
+    RecordsContext.contexts = []
+    run_compare(CompareOptions(task=str(write_small_spec(tmp_path)), progress=False, cache_dir=tmp_path / "cache",
+                               estimators=tuple(parse_estimators("test-records-context")), final_models=2))
+    assert len(moved) == 1
+    assert len(RecordsContext.contexts) == 1 and RecordsContext.contexts[0] is moved[0]
+    assert len(seed_noise_contexts) == 1 and seed_noise_contexts[0] is moved[0]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from device_helpers import DEVICES, NO_CUDA
 from gold_helpers import small_context
 from tdabench.compare import CompareOptions
 from tdabench.errors import TdabenchError
@@ -14,9 +15,6 @@ from tdabench.task.device import context_on, resolve_device
 from tdabench.task.spec import OptimizerSpec
 from tdabench.truths.further import GoldConfig, paired_differences
 from tdabench.truths.scratch import leave_one_out
-
-NO_CUDA = "no CUDA device on this machine: the CUDA case runs where one is present"
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA))]
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +56,16 @@ def test_retraining_on_device_equals_cpu(ctx, device):
     cpu, _ = leave_one_out(ctx, (1, 4), (0, 2), seed=0)
     assert np.abs(cpu).max() > 0
     np.testing.assert_allclose(here, cpu, rtol=0, atol=1e-9 * np.abs(cpu).max())
+
+
+def test_summary_line_says_which_devices_ran():
+    from types import SimpleNamespace
+
+    from conftest import devices_line
+
+    report = lambda nodeid, reason="": SimpleNamespace(nodeid=nodeid, when="call",
+                                                       longrepr=("test_x.py", 1, f"Skipped: {reason}"))
+    stats = {"passed": [report("t.py::test_a[cpu]"), report("t.py::test_a[cuda]"), report("t.py::test_b[sgd-cuda]")],
+             "skipped": [report("t.py::test_a[cuda]", NO_CUDA), report("t.py::test_c", "needs captum")]}
+    assert devices_line(stats, None) == "devices: cpu (cuda not available: 1 device tests skipped)"
+    assert devices_line(stats, "NVIDIA H200") == "devices: cpu, cuda (NVIDIA H200: 2 device tests ran)"

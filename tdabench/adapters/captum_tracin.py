@@ -142,7 +142,8 @@ class TracInCaptum(Estimator):
         reduction = "sum" if self.sample_wise_ else "none"
         loss_fn = _OutputLoss(context.output_loss, reduction)
         target_fn = _OutputLoss(make_target(context.target_name, context.spec.objective), reduction)
-        test_i, train_i = torch.as_tensor(test_idx), torch.as_tensor(train_idx)
+        test_i = torch.as_tensor(test_idx, device=context.device)
+        train_i = torch.as_tensor(train_idx, device=context.device)
         train_set = TensorDataset(context.train.x[train_i], context.train.y[train_i])
         test_loader = DataLoader(TensorDataset(context.test.x[test_i], context.test.y[test_i]),
                                  batch_size=self.batch_size, shuffle=False)
@@ -163,7 +164,7 @@ class TracInCaptum(Estimator):
                     scores = tracin.influence(test_loader)
             finally:
                 self.model_.load_state_dict(base_state)
-        return scores.detach().double().numpy()
+        return scores.detach().double().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         self._fitted_context()

@@ -25,8 +25,9 @@ class CheckedCG(IFAttributorCG):
     training batch with the same test batch; the solution is computed once per test batch.
     """
 
-    def __init__(self, task: AttributionTask, max_iter: int, regularization: float, tol: float) -> None:
-        super().__init__(task=task, device="cpu", max_iter=max_iter, regularization=regularization)
+    def __init__(self, task: AttributionTask, max_iter: int, regularization: float, tol: float,
+                 device: str = "cpu") -> None:
+        super().__init__(task=task, device=device, max_iter=max_iter, regularization=regularization)
         self.check_tol = tol
         self.max_accepted_residual = 0.0
         self._memo: dict[tuple[int, bytes], torch.Tensor] = {}

@@ -175,7 +175,8 @@ class InfluenceDattri(Estimator):
         """dattri's scores (n_train, n_test) with `max_iter` CG iterations, in float64."""
         from tdabench.adapters.dattri_cg import CheckedCG
 
-        attributor = CheckedCG(self.task_, max_iter, self.regularization_, self.tol)
+        attributor = CheckedCG(self.task_, max_iter, self.regularization_, self.tol,
+                               device=str(self._fitted_context().device))
         attributor.cache(self.full_train_loader_)
         test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=self.batch_size, shuffle=False)
         with _dattri_settings(torch.float64):
@@ -188,7 +189,8 @@ class InfluenceDattri(Estimator):
         out = np.zeros((len(test_idx), len(train_idx)))
         if len(test_idx) == 0 or len(train_idx) == 0:
             return out
-        test_i, train_i = torch.as_tensor(test_idx), torch.as_tensor(train_idx)
+        test_i = torch.as_tensor(test_idx, device=context.device)
+        train_i = torch.as_tensor(train_idx, device=context.device)
         _, x_test, y_test = as_float64(context, context.test.x[test_i], context.test.y[test_i])
         _, x_train, y_train = as_float64(context, context.train.x[train_i], context.train.y[train_i])
         test_grads = flat_per_sample_grads(context, "target", x_test, y_test, self.params64_, self.batch_size)
@@ -201,12 +203,12 @@ class InfluenceDattri(Estimator):
                 self.other_max_iter_.update({int(test_idx[j]): max_iter for j in live.tolist()})
             scores = self._attribute(max_iter, train_loader, x_test[live], y_test[live]).T  # (n_live, n_train)
             finite = torch.isfinite(scores).all(dim=1)
-            out[live[finite].numpy()] = scores[finite].numpy()
+            out[live[finite.to(live.device)].cpu().numpy()] = scores[finite].cpu().numpy()
             live = live[~finite]
         if len(live) > 0:
             raise TdabenchError(
                 f"if-dattri: dattri's conjugate gradient did not reach relative residual <= {self.tol:g} "
-                f"for test points {test_idx[live.numpy()].tolist()} with any number of iterations up to "
+                f"for test points {test_idx[live.cpu().numpy()].tolist()} with any number of iterations up to "
                 f"max_iter = {self.max_iter}; increase max_iter or the damping (CG needs a positive "
                 "definite H + damping*I), or loosen tol")
         return out

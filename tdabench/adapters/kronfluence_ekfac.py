@@ -39,6 +39,10 @@ can be added: for a model with one layer it is kronfluence's number exactly; wit
 mean runs over all layers together (0.1 × the mean eigenvalue of the whole G_EKFAC), since
 kronfluence takes one damping for all layers. kronfluence writes its factors and scores under a
 temporary folder that lives as long as the fitted estimator and is removed with it (or by a refit).
+
+Device: kronfluence runs where the fitted context lives, `Analyzer(cpu=(device.type == "cpu"))`;
+with cpu=False it uses its own choice of CUDA device (the current one), so a context on `cuda:k`
+needs `torch.cuda.set_device(k)` (the pseudo-labels are drawn on the CPU, then moved).
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def _make_task(context: TaskContext, generator: torch.Generator) -> Any:
             if sample:
                 with torch.no_grad():
                     if squared:  # two-point pseudo-labels f ± 1/√2: mean f, variance 1/2 (see module docstring)
-                        signs = torch.randint(0, 2, (len(x),), generator=generator).to(out) * 2 - 1
+                        signs = torch.randint(0, 2, (len(x),), generator=generator, device="cpu").to(out) * 2 - 1
                         y = out.detach().squeeze(-1) - signs / math.sqrt(2.0)
                     else:
                         probs = torch.softmax(out.detach().cpu().double(), dim=-1)
@@ -173,7 +177,7 @@ class EkfacKronfluence(Estimator):
                 activation_covariance_dtype=F64, gradient_covariance_dtype=F64, eigendecomposition_dtype=F64,
                 per_sample_gradient_dtype=F64, lambda_dtype=F64)
             with _quiet(cpu=False):
-                analyzer = Analyzer(analysis_name="tdabench", model=model, task=task, cpu=True,
+                analyzer = Analyzer(analysis_name="tdabench", model=model, task=task, cpu=context.device.type == "cpu",
                                     disable_tqdm=True, output_dir=workdir.name)
             with _quiet(cpu=analyzer.state.device.type == "cpu"):
                 analyzer.fit_all_factors(factors_name="ekfac", dataset=TensorDataset(context.train.x, context.train.y),

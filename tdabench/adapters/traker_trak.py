@@ -33,6 +33,10 @@ when proj_dim > 100 (more than one block of 100 columns); this adapter regenerat
 Only classification with cross-entropy is supported (traker's model output is the margin); a
 regression task or another target raises TdabenchError. traker works in a temporary folder
 (`save_dir`) that lives as long as the fitted estimator and is removed with it (or by a refit).
+
+Device: traker runs on the fitted context's device (`TRAKer(device=str(context.device))`). On CUDA
+traker picks its CUDA projector when `fast_jl` is installed, whose random matrix differs from the
+CPU `BasicProjector`'s, so CPU and CUDA scores then agree only as two projection seeds do.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def _quiet(traker_module: Any) -> Iterator[None]:
 def _top_eigenvalue(features: np.ndarray, iterations: int = 100) -> float:
     """Largest eigenvalue of FᵀF by power iteration (n × k features; deterministic start)."""
     f = torch.from_numpy(features)
-    v = torch.ones(f.shape[1], dtype=f.dtype)
+    v = torch.ones(f.shape[1], dtype=f.dtype, device=f.device)
     value = 0.0
     for _ in range(iterations):
         w = f.T @ (f @ v)
@@ -183,7 +187,7 @@ class TrakTraker(Estimator):
             with _quiet(traker_module):
                 traker = traker_module.TRAKer(
                     model=model, task=ImageClassificationModelOutput(), train_set_size=n, save_dir=workdir.name,
-                    device="cpu", use_half_precision=False, proj_dim=k, projector_seed=int(self.seed),
+                    device=str(context.device), use_half_precision=False, proj_dim=k, projector_seed=int(self.seed),
                     logging_level=logging.WARNING, score_computer=_recording_score_computer(BasicScoreComputer))
                 traker.load_checkpoint(state, model_id=0)
                 x, y = context.train.x, context.train.y
@@ -245,7 +249,7 @@ class TrakTraker(Estimator):
         # traker scores each distinct test point once, in increasing index order, so a permuted request
         # runs the very same float32 computation
         unique, inverse = np.unique(test_idx, return_inverse=True)
-        index = torch.as_tensor(unique, dtype=torch.long)
+        index = torch.as_tensor(unique, dtype=torch.long, device=context.device)
         x, y = context.test.x[index], context.test.y[index]
         traker = self.traker_
         exp_name = f"tdabench_{next(self.experiments_)}"
@@ -256,7 +260,7 @@ class TrakTraker(Estimator):
                              num_samples=len(x[lo:lo + self.batch_size]))
             tau = np.array(traker.finalize_scores(exp_name=exp_name), dtype=np.float64)  # (n_train, n_unique)
         if self.target_ == "loss":
-            q_test = traker.gradient_computer.compute_loss_grad((x, y)).reshape(-1).double().numpy()  # 1 − p_j
+            q_test = traker.gradient_computer.compute_loss_grad((x, y)).reshape(-1).double().cpu().numpy()  # 1 − p_j
         else:
             q_test = -np.ones(len(unique))
         scores = (len(context.train) * self.inverse_scale_) * q_test[:, None] * tau.T  # (n_unique, n_train)

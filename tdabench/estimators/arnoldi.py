@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tdabench.errors import TdabenchError
-from tdabench.estimators.curvature import CurvatureOperator
+from tdabench.estimators.curvature import CurvatureOperator, seeded_normal
 from tdabench.estimators.base import is_seed
 from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence, check_positive_int
 from tdabench.registry import register_estimator
@@ -27,29 +27,32 @@ from tdabench.task.context import TaskContext
 
 
 def lanczos(operator: CurvatureOperator, n_iterations: int, seed: int) -> tuple[np.ndarray, torch.Tensor]:
-    """Ritz values (m,) and Ritz vectors (m, P) of the operator from m <= n_iterations Lanczos steps.
+    """Ritz values (m,) (numpy, host) and Ritz vectors (m, P) (on the operator's device) of the
+    operator from m <= n_iterations Lanczos steps.
 
-    Stops early when the Krylov space becomes invariant (the next residual vanishes).
+    Stops early when the Krylov space becomes invariant (the next residual vanishes). α and β stay
+    on the device; each step reads one boolean (the stopping test) to the host, which it needs to
+    decide whether to take the next step. The m × m tridiagonal eigenproblem is solved on the host.
     """
-    generator = torch.Generator().manual_seed(seed)
-    q = torch.randn(operator.dim, generator=generator, dtype=torch.float64)
+    q = seeded_normal((operator.dim,), seed, operator.context.device)
     basis = [q / q.norm()]
     alphas, betas = [], []
     for _ in range(min(n_iterations, operator.dim)):
         w = operator.matvec(basis[-1][None])[0]
-        alphas.append(float(basis[-1] @ w))
+        alphas.append(basis[-1] @ w)
         stacked = torch.stack(basis)
         for _ in range(2):  # full re-orthogonalisation, twice for stability
             w = w - stacked.T @ (stacked @ w)
-        beta = float(w.norm())
-        if beta <= 1e-10 * max(abs(a) for a in alphas) or len(basis) == operator.dim:
+        beta = w.norm()
+        if len(basis) == operator.dim or bool(beta <= 1e-10 * torch.stack(alphas).abs().max()):
             break
         betas.append(beta)
         basis.append(w / beta)
     stacked = torch.stack(basis[: len(alphas)])
-    tridiagonal = np.diag(alphas) + np.diag(betas[: len(alphas) - 1], 1) + np.diag(betas[: len(alphas) - 1], -1)
-    values, vectors = np.linalg.eigh(tridiagonal)
-    return values, torch.from_numpy(vectors).T @ stacked
+    alpha = torch.stack(alphas).cpu().numpy()
+    beta = torch.stack(betas[: len(alphas) - 1]).cpu().numpy() if len(alphas) > 1 else np.zeros(0)
+    values, vectors = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
+    return values, torch.from_numpy(vectors).to(stacked.device).T @ stacked
 
 
 @register_estimator("if-arnoldi")
@@ -89,7 +92,7 @@ class ArnoldiInfluence(DampedInfluence):
         if (shifted <= 0).any():
             raise TdabenchError(f"if-arnoldi: a kept eigenvalue plus the damping is {shifted.min():.3g} <= 0; "
                                 "increase the damping or use curvature=gauss-newton")
-        self.inverse_ = torch.from_numpy(1.0 / shifted)
+        self.inverse_ = torch.from_numpy(1.0 / shifted).to(context.device)
 
     def _train_representation(self, grads: torch.Tensor) -> torch.Tensor:
         return grads.double() @ self.eigenvectors_.T

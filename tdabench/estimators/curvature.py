@@ -10,6 +10,10 @@ later calls are a matmul: same numbers up to rounding, and far cheaper for the m
 LiSSA and Lanczos. On mnist-cnn (P = 2,202, 1,000 images) one matrix-free Hessian product of 100
 vectors took about a minute on 2 shared cores (float64 convolutions have no fast kernel); the explicit
 matrices are built once per comparison (`dense_curvature.curvature_matrix`).
+
+Devices: every product runs on the context's device (`TaskContext.device`). Random start vectors
+are drawn on the CPU from a seeded CPU generator and copied to the device once (`seeded_normal`),
+so that a seed gives the same vector, and the same numbers, on every device.
 """
 
 from __future__ import annotations
@@ -108,19 +112,28 @@ class CurvatureOperator:
         return vmap(one)(vectors)
 
 
+def seeded_normal(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
+    """Standard normal float64 entries from a CPU generator seeded with `seed`, copied to `device`:
+    the same numbers on every device (CUDA's generator would draw others)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator, dtype=torch.float64, device="cpu").to(device)
+
+
 def top_eigenvalue(operator: CurvatureOperator, iterations: int = 30, seed: int = 0,
                    matvec: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
     """Largest |eigenvalue| of the operator by power iteration (an estimate from below); `matvec`
-    replaces `operator.matvec` (e.g. products on sampled training examples)."""
+    replaces `operator.matvec` (e.g. products on sampled training examples).
+
+    No host sync per step: the norm stays on the device and is read once at the end. A product
+    that vanishes (w = 0) leaves v = 0, so every later product and the result are 0 (as when the
+    loop stopped there).
+    """
     matvec = operator.matvec if matvec is None else matvec
-    generator = torch.Generator().manual_seed(seed)
-    v = torch.randn(1, operator.dim, generator=generator, dtype=torch.float64)
+    v = seeded_normal((1, operator.dim), seed, operator.context.device)
     v /= v.norm()
-    value = 0.0
+    value = v.new_zeros(())
     for _ in range(iterations):
         w = matvec(v)
-        value = float(w.norm())
-        if value == 0.0:
-            return 0.0
-        v = w / value
-    return value
+        value = w.norm()
+        v = torch.where(value > 0, w / value, w)
+    return float(value)

@@ -31,14 +31,15 @@ from tdabench.task.context import TaskContext
 
 
 def layer_indices(context: TaskContext) -> dict[str, torch.Tensor]:
-    """Module prefix → the flat indices (`gradients.flatten` order) of that module's parameters."""
+    """Module prefix → the flat indices (`gradients.flatten` order) of that module's parameters, on
+    the context's device."""
     groups: dict[str, list[int]] = {}
     start = 0
     for key, value in context.params.items():
         prefix = key.rpartition(".")[0]
         groups.setdefault(prefix, []).extend(range(start, start + value.numel()))
         start += value.numel()
-    return {prefix: torch.tensor(idx, dtype=torch.long) for prefix, idx in groups.items()}
+    return {prefix: torch.tensor(idx, dtype=torch.long, device=context.device) for prefix, idx in groups.items()}
 
 
 @register_estimator("datainf")

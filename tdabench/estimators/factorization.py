@@ -12,6 +12,10 @@ symmetric row-major matrix is the same matrix, so LAPACK needs no copy), and sol
 solves on that view, so a factorisation costs no second (P, P) buffer. A numerically singular
 matrix — reciprocal 1-norm condition number below machine epsilon, estimated as LAPACK's
 `pocon`/`gecon` do (Hager's method with Higham's extra test vector) — is refused.
+
+Devices: the factor lives where the matrix does (CPU: MKL's LAPACK; CUDA: cuSOLVER). Host syncs
+are few and outside hot loops: one per factorisation (LAPACK's `info`), one for the norm, and one
+or two per step of the condition estimate (at most 5 steps; its control flow needs them).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def factorize(matrix: torch.Tensor, positive_definite: bool | None,
     norm = norm1(matrix)
     a, fac = matrix.mT, None
     if positive_definite is not False:
-        info = torch.empty((), dtype=torch.int32)
+        info = torch.empty((), dtype=torch.int32, device=matrix.device)
         torch.linalg.cholesky_ex(a, out=(a, info))
         if int(info) == 0:
             fac = Factorization("cholesky", a, None)
@@ -68,7 +72,7 @@ def factorize(matrix: torch.Tensor, positive_definite: bool | None,
             a = rebuild().mT
     if fac is None:
         fac = _lu(a)
-    rcond = 0.0 if fac is None else 1.0 / (norm * inverse_norm1(fac.solve, len(a)))
+    rcond = 0.0 if fac is None else 1.0 / (norm * inverse_norm1(fac.solve, len(a), device=a.device))
     if not rcond >= EPS:
         raise TdabenchError(f"the damped curvature matrix is numerically singular (reciprocal condition "
                             f"number {rcond:.1e}); increase the damping")
@@ -77,23 +81,25 @@ def factorize(matrix: torch.Tensor, positive_definite: bool | None,
 
 def _lu(a: torch.Tensor) -> Factorization | None:
     """In-place LU of the column-major view `a`; None when a pivot is exactly zero."""
-    info = torch.empty((), dtype=torch.int32)
-    pivots = torch.empty(len(a), dtype=torch.int32)
+    info = torch.empty((), dtype=torch.int32, device=a.device)
+    pivots = torch.empty(len(a), dtype=torch.int32, device=a.device)
     torch.linalg.lu_factor_ex(a, out=(a, pivots, info))
     return Factorization("lu", a, pivots) if int(info) == 0 else None
 
 
 def norm1(matrix: torch.Tensor, rows: int = 2048) -> float:
-    """‖A‖₁ = max_j Σ_i |A_ij| of a symmetric matrix, in row blocks (no full-size temporary)."""
-    return max(float(matrix[lo:lo + rows].abs().sum(1).max()) for lo in range(0, len(matrix), rows))
+    """‖A‖₁ = max_j Σ_i |A_ij| of a symmetric matrix, in row blocks (no full-size temporary); the
+    blocks' maxima stay on the device, one host copy at the end."""
+    return float(torch.stack([matrix[lo:lo + rows].abs().sum(1).max() for lo in range(0, len(matrix), rows)]).max())
 
 
-def inverse_norm1(solve: Callable[[torch.Tensor], torch.Tensor], n: int, max_iter: int = 5) -> float:
+def inverse_norm1(solve: Callable[[torch.Tensor], torch.Tensor], n: int, max_iter: int = 5,
+                  device: torch.device | str = "cpu") -> float:
     """A lower estimate of ‖C⁻¹‖₁ for a symmetric C, from solves X ↦ C⁻¹X only (Hager 1984, with
     Higham's 1988 alternative vector b_i = ±(1 + i/(n−1)), as in LAPACK's dlacn2). Usually exact;
-    never above the true norm. Costs 2–2·max_iter + 1 single-column solves."""
-    x = torch.full((n, 1), 1.0 / n, dtype=torch.float64)
-    alternative = torch.linspace(1.0, 2.0, n, dtype=torch.float64)  # 1 + i/(n − 1); [1.] when n = 1
+    never above the true norm. Costs 2–2·max_iter + 1 single-column solves, on `device` (the factor's)."""
+    x = torch.full((n, 1), 1.0 / n, dtype=torch.float64, device=device)
+    alternative = torch.linspace(1.0, 2.0, n, dtype=torch.float64, device=device)  # 1 + i/(n − 1); [1.] when n = 1
     alternative[1::2] *= -1
     both = solve(torch.cat([x, alternative[:, None]], dim=1))
     y, estimate, best = both[:, :1], 0.0, 2 * float(both[:, 1].abs().sum()) / (3 * n)
@@ -106,7 +112,7 @@ def inverse_norm1(solve: Callable[[torch.Tensor], torch.Tensor], n: int, max_ite
         j = int(z.abs().argmax())
         if float(z.abs()[j, 0]) <= float((z * x).sum()):
             break
-        x = torch.zeros(n, 1, dtype=torch.float64)
+        x = torch.zeros(n, 1, dtype=torch.float64, device=device)
         x[j] = 1.0
         y = solve(x)
     return max(estimate, best)

@@ -27,7 +27,7 @@ class GradDot(InnerProductEstimator):
     def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
         context = self._fitted_context()
         return gradient_gram(context, (context.test, test_idx, "target"), (context.train, train_idx, "loss"),
-                             batch_size=self.batch_size).numpy()
+                             batch_size=self.batch_size).cpu().numpy()
 
 
 def normalize_rows(grads: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 A flat parameter vector concatenates ``p.reshape(-1)`` for the tensors of ``context.params`` in dict
 order; P is its length. Row k of a gradient matrix is the gradient of one example's loss (or target).
+Gradients live on the parameters' device (`TaskContext.device`); nothing here copies to the host.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def flat_per_sample_grads(context: TaskContext, fn: GradFn, x: torch.Tensor, y: 
 
     batched = vmap(grad(one), in_dims=(None, 0, 0))
     n, n_params = int(x.shape[0]), sum(p.numel() for p in params.values())
-    out = torch.empty(n, n_params, dtype=next(iter(params.values())).dtype)
+    first = next(iter(params.values()))
+    out = torch.empty(n, n_params, dtype=first.dtype, device=first.device)
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
         out[lo:hi] = flatten_rows(batched(params, x[lo:hi], y[lo:hi]), hi - lo)
@@ -70,18 +72,25 @@ def flat_per_sample_grads(context: TaskContext, fn: GradFn, x: torch.Tensor, y: 
 
 def lambda_g(train_grads: torch.Tensor) -> float:
     """λ_G: the mean squared entry of the per-sample training gradients (n, P) (docs/method.md, the unified view)."""
+    return float(_mean_square(train_grads))
+
+
+def _mean_square(train_grads: torch.Tensor) -> torch.Tensor:
+    """The mean squared entry, a float64 0-d tensor on the gradients' device (no host copy)."""
     if train_grads.numel() == 0:
         raise ValueError("lambda_g needs at least one gradient")
-    return float(train_grads.double().pow(2).mean())
+    return train_grads.double().pow(2).mean()
 
 
 def training_lambda_g(context: TaskContext, batch_size: int = 256) -> float:
-    """λ_G of the whole training set at θᶠ, in float64, batch by batch (never all gradients at once)."""
+    """λ_G of the whole training set at θᶠ, in float64, batch by batch (never all gradients at once).
+    The batches' sum stays on the device; one host copy at the end (float64 arithmetic, so the same
+    number as summing Python floats)."""
     params, x, y = as_float64(context, context.train.x, context.train.y)
-    total = sum(lambda_g(flat_per_sample_grads(context, "loss", x[lo:lo + batch_size], y[lo:lo + batch_size],
-                                               params, batch_size)) * len(x[lo:lo + batch_size])
+    total = sum(_mean_square(flat_per_sample_grads(context, "loss", x[lo:lo + batch_size], y[lo:lo + batch_size],
+                                                   params, batch_size)) * len(x[lo:lo + batch_size])
                 for lo in range(0, len(x), batch_size))
-    return total / len(x)
+    return float(total / len(x))
 
 
 def as_float64(context: TaskContext, x: torch.Tensor, y: torch.Tensor) -> tuple[Tensors, torch.Tensor, torch.Tensor]:

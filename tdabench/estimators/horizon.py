@@ -134,10 +134,9 @@ class HorizonLissa(InnerProductEstimator):
         else:
             filters = lambda theta: response_on_eigenvalues(theta, self.lr_, self.momentum_, steps)
             responses = matrix_functions(self.operator_.matvec, test, self.n_iterations, filters)
-        out = np.zeros((len(steps), len(test_idx), len(train_idx)))
-        for h, response in enumerate(responses):
-            out[h] = (response @ train.T).numpy()
-        return out
+        if len(steps) == 0:
+            return np.zeros((0, len(test_idx), len(train_idx)))
+        return torch.stack([response @ train.T for response in responses]).cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         self._fitted_context()

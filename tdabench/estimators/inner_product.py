@@ -8,6 +8,9 @@ override the hooks: `_fit_representations(context)` (fit curvature, projections�
 `_train_representation` (n_train, P) → (n_train, D), `_test_representation` (n_test, P) → (n_test, D)
 and `_transform` (n_test, D) → (n_test, D) (e.g. apply an inverse curvature). All default to identity,
 which gives Grad-Dot. Only the gradients of the requested indices are computed, in batches.
+
+Devices: representations and transforms live on the fitted context's device (`TaskContext.device`,
+the parameters' device); `_score` copies the finished score matrix to the host once, as numpy.
 """
 
 from __future__ import annotations
@@ -52,10 +55,10 @@ class InnerProductEstimator(Estimator):
         context = self._fitted_context()
         test = self._transform(self._test_representation(self._grads(context, context.test, test_idx, "target")))
         train = self._train_representation(self._grads(context, context.train, train_idx, "loss"))
-        return (test.double() @ train.double().T).numpy()
+        return (test.double() @ train.double().T).cpu().numpy()
 
     def _grads(self, context: TaskContext, split: Split, idx: np.ndarray, fn: GradFn,
                params: Tensors | None = None) -> torch.Tensor:
         """Flat per-sample gradients (len(idx), P) of `fn` at `params` (default θᶠ), in batches."""
-        index = torch.as_tensor(idx, dtype=torch.long)
+        index = torch.as_tensor(idx, dtype=torch.long, device=split.x.device)
         return flat_per_sample_grads(context, fn, split.x[index], split.y[index], params, self.batch_size)

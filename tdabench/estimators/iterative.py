@@ -7,7 +7,7 @@ score[j, i] = ((C + λI)⁻¹∇f(z_j))ᵀ ∇ℓ(z_i), the same quantity as `if
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
+CURVATURE_CHECK_EVERY = 10  # CG iterations between host reads of the "non-positive curvature" flag
 
 
 def conjugate_gradient(matvec: MatVec, rhs: torch.Tensor, max_iter: int, tol: float) -> tuple[torch.Tensor, float, int]:
@@ -28,20 +29,29 @@ def conjugate_gradient(matvec: MatVec, rhs: torch.Tensor, max_iter: int, tol: fl
 
     Each row runs its own CG recursion; a row stops once ||r|| <= tol·||b||. Returns (X, the largest
     relative residual, iterations). A direction with pᵀAp <= 0 means A is not positive definite.
+
+    Host syncs, on any device: one per iteration, the indices of the rows still running (the
+    products are restricted to them, so the numbers do not depend on the other rows; an empty set
+    ends the loop). The "non-positive curvature" test is a flag kept on the device and read every
+    `CURVATURE_CHECK_EVERY` iterations and at the end; a step taken after such a direction only
+    produces numbers that are thrown away with the error.
     """
     x, r = torch.zeros_like(rhs), rhs.clone()
     p, rs = r.clone(), (r * r).sum(1)
     target = tol * rhs.norm(dim=1)
     active = rs.sqrt() > target
+    indefinite = torch.zeros((), dtype=torch.bool, device=rhs.device)
     iterations = 0
     with bar(max_iter, "conjugate gradients", "iteration") as shown_bar:
-        while bool(active.any()) and iterations < max_iter:
+        while iterations < max_iter:
             rows = active.nonzero().squeeze(1)
+            if len(rows) == 0:
+                break
             ap = matvec(p[rows])
             curvature = (p[rows] * ap).sum(1)
-            if bool((curvature <= 0).any()):
-                raise TdabenchError("conjugate gradients met a direction of non-positive curvature: the damped "
-                                    "curvature is not positive definite; increase the damping or use gauss-newton")
+            indefinite |= (curvature <= 0).any()
+            if iterations % CURVATURE_CHECK_EVERY == 0:
+                _check_curvature(indefinite)
             alpha = rs[rows] / curvature
             x[rows] += alpha[:, None] * p[rows]
             r[rows] -= alpha[:, None] * ap
@@ -51,8 +61,16 @@ def conjugate_gradient(matvec: MatVec, rhs: torch.Tensor, max_iter: int, tol: fl
             active[rows] = rs_new.sqrt() > target[rows]
             iterations += 1
             shown_bar.update()
+    _check_curvature(indefinite)
     scale = rhs.norm(dim=1).clamp(min=1e-300)
     return x, float((rs.sqrt() / scale).max()) if len(rhs) else 0.0, iterations
+
+
+def _check_curvature(indefinite: torch.Tensor) -> None:
+    """Raise when CG has met a direction of non-positive curvature (a host read of the flag)."""
+    if bool(indefinite):
+        raise TdabenchError("conjugate gradients met a direction of non-positive curvature: the damped "
+                            "curvature is not positive definite; increase the damping or use gauss-newton")
 
 
 @register_estimator("if-cg")
@@ -110,6 +128,16 @@ def lissa(matvec: MatVec, rhs: torch.Tensor, depth: int, scale: float) -> torch.
     return v / scale
 
 
+def sampled_rows(rng: np.random.Generator, n: int, size: int, device: torch.device,
+                 block: int = 64) -> Iterator[torch.Tensor]:
+    """Endless index sets `rng.choice(n, size, replace=False)` as long tensors on `device`, drawn
+    `block` at a time and copied to the device in one transfer per block (not one per product).
+    Drawing ahead consumes `rng` in the same order, so the sets are those of one draw per call."""
+    while True:
+        drawn = torch.as_tensor(np.stack([rng.choice(n, size, replace=False) for _ in range(block)]), device=device)
+        yield from drawn
+
+
 @register_estimator("if-lissa")
 class LissaInfluence(DampedInfluence):
     """Influence function with (C + λI)⁻¹ by the LiSSA recursion (Agarwal et al. 2017; Koh & Liang).
@@ -160,10 +188,9 @@ class LissaInfluence(DampedInfluence):
         with `seed`: the power iteration and the recursion each restart the same stream)."""
         if self.hvp_batch_size is None:
             return self.operator_.matvec
-        rng = np.random.default_rng(self.seed)
-        n = len(context.train)
-        size = min(self.hvp_batch_size, n)
-        return lambda v: self.operator_.matvec(v, rows=torch.as_tensor(rng.choice(n, size, replace=False)))
+        samples = sampled_rows(np.random.default_rng(self.seed), len(context.train),
+                               min(self.hvp_batch_size, len(context.train)), context.device)
+        return lambda v: self.operator_.matvec(v, rows=next(samples))
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"scale": self.scale_, "depth": self.depth}

@@ -65,7 +65,7 @@ def pseudo_gradients(context: TaskContext, blocks: list[LinearBlock], params: Te
     for k, block in enumerate(blocks):
         a = block.patches(inputs[block.name])
         if block.bias is not None:
-            a = torch.cat([a, torch.ones(*a.shape[:2], 1, dtype=a.dtype)], dim=2)
+            a = torch.cat([a, a.new_ones(*a.shape[:2], 1)], dim=2)
         result.append((a, torch.stack([block.positions(col[k]) for col in cols], dim=1)))
     return result
 
@@ -119,9 +119,10 @@ class KroneckerInfluence(InnerProductEstimator):
                                     f"(damping + l2 = {self.damping_ + context.l2:g}); increase the damping")
 
     def _factors(self, context: TaskContext) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer (A (width, width), S (out, out)), float64 means over the training set."""
-        sums = [(torch.zeros(b.width, b.width, dtype=torch.float64),
-                 torch.zeros(b.n_out, b.n_out, dtype=torch.float64)) for b in self.blocks_]
+        """Per layer (A (width, width), S (out, out)), float64 means over the training set, on the
+        context's device."""
+        zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=context.device)
+        sums = [(zeros(b.width, b.width), zeros(b.n_out, b.n_out)) for b in self.blocks_]
         for params, xb, yb in batches(context, self.batch_size):
             for (a_sum, s_sum), (a, s) in zip(sums, pseudo_gradients(context, self.blocks_, params, xb, yb)):
                 a, s = a.reshape(-1, a.shape[-1]), s.reshape(-1, s.shape[-1]) / s.shape[2] ** 0.5
@@ -172,7 +173,7 @@ class EKFAC(KroneckerInfluence):
                 "2018; Grosse et al., 2023")
 
     def _eigenvalues(self, context: TaskContext) -> list[torch.Tensor]:
-        sums = [torch.zeros(b.n_out, b.width, dtype=torch.float64) for b in self.blocks_]
+        sums = [torch.zeros(b.n_out, b.width, dtype=torch.float64, device=context.device) for b in self.blocks_]
         for params, xb, yb in batches(context, self.batch_size):
             stats = pseudo_gradients(context, self.blocks_, params, xb, yb)
             for total, (q_s, q_a), (a, s) in zip(sums, self.bases_, stats):

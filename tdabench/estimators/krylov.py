@@ -5,6 +5,8 @@ span{v, Av, …, A^{m−1}v} and the tridiagonal T = QᵀAQ. Then f(A)v ≈ ||v|
 when f is a polynomial of degree < m, or when the Krylov space becomes invariant (breakdown) before
 step m. Two passes keep the memory at a few (k, P) blocks: the first computes T, the second
 regenerates the same basis and accumulates Q·c for the coefficients c = f(T)e_1 of every function.
+Everything stays on the vectors' device, with no host sync per step (the rows' breakdown tests are
+device-side masks).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ def _lanczos_steps(matvec: MatVec, vectors: torch.Tensor, steps: int) -> Iterato
     continues with q = 0, α = β = 0 (its tridiagonal decouples and f(T)e_1 ignores the rest)."""
     norms = vectors.norm(dim=1, keepdim=True)
     q = vectors / norms.clamp(min=1e-300)
-    q_prev, beta_prev = torch.zeros_like(q), torch.zeros(len(q), dtype=q.dtype)
-    scale = torch.zeros(len(q), dtype=q.dtype)
+    q_prev, beta_prev = torch.zeros_like(q), q.new_zeros(len(q))
+    scale = q.new_zeros(len(q))
     with bar(steps, "Lanczos", "step") as shown_bar:
         for _ in range(steps):
             shown_bar.update()
@@ -57,7 +59,7 @@ def matrix_functions(matvec: MatVec, vectors: torch.Tensor, steps: int,
     values = fn(theta)  # (H, k, m)
     norms = vectors.norm(dim=1)
     coefficients = torch.einsum("kjm,hkm,km,k->hkj", basis, values, basis[:, 0, :], norms)  # ||v|| f(T)e_1
-    out = torch.zeros(len(values), *vectors.shape, dtype=vectors.dtype)
+    out = vectors.new_zeros(len(values), *vectors.shape)
     for j, (q, _, _) in enumerate(_lanczos_steps(matvec, vectors, steps)):
         out += coefficients[:, :, j, None] * q
     return out

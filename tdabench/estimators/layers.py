@@ -173,8 +173,8 @@ def gradient_factors(context: TaskContext, blocks: list[LinearBlock], fn: GradFn
     for block, d in zip(blocks, grads):
         a = inputs[block.name]
         if block.bias is not None:
-            a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], dim=1)
-        factors.append((a, torch.zeros(len(a), block.n_out, dtype=a.dtype) if d is None else d))
+            a = torch.cat([a, a.new_ones(len(a), 1)], dim=1)
+        factors.append((a, a.new_zeros(len(a), block.n_out) if d is None else d))
     return factors
 
 
@@ -182,7 +182,7 @@ def _stacked_factors(context: TaskContext, blocks: list[LinearBlock], side: tupl
                      params: Tensors, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`gradient_factors` of the examples `idx` of `split`, computed in batches and stacked per layer."""
     split, idx, fn = side
-    index = torch.as_tensor(idx, dtype=torch.long)
+    index = torch.as_tensor(idx, dtype=torch.long, device=split.x.device)
     parts = [gradient_factors(context, blocks, fn, split.x[index[lo:lo + batch_size]],
                               split.y[index[lo:lo + batch_size]], params) for lo in range(0, len(index), batch_size)]
     return [(torch.cat([p[k][0] for p in parts]).double(), torch.cat([p[k][1] for p in parts]).double())
@@ -195,15 +195,16 @@ def gradient_gram(context: TaskContext, left: tuple[Split, np.ndarray, GradFn],
     """G[j, i] = ∇fn_l(z_j)ᵀ ∇fn_r(z_i) at `params` (default θᶠ), float64, (len(idx_l), len(idx_r)).
 
     Each side is (split, indices, fn). Factored per nn.Linear layer when the model allows it,
-    otherwise from flat per-sample gradients; the two give the same numbers.
+    otherwise from flat per-sample gradients; the two give the same numbers. On the context's device.
     """
     params = context.params if params is None else params
-    gram = torch.zeros(len(left[1]), len(right[1]), dtype=torch.float64)
+    gram = torch.zeros(len(left[1]), len(right[1]), dtype=torch.float64, device=context.device)
     if gram.numel() == 0:
         return gram
     blocks = linear_blocks_or_none(context)
     if blocks is None:
-        grads = [flat_per_sample_grads(context, fn, split.x[torch.as_tensor(idx)], split.y[torch.as_tensor(idx)],
+        index = lambda idx: torch.as_tensor(idx, dtype=torch.long, device=context.device)
+        grads = [flat_per_sample_grads(context, fn, split.x[index(idx)], split.y[index(idx)],
                                        params, batch_size).double() for split, idx, fn in (left, right)]
         return grads[0] @ grads[1].T
     sides = [_stacked_factors(context, blocks, side, params, batch_size) for side in (left, right)]

@@ -49,11 +49,11 @@ class TracIn(InnerProductEstimator):
 
     def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
         context = self._fitted_context()
-        total = torch.zeros(len(test_idx), len(train_idx), dtype=torch.float64)
+        total = torch.zeros(len(test_idx), len(train_idx), dtype=torch.float64, device=context.device)
         for lr, params in self.checkpoints_:
             total += lr * gradient_gram(context, (context.test, test_idx, "target"),
                                         (context.train, train_idx, "loss"), params, self.batch_size)
-        return total.numpy()
+        return total.cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         self._fitted_context()

@@ -46,38 +46,41 @@ class RandomProjection:
     kind: str = "gaussian"
     seed: int = 0
 
-    def chunk(self, c: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """Rows c·PROJECTION_CHUNK … of Π, shape (≤ PROJECTION_CHUNK, k). Rademacher signs come
-        from random bytes, 8 signs per byte."""
+    def chunk(self, c: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Rows c·PROJECTION_CHUNK … of Π, shape (≤ PROJECTION_CHUNK, k), on `device`. Rademacher
+        signs come from random bytes, 8 signs per byte. Drawn on the CPU from a CPU generator and
+        then copied to `device`, so Π is the same on every device (CUDA's generator draws others)."""
         rows = min(PROJECTION_CHUNK, self.dim - c * PROJECTION_CHUNK)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + c)
         if self.kind == "gaussian":
-            values = torch.randn(rows, self.proj_dim, generator=generator, dtype=dtype)
+            values = torch.randn(rows, self.proj_dim, generator=generator, dtype=dtype, device="cpu")
         else:
-            packed = torch.randint(0, 256, (rows, -(-self.proj_dim // 8)), generator=generator, dtype=torch.uint8)
-            bits = (packed.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8)) & 1
+            packed = torch.randint(0, 256, (rows, -(-self.proj_dim // 8)), generator=generator, dtype=torch.uint8,
+                                   device="cpu")
+            bits = (packed.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8, device="cpu")) & 1
             values = bits.reshape(rows, -1)[:, : self.proj_dim].to(dtype) * 2 - 1
-        return values / self.proj_dim ** 0.5
+        return (values / self.proj_dim ** 0.5).to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(len(x), self.proj_dim, dtype=x.dtype)
+        out = x.new_zeros(len(x), self.proj_dim)
         for c, lo in enumerate(range(0, self.dim, PROJECTION_CHUNK)):
-            out += x[:, lo:lo + PROJECTION_CHUNK] @ self.chunk(c, x.dtype)
+            out += x[:, lo:lo + PROJECTION_CHUNK] @ self.chunk(c, x.dtype, x.device)
         return out
 
 
 class CachedProjection:
-    """`RandomProjection` in `dtype`, with Π generated once and kept when it takes at most
-    `max_bytes` (otherwise regenerated chunk by chunk on every call); returns float64."""
+    """`RandomProjection` in `dtype`, with Π generated once and kept on `device` when it takes at
+    most `max_bytes` (otherwise regenerated chunk by chunk on every call); returns float64."""
 
-    def __init__(self, projection: RandomProjection, dtype: torch.dtype, max_bytes: int = 2**30) -> None:
+    def __init__(self, projection: RandomProjection, dtype: torch.dtype, max_bytes: int = 2**30,
+                 device: torch.device | str = "cpu") -> None:
         self.projection, self.dtype = projection, dtype
         size = projection.dim * projection.proj_dim * torch.finfo(dtype).bits // 8
         self.matrix = None
         if size <= max_bytes:
-            self.matrix = torch.empty(projection.dim, projection.proj_dim, dtype=dtype)
+            self.matrix = torch.empty(projection.dim, projection.proj_dim, dtype=dtype, device=device)
             for c, lo in enumerate(range(0, projection.dim, PROJECTION_CHUNK)):
-                self.matrix[lo:lo + PROJECTION_CHUNK] = projection.chunk(c, dtype)
+                self.matrix[lo:lo + PROJECTION_CHUNK] = projection.chunk(c, dtype, device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
@@ -120,7 +123,7 @@ class Trak(InnerProductEstimator):
 
     def _fit_representations(self, context: TaskContext) -> None:
         projection = RandomProjection(context.n_params, self.proj_dim, self.projection, self.seed)
-        self.projector_ = CachedProjection(projection, getattr(torch, self.dtype))
+        self.projector_ = CachedProjection(projection, getattr(torch, self.dtype), device=context.device)
         self.members_ = [self._fit_member(member_context(context, m)) for m in range(self.n_models)]
 
     def _fit_member(self, member: TaskContext) -> dict[str, Any]:
@@ -150,20 +153,21 @@ class Trak(InnerProductEstimator):
 
     def _projected(self, member: TaskContext, split, idx: np.ndarray, fn: str) -> torch.Tensor:
         """Projected per-sample gradients (len(idx), k), float64, at the member's final model."""
-        out = torch.empty(len(idx), self.proj_dim, dtype=torch.float64)
+        out = torch.empty(len(idx), self.proj_dim, dtype=torch.float64, device=member.device)
         for lo in range(0, len(idx), self.batch_size):
             grads = self._grads(member, split, idx[lo:lo + self.batch_size], fn, member.params)
             out[lo:lo + self.batch_size] = self.projector_(grads)
         return out
 
     def _score(self, test_idx: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
-        total = torch.zeros(len(test_idx), len(train_idx), dtype=torch.float64)
-        index = torch.as_tensor(train_idx, dtype=torch.long)
+        device = self._fitted_context().device
+        total = torch.zeros(len(test_idx), len(train_idx), dtype=torch.float64, device=device)
+        index = torch.as_tensor(train_idx, dtype=torch.long, device=device)
         for fitted in self.members_:
             member = fitted["context"]
             test = self._projected(member, member.test, test_idx, "target")
             total += self._weights(fitted, test)[:, index] * fitted["slopes"][index]
-        return (total / len(self.members_)).numpy()
+        return (total / len(self.members_)).cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         self._fitted_context()

@@ -50,13 +50,19 @@ def _split_on(split: Split, device: torch.device) -> Split:
     return dataclasses.replace(split, x=split.x.to(device), y=split.y.to(device))
 
 
+def dataset_on(data: Dataset, device: torch.device) -> Dataset:
+    """The same data set with both splits on `device` (itself when they are there already)."""
+    if data.train.x.device == device and data.test.x.device == device:
+        return data
+    return dataclasses.replace(data, train=_split_on(data.train, device), test=_split_on(data.test, device))
+
+
 def context_on(ctx: TaskContext, device: torch.device) -> TaskContext:
     """The same context on `device` (itself when it is there already)."""
     if ctx.device == device:
         return ctx
     model = copy.deepcopy(ctx.model).to(device)
-    data: Dataset = dataclasses.replace(ctx.data, train=_split_on(ctx.train, device),
-                                        test=_split_on(ctx.test, device))
+    data = dataset_on(ctx.data, device)
     move = lambda tensors: {k: v.to(device) for k, v in tensors.items()}
     checkpoints = tuple(Checkpoint(c.epoch, move(c.params), c.lr) for c in ctx.checkpoints)
     probe = ctx.probe and dataclasses.replace(ctx.probe, weight=ctx.probe.weight.to(device),

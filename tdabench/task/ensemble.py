@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from tdabench.task.context import TaskContext, build_context
+from tdabench.task.device import context_on, dataset_on
 from tdabench.task.spec import TaskSpec
 
 
@@ -23,7 +26,11 @@ def member_spec(spec: TaskSpec, member: int) -> TaskSpec:
 
 
 def member_context(context: TaskContext, member: int) -> TaskContext:
-    """The context of member `member`: same data and target, its own final model (cached)."""
+    """The context of member `member`: same data and target, its own final model (cached), on the
+    context's device."""
     if member == 0:
         return context
-    return build_context(member_spec(context.spec, member), context.cache_dir, context.target_name, context.data)
+    cpu = torch.device("cpu")  # final models are trained (and cached) on the CPU, then moved
+    built = build_context(member_spec(context.spec, member), context.cache_dir, context.target_name,
+                          dataset_on(context.data, cpu))
+    return context_on(built, context.device)
