@@ -32,9 +32,9 @@ lint: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
+# Every speed benchmark on the device present (CUDA when there is one): benchmarks/speed.py.
 benchmark: setup
-	$(BIN)/python benchmarks/gold_standard_speed.py
-	$(BIN)/python benchmarks/estimator_speed.py
+	$(BIN)/python benchmarks/speed.py $(ARGS)
 
 leaderboard: setup
 	$(BIN)/tdabench leaderboard --suite benchmarks/leaderboard_suite.yaml $(ARGS)

@@ -11,8 +11,8 @@ and the shortest wall time is kept, so one-off costs of the first call (allocato
 do not count against whichever runs first. Usage:
 
     .venv/bin/python benchmarks/derivative_speed.py [--task breast-cancer-mlp] [--n-train 100,all]
-        [--horizons 1,2,5] [--epsilon 1e-4] [--repeats 2]
-        [--out benchmarks/results/derivative_speed_<task>.json]
+        [--horizons 1,2,5] [--epsilon 1e-4] [--repeats 2] [--device auto|cpu|cuda[:k]]
+        [--out benchmarks/results/derivative_speed_<task>[_cuda].json]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 
 from tdabench.scoring.costs import measure, release_freed_memory
 from tdabench.task import build_context, find_spec
+from tdabench.task.device import context_on, resolve_device
 from tdabench.truths.further import auto_chunk_size, config_from_spec, derivatives, paired_differences
 from tdabench.truths.further.derivative import derivative_plan
 
@@ -69,12 +70,15 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2, help="runs of each computation; the fastest counts")
+    parser.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu or cuda[:k]")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: benchmarks/results/derivative_speed_<task>.json")
+                        help="default: benchmarks/results/derivative_speed_<task>[_cuda].json")
     args = parser.parse_args()
-    out = args.out or Path(f"benchmarks/results/derivative_speed_{args.task}.json")
+    device = resolve_device(args.device)
+    out = args.out or Path(f"benchmarks/results/derivative_speed_{args.task}"
+                           f"{'' if device.type == 'cpu' else '_' + device.type}.json")
     spec = find_spec(args.task)
-    ctx = build_context(spec, Path(tempfile.mkdtemp()))
+    ctx = context_on(build_context(spec, Path(tempfile.mkdtemp())), device)
     horizons = tuple(int(h) for h in args.horizons.split(","))
     runs = []
     for count in args.n_train.split(","):
@@ -98,7 +102,8 @@ def main() -> None:
         "task": spec.name, "spec_hash": spec.spec_hash, "n_params": ctx.n_params, "n_train": len(ctx.train),
         "n_test": args.n_test, "horizons": list(horizons), "horizon_unit": cfg.horizon_unit,
         "steps": cfg.steps[-1], "epsilon": args.epsilon, "runs": runs,
-        "repeats": args.repeats, "torch_threads": torch.get_num_threads(),
+        "repeats": args.repeats, "torch_threads": torch.get_num_threads(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "machine": platform.processor() or platform.machine(), "load_average_1min": round(os.getloadavg()[0], 2),
         "note": "one seed each, fastest of `repeats` runs; compare within one run",
     }

@@ -3,10 +3,12 @@
 Both members of a pair run on the same final model, test points and training instances, at the
 same settings (projection dimension, damping); each is fitted and scored `--repeats` times in
 alternation after one warm-up run, and the best wall time of fit + score is reported, with the
-agreement of the two score matrices. Usage:
+agreement of the two score matrices. The final model, data and every estimator live on `--device`
+(default auto: CUDA when present). Usage:
 
     .venv/bin/python benchmarks/estimator_speed.py [--task breast-cancer-mlp] [--n-test 100]
-        [--n-train 398] [--repeats 3] [--out benchmarks/results/estimator_speed.json]
+        [--n-train 398] [--repeats 3] [--device auto|cpu|cuda[:k]]
+        [--out benchmarks/results/estimator_speed_<task>[_cuda].json]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from tdabench.scoring.metrics import agreement
 from tdabench.registry import make_estimator
 from tdabench.task import build_context, find_spec
+from tdabench.task.device import context_on, resolve_device
 
 # (native, params), (adapter, params), most test points; None values are filled from the fitted
 # native estimator. dattri solves CG per test batch and per training batch: 10 test points suffice.
@@ -35,10 +38,15 @@ PAIRS = [
 
 
 def timed(name: str, params: dict, ctx, test_idx, train_idx) -> tuple[float, np.ndarray, object]:
+    """(wall seconds of fit + score, scores, the fitted estimator); scores come back on the host."""
     start = time.perf_counter()
     estimator = make_estimator(name, **params).fit(ctx)
     scores = estimator.score(test_idx, train_idx)
     return time.perf_counter() - start, scores, estimator
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
 
 def fill(params: dict, native) -> dict:
@@ -54,14 +62,19 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--n-train", type=int, default=None, help="default: every training instance")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/estimator_speed.json"))
+    parser.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu or cuda[:k]")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/estimator_speed_<task>[_cuda].json")
     args = parser.parse_args()
-    ctx = build_context(find_spec(args.task))
+    device = resolve_device(args.device)
+    out = args.out or Path(f"benchmarks/results/estimator_speed_{args.task}"
+                           f"{'' if device.type == 'cpu' else '_' + device.type}.json")
+    ctx = context_on(build_context(find_spec(args.task)), device)
     all_test = np.arange(min(args.n_test, len(ctx.test)))
     train_idx = np.arange(min(args.n_train or len(ctx.train), len(ctx.train)))
     report = {"task": args.task, "n_train": len(train_idx), "repeats": args.repeats,
               "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
-              "pairs": []}
+              "device": str(device), "device_name": device_name(device), "n_params": ctx.n_params, "pairs": []}
     for (native_name, native_params), (adapter_name, adapter_params), most in PAIRS:
         test_idx = all_test[:most]
         _, native_scores, native = timed(native_name, native_params, ctx, test_idx, train_idx)  # warm-up
@@ -80,8 +93,8 @@ def main() -> None:
                                                 / np.abs(native_scores).max())}
         report["pairs"].append(row)
         print(json.dumps(row), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
