@@ -32,7 +32,13 @@ class Measured:
 
 # task name → its float32 measurement (benchmarks/results/precision.json: "max_abs_difference"),
 # removal gold standard, 2 seeds, 50 training instances × 30 test points, every native estimator.
-FLOAT32_CHANGE: dict[str, Measured] = {}
+# On both breast-cancer tasks every estimator moves by about the same amount at a horizon: the float32
+# gold standard's removal differences, not the estimators, lose the figures (largest at 10-50 epochs).
+FLOAT32_CHANGE: dict[str, Measured] = {
+    "breast-cancer-logreg": Measured("sha256:9e5634514d2bf84f05c4065db215643280697808bce215bf218749a83fd7c284", 0.0397),
+    "breast-cancer-mlp": Measured("sha256:27ccb86b2a48d61494bafe749a27206e7883a695c3677018ed00d51ec3bfee45", 0.159),
+    "diabetes-mlp": Measured("sha256:5c0bc373de3f20f91a59630a48413ec927f5cf91ce01a289eb9c9f41c76e05dd", 1.11e-05),
+}
 
 
 @dataclass(frozen=True)

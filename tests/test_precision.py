@@ -5,18 +5,21 @@ in test_bad_input.py's table)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from tdabench.compare import CompareOptions, run_compare
-from tdabench.precision import FLOAT32_CHANGE, PEARSON_BOUND
+from tdabench.precision import FLOAT32_CHANGE, PEARSON_BOUND, PRECISION_RESULT
 from tdabench.selection import EstimatorRequest
 from tdabench.task import find_spec
 from tdabench.task.device import context_as
 from tdabench.truths.further import config_from_spec, gold_entry
 
+ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = sorted(name for name, m in FLOAT32_CHANGE.items() if m.max_change <= PEARSON_BOUND)
 
 
@@ -44,19 +47,32 @@ def test_gold_cache_is_kept_apart_per_dtype(tiny_mlp_context, tmp_path):
 
 
 @pytest.mark.skipif(not ALLOWED, reason="float32 is refused on every task (tdabench/precision.py)")
-def test_float32_reproduces_float64_agreement_where_allowed():
+def test_float32_reproduces_float64_agreement_where_allowed(tmp_path):
     """End to end through `run_compare` on the first allowed task, small: every per-horizon Pearson
-    of float32 within PEARSON_BOUND of float64's, both computed here."""
+    of float32 within PEARSON_BOUND of float64's, both computed here, from one final model and two
+    gold-standard cache entries."""
     task = ALLOWED[0]
     assert find_spec(task).dtype == "float64"
     base = CompareOptions(task=task, estimators=(EstimatorRequest("grad-dot"), EstimatorRequest("if-explicit")),
-                          seeds=1, horizons=(1, 5), n_train=12, n_test=6, progress=False)
+                          seeds=1, horizons=(1, 5), n_train=12, n_test=6, cache_dir=tmp_path, progress=False)
     runs = {dtype: run_compare(dataclasses.replace(base, dtype=dtype)) for dtype in (None, "float32")}
     assert runs[None].task.details["dtype"] == "float64" and runs["float32"].task.details["dtype"] == "float32"
     assert not runs[None].errors and not runs["float32"].errors
+    assert len(list(tmp_path.glob("gold/*/settings.json"))) == 2, "one gold-standard entry per dtype"
     pearson = {dtype: {(r.estimator, r.horizon): r.mean for r in results.records if r.metric == "pearson"}
                for dtype, results in runs.items()}
     assert pearson[None].keys() == pearson["float32"].keys() and len(pearson[None]) == 4
     changes = np.array([pearson["float32"][k] - pearson[None][k] for k in pearson[None]])
     assert np.all(np.abs(changes) <= PEARSON_BOUND), changes
     assert np.any(changes != 0), "the float32 run computed in float32, not from the float64 cache"
+
+
+def test_allow_list_is_the_committed_measurement():
+    """FLOAT32_CHANGE copies benchmarks/results/precision.json, for the specs shipped today."""
+    measured = json.loads((ROOT / PRECISION_RESULT).read_text())["tasks"]
+    assert measured.keys() == FLOAT32_CHANGE.keys()
+    for name, entry in measured.items():
+        assert FLOAT32_CHANGE[name].spec_hash == entry["spec_hash"] == find_spec(name).spec_hash, name
+        assert FLOAT32_CHANGE[name].max_change == pytest.approx(entry["max_abs_difference"], abs=5e-4), name
+        assert (FLOAT32_CHANGE[name].max_change <= PEARSON_BOUND) == entry["within_bound"], name
+
