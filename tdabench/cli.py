@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                     help="the task's precision; only the spec's own is allowed (see README)")
+                     help="precision of the gold standard and estimators (default: the spec's); another only where "
+                          "benchmarks/precision.py showed it reproduces the agreement figures (tdabench/precision.py)")
     cmp.add_argument("--device", default="cpu",
                      help="auto, cpu (default) or cuda[:k]: where the gold standard, retraining and estimators run")
     board = sub.add_parser("leaderboard", help="Markdown, CSV and HTML leaderboard from results files")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from tdabench.progress import shown
@@ -31,12 +32,13 @@ from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.estimators.base import Estimator, is_positive_int
 from tdabench.scoring.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
+from tdabench.precision import DtypeRequest, check_dtype
 from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
 from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
-from tdabench.task.device import context_on, resolve_device
+from tdabench.task.device import context_as, context_on, resolve_device
 from tdabench.task.spec import TaskSpec
 from tdabench.task.targets import check_target_name
 from tdabench.task.user_task import UserTask
@@ -73,7 +75,7 @@ class CompareOptions:
     final_models: int = 1  # >= 2: seed-noise analysis over that many final models
     robust_threshold: float = 2.0  # seed noise: a pair is robust when |z_gold| >= this
     device: str = "cpu"  # auto | cpu | cuda[:k]: where the gold standard, retraining and estimators run (task/device.py)
-    dtype: str | None = None  # None: the spec's; another dtype is refused (check_dtype)
+    dtype: str | None = None  # None: the spec's; another only where tdabench/precision.py allows it
     against_removal: bool = False  # mode derivative: also the removal gold standard, and their agreement
 
     def __post_init__(self) -> None:
@@ -128,7 +130,8 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
     """Validate everything cheap first (names, parameters, settings), then build the context."""
     user = options.task if isinstance(options.task, UserTask) else None
     spec = user.spec if user else find_spec(options.task)
-    check_dtype(options.dtype, spec)
+    check_dtype(options.dtype, spec, DtypeRequest(options.mode or spec.gold_standard.mode, bool(options.retraining),
+                                                  options.final_models, options.against_removal))
     requests = options.estimators or default_requests()
     made = [(r, make_estimator(r.name, **r.params)) for r in requests]
     labels = [r.label for r in requests]
@@ -159,15 +162,6 @@ def check_recipe_needs(spec: TaskSpec, options: CompareOptions) -> None:
     if wants and spec.training is None:
         raise TdabenchError(f"{' and '.join(wants)} trains models from scratch, but task '{spec.name}' has no "
                             f"`training` recipe (its final model is the user's); add one to the spec")
-
-
-def check_dtype(dtype: str | None, spec: TaskSpec) -> None:
-    """Only the spec's own dtype is allowed: no other precision has yet been shown to reproduce a
-    task's agreement figures (per-horizon Pearson within 0.005 of the spec's dtype)."""
-    if dtype is not None and dtype != spec.dtype:
-        raise TdabenchError(f"--dtype {dtype}: task '{spec.name}' runs in {spec.dtype}, and {dtype} has not been "
-                            f"shown to reproduce its agreement figures (per-horizon Pearson within 0.005); "
-                            f"use the spec's dtype or a spec file with `dtype: {dtype}`")
 
 
 def check_target(name: str, spec: TaskSpec, data: Dataset) -> None:
@@ -305,7 +299,7 @@ def gold_summary(gold: GoldStandard, centered: bool, steps_per_epoch: int) -> Go
 
 def task_info(ctx: TaskContext, cfg: GoldConfig) -> TaskInfo:
     spec = ctx.spec
-    details = {"modality": spec.modality, "target": ctx.target_name, "dtype": spec.dtype,
+    details = {"modality": spec.modality, "target": ctx.target_name, "dtype": str(ctx.dtype).removeprefix("torch."),
                "n_params": ctx.n_params, "n_train": len(ctx.train), "n_test": len(ctx.test),
                "final_model": ctx.final_metrics,
                "further_training": {"optimizer": cfg.recipe.optimizer, "lr": cfg.recipe.lr,
@@ -344,8 +338,21 @@ def run_compare(options: CompareOptions) -> Results:
 
 
 def _run_compare(options: CompareOptions) -> Results:
-    ctx, cfg, made = prepare(options)
-    on_device = context_on(ctx, resolve_device(options.device))
+    return run_prepared(*prepare(options), options)
+
+
+def comparison_context(ctx: TaskContext, options: CompareOptions) -> TaskContext:
+    """The final model's context on the comparison's device, in its dtype (`options.dtype`, None:
+    the spec's); the final model itself stays trained and cached in the spec's dtype."""
+    return context_on(context_as(ctx, getattr(torch, options.dtype or ctx.spec.dtype)), resolve_device(options.device))
+
+
+def run_prepared(ctx: TaskContext, cfg: GoldConfig, made: list[tuple[EstimatorRequest, Estimator]],
+                 options: CompareOptions) -> Results:
+    """Everything after `prepare`: the gold standard, the optional analyses and every estimator, on
+    `comparison_context`. Whether `options.dtype` is allowed is `prepare`'s check, not this one's
+    (benchmarks/precision.py runs the casts it measures through here)."""
+    on_device = comparison_context(ctx, options)
     gold = run_gold_standard(on_device, cfg, progress=options.progress)
     linearity = (removal_vs_derivative(on_device, gold, *removal_config(cfg, ctx.spec.gold_standard.n_train_evaluated),
                                        centered=options.centered, progress=options.progress)
@@ -369,7 +376,7 @@ def _run_compare(options: CompareOptions) -> Results:
         bar.update()
     bar.close()
     steps = cfg.steps_per_epoch if cfg.horizon_unit == "epoch" else None
-    return Results(task_info(ctx, cfg), gold_summary(gold, options.centered, steps), records,
+    return Results(task_info(on_device, cfg), gold_summary(gold, options.centered, steps), records,
                    {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}, errors,
                    __version__, git_hash(), now_iso(),
                    extra=_extra(on_device, cfg, options, truths, truth_errors, requests)

@@ -81,7 +81,9 @@ class TaskContext:
 
     @property
     def dtype(self) -> torch.dtype:
-        return getattr(torch, self.spec.dtype)
+        """The computation's precision: the parameters' dtype (the spec's `dtype`, unless the context
+        was cast by task/device.py's `context_as`)."""
+        return next(iter(self.params.values())).dtype
 
     @property
     def output_loss(self) -> OutputFn:

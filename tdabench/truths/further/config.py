@@ -100,21 +100,25 @@ class GoldConfig:
             raise TdabenchError(f"this gold-standard config was made for {self.n_train} training instances, "
                                 f"the task has {n_train}")
 
-    def settings(self, spec_hash: str) -> dict[str, Any]:
+    def settings(self, spec_hash: str, dtype: str | None = None) -> dict[str, Any]:
         """Everything that determines one seed's numbers, for the cache check.
 
         `seeds` is left out (seed s gives the same numbers whatever the total, so asking for more
         seeds later reuses the ones on disk), and so are `chunk_size`, `checkpoint_every` and
-        `adjoint_chunk` (they change no number).
+        `adjoint_chunk` (they change no number). `dtype`: the precision the gold standard runs in
+        when it is not the spec's (`--dtype`); it enters the settings, and so the key, only then, so
+        the caches made in the spec's dtype before `--dtype` existed stay valid, and a gold standard
+        of one precision is never read back as one of another.
         """
         fields = dataclasses.asdict(self)
         for name in ("chunk_size", "checkpoint_every", "adjoint_chunk"):
             fields.pop(name)
         fields.pop("seeds")
-        return {"format": GOLD_FORMAT, "spec_hash": spec_hash, **json.loads(json.dumps(fields))}
+        return ({"format": GOLD_FORMAT, "spec_hash": spec_hash, **json.loads(json.dumps(fields))}
+                | ({"dtype": dtype} if dtype is not None else {}))
 
-    def key(self, spec_hash: str) -> str:
-        blob = json.dumps(self.settings(spec_hash), sort_keys=True).encode()
+    def key(self, spec_hash: str, dtype: str | None = None) -> str:
+        blob = json.dumps(self.settings(spec_hash, dtype), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -48,17 +48,24 @@ class GoldStandard:
         return values - values.mean(axis=2, keepdims=True) if centered else values
 
 
+def cast_dtype(ctx: TaskContext) -> str | None:
+    """The context's dtype when it is not the spec's (a context cast by `context_as`), else None."""
+    name = str(ctx.dtype).removeprefix("torch.")
+    return None if name == ctx.spec.dtype else name
+
+
 def gold_entry(ctx: TaskContext, cfg: GoldConfig) -> Path:
-    """The cache folder of one gold standard (in the context's cache)."""
-    return task_entry(ctx.cache_dir, "gold", ctx.spec, cfg.key(ctx.spec.spec_hash), ctx.target_name)
+    """The cache folder of one gold standard (in the context's cache); a context cast to another
+    dtype than the spec's has its own (GoldConfig.settings)."""
+    return task_entry(ctx.cache_dir, "gold", ctx.spec, cfg.key(ctx.spec.spec_hash, cast_dtype(ctx)), ctx.target_name)
 
 
 def run_gold_standard(ctx: TaskContext, cfg: GoldConfig, progress: bool = True,
                       after_seed: Callable[[int], None] | None = None) -> GoldStandard:
     """Compute (or resume) every seed of `cfg` in the context's cache (`ctx.cache_dir`, default
     `cache_root()`); `after_seed(s)` is called once seed s is on disk."""
-    store = UnitStore(gold_entry(ctx, cfg), cfg.settings(ctx.spec.spec_hash) | {"target": ctx.target_name},
-                      keys=("diff", "reference"))
+    settings = cfg.settings(ctx.spec.spec_hash, cast_dtype(ctx)) | {"target": ctx.target_name}
+    store = UnitStore(gold_entry(ctx, cfg), settings, keys=("diff", "reference"))
     if cfg.mode == DERIVATIVE:  # one forward run, then one reverse sweep per chunk of test points
         ticks = cfg.steps[-1] * (1 + n_sweeps(cfg, derivative_plan(ctx, cfg)[0]))
         seed_fn = derivatives
