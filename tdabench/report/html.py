@@ -263,9 +263,8 @@ regenerated <code>leaderboard/</code>; never edit the pages by hand.</li>
 """.strip()
 
 
-def _toc(tables: list[Table], ids: list[str]) -> list[str]:
-    items = [f'<li><a href="#{summary_anchor(mode)}">{escape(summary_heading(mode))}</a></li>'
-             for mode, _ in summary_groups(tables)]
+def _toc(tables: list[Table], ids: list[str], modes: list[str]) -> list[str]:
+    items = [f'<li><a href="#{summary_anchor(mode)}">{escape(summary_heading(mode))}</a></li>' for mode in modes]
     items += [f'<li><a href="#{aid}">{escape(t.title)}</a></li>' for t, aid in zip(tables, ids)]
     items += ['<li><a href="#methods">Methods</a></li>', '<li><a href="#submit">Submit your estimator</a></li>']
     return ['<nav id="contents">', "<h2>Contents</h2>", "<ul>", *items, "</ul>", "</nav>"]
@@ -297,9 +296,9 @@ def leaderboard_html(tables: list[Table], command: str | None = None,
         lines.append(f"<p>Command: <code>{escape(command)}</code></p>")
     lines += [f"<p>{escape(text)}</p>" for text in header_lines(tables)]
     lines += [f'<p class="note">{escape(text)}</p>' for text in legend_lines(metric)]
-    ids = anchors(tables)
-    lines += _toc(tables, ids) + _filters(tables)
-    for mode, group in summary_groups(tables):
+    ids, groups = anchors(tables), summary_groups(tables)
+    lines += _toc(tables, ids, [mode for mode, _ in groups]) + _filters(tables)
+    for mode, group in groups:
         lines += _summary(mode, group)
     for table, aid, plot in zip(tables, ids, plots or [None] * len(tables)):
         lines += _section(table, aid, plot, specs.get(table.task))
