@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gold_helpers import in_cache, small_context, spec_dict, write_small_spec
 from test_cli import run_cli
@@ -28,7 +29,7 @@ from tdabench.truths.further import (GoldConfig, config_from_spec, derivatives, 
                                      run_gold_standard)
 from tdabench.truths.further.derivative import bytes_per_test_point, derivative_plan
 from tdabench.truths.further.nonlinearity import removal_config
-from tdabench.truths.further.replay import checkpoint_interval, state_bytes
+from tdabench.truths.further.replay import checkpoint_interval, reference_steps, state_bytes
 
 RECIPES = {
     "momentum+wd": OptimizerSpec(lr=0.05, momentum=0.9, weight_decay=0.01, batch_size=7),
@@ -100,6 +101,13 @@ def test_every_kind_of_built_in_task_is_exact(tmp_path, task, target):
     ctx = _small_float64(task, tmp_path, target)
     cfg = GoldConfig(ctx.spec.gold_standard.further_training, train_idx=(0, 3, 7), test_idx=(0, 1), horizons=(1, 3),
                      horizon_unit="step", seeds=1, mode="derivative", n_train=len(ctx.train))
+    # three instances of the first batch (an instance outside the first 3 batches has d = 0 exactly,
+    # which would test nothing; the small variants hold up to 1,500 training examples),
+    # and the two test points of largest target (the small variants learn: most test losses are near 0)
+    first = reference_steps(cfg, len(ctx.train), 0, ctx.dtype)[0].index[:3].tolist()
+    with torch.no_grad():
+        hardest = torch.topk(ctx.target(ctx.params, ctx.test.x, ctx.test.y), 2).indices.tolist()
+    cfg = dataclasses.replace(cfg, train_idx=tuple(first), test_idx=tuple(hardest))
     d, _ = derivatives(ctx, cfg, seed=0)
     fd = _central_difference(ctx, cfg, seed=0)
     assert np.abs(fd).max() > 1e-4
