@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import platform
 import re
+from typing import Callable
 
 import torch
+from torch import nn
 
 from tdabench.errors import TdabenchError
 from tdabench.task.context import Checkpoint, TaskContext
-from tdabench.task.data import Dataset, Split
+from tdabench.task.data import Dataset
 
 DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:K")
 _PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -52,15 +55,43 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _split_on(split: Split, device: torch.device) -> Split:
-    return dataclasses.replace(split, x=split.x.to(device), y=split.y.to(device))
+def device_name(device: torch.device) -> str:
+    """What a measurement ran on: a CUDA device's model name, else the processor's, else "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
+def device_suffix(device: torch.device) -> str:
+    """The tag of a result file measured on `device`: "" on the CPU, "_cuda" on a GPU."""
+    return "" if device.type == "cpu" else f"_{device.type}"
+
+
+Convert = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _map_splits(data: Dataset, convert: Convert) -> Dataset:
+    """The same data set with `convert` applied to both splits' inputs and targets."""
+    split = lambda s: dataclasses.replace(s, x=convert(s.x), y=convert(s.y))  # noqa: E731
+    return dataclasses.replace(data, train=split(data.train), test=split(data.test))
+
+
+def _map_context(ctx: TaskContext, convert: Convert, module_to: torch.device | torch.dtype, data: Dataset,
+                 init_model: Callable[[], nn.Module] | None) -> TaskContext:
+    """`ctx` with `convert` applied to its parameters, buffers, checkpoints and probe, a copy of its
+    model moved by `nn.Module.to(module_to)`, and the given data and model initialiser."""
+    tensors = lambda named: {k: convert(v) for k, v in named.items()}  # noqa: E731
+    checkpoints = tuple(Checkpoint(c.epoch, tensors(c.params), c.lr) for c in ctx.checkpoints)
+    probe = ctx.probe and dataclasses.replace(ctx.probe, weight=convert(ctx.probe.weight),
+                                              mean=convert(ctx.probe.mean), std=convert(ctx.probe.std))
+    return dataclasses.replace(ctx, model=copy.deepcopy(ctx.model).to(module_to), params=tensors(ctx.params),
+                               buffers=tensors(ctx.buffers), data=data, checkpoints=checkpoints, probe=probe,
+                               init_model=init_model)
 
 
 def dataset_on(data: Dataset, device: torch.device) -> Dataset:
     """The same data set with both splits on `device` (itself when they are there already)."""
     if data.train.x.device == device and data.test.x.device == device:
         return data
-    return dataclasses.replace(data, train=_split_on(data.train, device), test=_split_on(data.test, device))
+    return _map_splits(data, lambda t: t.to(device))
 
 
 def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -70,8 +101,7 @@ def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def dataset_as(data: Dataset, dtype: torch.dtype) -> Dataset:
     """The same data set with its real-valued inputs and targets in `dtype`."""
-    cast = lambda split: dataclasses.replace(split, x=_cast(split.x, dtype), y=_cast(split.y, dtype))  # noqa: E731
-    return dataclasses.replace(data, train=cast(data.train), test=cast(data.test))
+    return _map_splits(data, lambda t: _cast(t, dtype))
 
 
 def context_as(ctx: TaskContext, dtype: torch.dtype) -> TaskContext:
@@ -79,25 +109,12 @@ def context_as(ctx: TaskContext, dtype: torch.dtype) -> TaskContext:
     rounded to `dtype`, not one trained in it. `init_model` builds its models in `dtype` too."""
     if ctx.dtype == dtype:
         return ctx
-    cast = lambda tensors: {k: _cast(v, dtype) for k, v in tensors.items()}  # noqa: E731
-    checkpoints = tuple(Checkpoint(c.epoch, cast(c.params), c.lr) for c in ctx.checkpoints)
-    probe = ctx.probe and dataclasses.replace(ctx.probe, weight=ctx.probe.weight.to(dtype),
-                                              mean=ctx.probe.mean.to(dtype), std=ctx.probe.std.to(dtype))
     init = ctx.init_model and (lambda: ctx.init_model().to(dtype))
-    return dataclasses.replace(ctx, model=copy.deepcopy(ctx.model).to(dtype), params=cast(ctx.params),
-                               buffers=cast(ctx.buffers), data=dataset_as(ctx.data, dtype),
-                               checkpoints=checkpoints, probe=probe, init_model=init)
+    return _map_context(ctx, lambda t: _cast(t, dtype), dtype, dataset_as(ctx.data, dtype), init)
 
 
 def context_on(ctx: TaskContext, device: torch.device) -> TaskContext:
     """The same context on `device` (itself when it is there already)."""
     if ctx.device == device:
         return ctx
-    model = copy.deepcopy(ctx.model).to(device)
-    data = dataset_on(ctx.data, device)
-    move = lambda tensors: {k: v.to(device) for k, v in tensors.items()}
-    checkpoints = tuple(Checkpoint(c.epoch, move(c.params), c.lr) for c in ctx.checkpoints)
-    probe = ctx.probe and dataclasses.replace(ctx.probe, weight=ctx.probe.weight.to(device),
-                                              mean=ctx.probe.mean.to(device), std=ctx.probe.std.to(device))
-    return dataclasses.replace(ctx, model=model, params=move(ctx.params), buffers=move(ctx.buffers),
-                               data=data, checkpoints=checkpoints, probe=probe)
+    return _map_context(ctx, lambda t: t.to(device), device, dataset_on(ctx.data, device), ctx.init_model)
