@@ -32,7 +32,7 @@ import torch
 
 from tdabench.scoring.costs import measure, release_freed_memory
 from tdabench.task import build_context, find_spec
-from tdabench.task.device import context_on, resolve_device
+from tdabench.task.device import context_on, device_name, device_suffix, resolve_device
 from tdabench.truths.further import auto_chunk_size, config_from_spec, derivatives, paired_differences
 from tdabench.truths.further.derivative import derivative_plan
 
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     out = args.out or Path(f"benchmarks/results/derivative_speed_{args.task}"
-                           f"{'' if device.type == 'cpu' else '_' + device.type}.json")
+                           f"{device_suffix(device)}.json")
     spec = find_spec(args.task)
     ctx = context_on(build_context(spec, Path(tempfile.mkdtemp())), device)
     horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -103,7 +103,7 @@ def main() -> None:
         "n_test": args.n_test, "horizons": list(horizons), "horizon_unit": cfg.horizon_unit,
         "steps": cfg.steps[-1], "epsilon": args.epsilon, "runs": runs,
         "repeats": args.repeats, "torch_threads": torch.get_num_threads(), "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device_name": device_name(device),
         "machine": platform.processor() or platform.machine(), "load_average_1min": round(os.getloadavg()[0], 2),
         "note": "one seed each, fastest of `repeats` runs; compare within one run",
     }

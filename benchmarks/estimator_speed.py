@@ -25,7 +25,7 @@ import torch
 from tdabench.scoring.metrics import agreement
 from tdabench.registry import make_estimator
 from tdabench.task import build_context, find_spec
-from tdabench.task.device import context_on, resolve_device
+from tdabench.task.device import context_on, device_name, device_suffix, resolve_device
 
 # (native, params), (adapter, params), most test points; None values are filled from the fitted
 # native estimator. dattri solves CG per test batch and per training batch: 10 test points suffice.
@@ -43,10 +43,6 @@ def timed(name: str, params: dict, ctx, test_idx, train_idx) -> tuple[float, np.
     estimator = make_estimator(name, **params).fit(ctx)
     scores = estimator.score(test_idx, train_idx)
     return time.perf_counter() - start, scores, estimator
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
 
 def fill(params: dict, native) -> dict:
@@ -68,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     out = args.out or Path(f"benchmarks/results/estimator_speed_{args.task}"
-                           f"{'' if device.type == 'cpu' else '_' + device.type}.json")
+                           f"{device_suffix(device)}.json")
     ctx = context_on(build_context(find_spec(args.task)), device)
     all_test = np.arange(min(args.n_test, len(ctx.test)))
     train_idx = np.arange(min(args.n_train or len(ctx.train), len(ctx.train)))

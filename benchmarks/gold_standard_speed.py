@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from tdabench.task import build_context, find_spec
-from tdabench.task.device import context_on, resolve_device
+from tdabench.task.device import context_on, device_name, device_suffix, resolve_device
 from tdabench.truths.further import config_from_spec, paired_differences, paired_differences_sequential
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     out = args.out or Path("benchmarks/results/gold_standard_speed"
-                           f"{'' if device.type == 'cpu' else '_' + device.type}.json")
+                           f"{device_suffix(device)}.json")
     spec = find_spec(args.task)
     ctx = context_on(build_context(spec, Path(tempfile.mkdtemp())), device)
     horizons = tuple(int(h) for h in args.horizons.split(",")) if args.horizons else None
@@ -91,7 +91,7 @@ def main() -> None:
         "max_abs_difference": float(np.abs(fast - slow).max()), "max_abs_value": float(np.abs(slow).max()),
         "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device_name": device_name(device),
         "load_average_1min": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
