@@ -29,6 +29,17 @@ def per_example_loss(spec: ObjectiveSpec) -> OutputFn:
     return lambda out, y: (out.squeeze(-1) - y) ** 2
 
 
+def loss_output_gradient(spec: ObjectiveSpec) -> OutputFn | None:
+    """∂loss/∂outputs in closed form, (B, C) from outputs (B, C) and labels (B,): cross-entropy
+    softmax(out) − onehot(y), squared 2(out − y); None for a 'custom' loss (then autograd)."""
+    if spec.loss == "cross-entropy":
+        return lambda out, y: torch.softmax(out, dim=-1).scatter_add_(
+            -1, y.unsqueeze(-1), torch.full_like(out[..., :1], -1.0))
+    if spec.loss == "squared":
+        return lambda out, y: 2 * (out - y.unsqueeze(-1))
+    return None
+
+
 def l2_penalty(params: dict[str, torch.Tensor], l2: float) -> torch.Tensor:
     """(l2 / 2) Σ ||θ||²; a plain 0 when l2 == 0 (works inside vmap and grad)."""
     if l2 == 0:

@@ -73,11 +73,11 @@ def _forward(layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor) -> lis
         w = params[layer.weight]
         z = (torch.baddbmm(params[layer.bias].unsqueeze(1), values[-1], w.transpose(1, 2)) if layer.bias
              else torch.bmm(values[-1], w.transpose(1, 2)))
-        values.append(_activate_(layer.activation, z))
+        values.append(activate_(layer.activation, z))
     return values
 
 
-def _activate_(kind: str | None, z: torch.Tensor) -> torch.Tensor:
+def activate_(kind: str | None, z: torch.Tensor) -> torch.Tensor:
     """act(Z), in place (Z is a fresh temporary)."""
     if kind == "relu":
         return z.relu_()
@@ -86,7 +86,7 @@ def _activate_(kind: str | None, z: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def _activation_backward(kind: str | None, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def activation_backward(kind: str | None, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """G ⊙ act'(Z), from A = act(Z): ReLU [A > 0] (= [Z > 0]), Tanh 1 − A²; torch's own kernels."""
     if kind == "relu":
         return torch.ops.aten.threshold_backward(g, a, 0)
@@ -119,7 +119,7 @@ def linear_stack_gradients(ctx: TaskContext) -> Callable[..., Tensors] | None:
             if layer.bias:
                 grads[layer.bias] = g.sum(1)
             if depth > 0:
-                g = _activation_backward(layers[depth - 1].activation, torch.bmm(g, params[layer.weight]),
+                g = activation_backward(layers[depth - 1].activation, torch.bmm(g, params[layer.weight]),
                                          values[depth])
         if l2:
             grads = {name: grads[name].add_(params[name], alpha=l2) for name in grads}

@@ -30,7 +30,7 @@ from tdabench.task.context import TaskContext
 from tdabench.errors import TdabenchError
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import TRAINING_STREAM, Batch, epoch_permutation, steps_per_epoch
-from tdabench.truths.stacked import Tensors, epoch_tensors, gradients_fn, stack_copies, targets_fn
+from tdabench.truths.stacked import Tensors, epoch_tensors, stack_copies, targets_fn, training_step_fn
 
 
 def initial_params(ctx: TaskContext) -> Tensors:
@@ -69,13 +69,14 @@ def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: 
     Returns f(z_j; θ_k) at the end of training, shape (K, n_test), float64.
     """
     recipe, n = ctx.spec.training, len(ctx.train)
-    grads_of, optimizer = gradients_fn(ctx), FunctionalOptimizer(recipe)
+    optimizer = FunctionalOptimizer(recipe)
+    step_ = training_step_fn(ctx, optimizer)
     params = stack_copies(initial_params(ctx), len(keep))
     state = optimizer.init(params)
     for epoch in range(recipe.epochs):
         perm = epoch_permutation(n, recipe.seed + seed, epoch, TRAINING_STREAM)
         for x, y, w, m, active in epoch_tensors(ctx, subset_batches(perm, keep, recipe.batch_size)):
-            optimizer.step_(params, grads_of(params, x, y, w, m), state, active)
+            step_(params, state, x, y, w, m, active)
         if on_epoch is not None:
             on_epoch()
     idx = torch.as_tensor(np.asarray(test_idx, dtype=np.int64), device=ctx.test.x.device)

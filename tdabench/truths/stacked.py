@@ -13,8 +13,10 @@ import torch
 from torch.func import vmap
 
 from tdabench.task.context import TaskContext
+from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import Batch
 from tdabench.truths.linear_stack import linear_stack_gradients
+from tdabench.truths.linear_stack_sgd import linear_stack_sgd_step
 
 Tensors = dict[str, torch.Tensor]
 
@@ -32,6 +34,22 @@ def gradients_fn(ctx: TaskContext) -> Callable[..., Tensors]:
     copy its own gradient (faster than vmap(grad(...)) here, and equal to it).
     """
     return linear_stack_gradients(ctx) or vmapped_gradients_fn(ctx)
+
+
+def training_step_fn(ctx: TaskContext, optimizer: FunctionalOptimizer) -> Callable[..., None]:
+    """`step_(params, state, x, y, w, m, active)`: one optimizer step of every copy, in place.
+
+    A Linear stack trained with SGD takes the fused path of linear_stack_sgd.py when every copy is
+    active; otherwise the copies' gradients (`gradients_fn`) go through `optimizer.step_`.
+    """
+    grads_of, fused = gradients_fn(ctx), linear_stack_sgd_step(ctx, optimizer.spec)
+
+    def step_(params: Tensors, state: Tensors, x, y, w, m, active: torch.Tensor | bool) -> None:
+        if fused is not None and active is True:
+            fused(params, state, x, y, w, m)
+        else:
+            optimizer.step_(params, grads_of(params, x, y, w, m), state, active)
+    return step_
 
 
 def vmapped_gradients_fn(ctx: TaskContext) -> Callable[..., Tensors]:

@@ -17,7 +17,7 @@ from tdabench.task.context import TaskContext
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import FURTHER_TRAINING_STREAM, epoch_batches, epoch_permutation
 from tdabench.truths.further.config import GoldConfig
-from tdabench.truths.stacked import epoch_tensors, gradients_fn, stack_copies, targets_fn
+from tdabench.truths.stacked import epoch_tensors, stack_copies, targets_fn, training_step_fn
 
 
 def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarray,
@@ -32,7 +32,8 @@ def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarr
     cfg.check_split(n)
     test_idx = torch.as_tensor(cfg.test_idx, device=ctx.test.x.device)
     evaluate = targets_fn(ctx, ctx.test.x[test_idx], ctx.test.y[test_idx])
-    grads_of, optimizer = gradients_fn(ctx), FunctionalOptimizer(cfg.recipe)
+    optimizer = FunctionalOptimizer(cfg.recipe)
+    step_ = training_step_fn(ctx, optimizer)
     params = stack_copies(ctx.params, len(removed))
     state = optimizer.init(params)
     marks = cfg.steps
@@ -41,8 +42,7 @@ def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarr
         perm = epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM)
         batches = epoch_tensors(ctx, epoch_batches(perm, removed, cfg.recipe.batch_size, cfg.mode, cfg.epsilon))
         for x, y, w, m, active in batches:
-            grads = grads_of(params, x, y, w, m)
-            optimizer.step_(params, grads, state, active)
+            step_(params, state, x, y, w, m, active)
             step += 1
             if on_step is not None:
                 on_step()
