@@ -48,11 +48,13 @@ def randomized_context(ctx: TaskContext, seed: int = RANDOMIZATION_SEED) -> Task
 
 
 def model_randomization(estimator: Estimator, ctx: TaskContext, test_idx: Sequence[int] | np.ndarray,
-                        train_idx: Sequence[int] | np.ndarray, seed: int = RANDOMIZATION_SEED
-                        ) -> tuple[Summary, np.ndarray]:
+                        train_idx: Sequence[int] | np.ndarray, seed: int = RANDOMIZATION_SEED,
+                        trained: np.ndarray | None = None) -> tuple[Summary, np.ndarray]:
     """(summary of ρ_j over test points, ρ_j per test point (NaN where undefined)): Spearman between
-    the scores on the final model and those of a clone of `estimator` on `randomized_context`."""
-    trained = estimator.fit(ctx).score(test_idx, train_idx)
+    the scores on the final model (`trained`, if the caller has them, else computed by fitting
+    `estimator` on `ctx`) and those of a clone of `estimator` on `randomized_context`."""
+    if trained is None:
+        trained = estimator.fit(ctx).score(test_idx, train_idx)
     randomized = clone(estimator).fit(randomized_context(ctx, seed)).score(test_idx, train_idx)
     per_row = np.array([row_spearman(a[None], b[None]).mean for a, b in zip(trained, randomized)], dtype=float)
     return row_spearman(trained, randomized), per_row

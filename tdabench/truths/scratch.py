@@ -21,7 +21,7 @@ The target f(z; θ) is evaluated once, at the end of training.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
