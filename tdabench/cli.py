@@ -1,4 +1,4 @@
-"""The command line: `tdabench list`, `tdabench compare`, `tdabench leaderboard`.
+"""The command line: `tdabench list`, `tdabench compare`, `tdabench leaderboard`, `tdabench downstream`.
 
 User errors (unknown names, malformed specs, impossible settings) print one line and exit with 2.
 """
@@ -129,7 +129,31 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--no-progress", action="store_true", help="no progress bars")
     board.add_argument("--device", default="cpu",
                        help="with --suite: auto, cpu (default) or cuda[:k] for the comparisons it runs")
+    _add_downstream(sub)
     return parser
+
+
+def _add_downstream(sub) -> None:
+    """`tdabench downstream`: the field's other evaluations (tdabench/downstream/)."""
+    down = sub.add_parser("downstream", help="mislabel detection, model randomisation, top-k removal, "
+                          "top-k cardinality")
+    down.set_defaults(handler=cmd_downstream)
+    down.add_argument("--task", default=None, help="task name or spec file (default: breast-cancer-mlp)")
+    down.add_argument("--estimators", default=None, help="comma-separated (default: every native estimator)")
+    down.add_argument("--checks", type=_name_list, default=("mislabel", "randomization", "brittleness", "cardinality"),
+                      help="comma-separated: mislabel, randomization, brittleness, cardinality (default: all)")
+    down.add_argument("--n-test", type=int, default=20, help="test points of the checks on the final model")
+    down.add_argument("--top-k", type=int, default=10, help="k of the top-k cardinality (default %(default)s)")
+    down.add_argument("--ks", type=_int_list, default=(1, 5, 10, 20, 50), help="top-k removal grid")
+    down.add_argument("--horizon", type=int, default=None,
+                      help="top-k removal: further-training horizon in the spec's unit (default: its longest)")
+    down.add_argument("--noise", type=float, default=0.1, help="fraction of training labels flipped (mislabel)")
+    down.add_argument("--gold-seeds", type=int, default=1, help="seeds of the gold self-influence")
+    down.add_argument("--gold-instances", type=int, default=200,
+                      help="training instances of the gold self-influence (default %(default)s)")
+    down.add_argument("--out", type=Path, default=Path("runs/downstream"), help="folder of downstream.json")
+    down.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
+    down.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -274,6 +298,26 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     tables = build_leaderboard(read_relative(paths, args.out), args.metric)
     written = write_leaderboard(tables, args.out, _leaderboard_command(args))
     print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written[:3]) + ", plots/")
+    return 0
+
+
+def cmd_downstream(args: argparse.Namespace) -> int:
+    from tdabench.downstream.results import render_table, write_downstream
+    from tdabench.downstream.run import DownstreamOptions, run_downstream
+    from tdabench.results import check_writable_folder
+    from tdabench.selection import parse_estimators
+    from tdabench.task import DEFAULT_TASK
+
+    check_writable_folder(args.out)
+    options = DownstreamOptions(
+        task=args.task or DEFAULT_TASK, checks=tuple(args.checks),
+        estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
+        n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, noise=args.noise,
+        gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, cache_dir=args.cache_dir,
+        progress=not args.no_progress)
+    payload = run_downstream(options)
+    print(render_table(payload))
+    print(f"\nwrote {write_downstream(payload, args.out)}")
     return 0
 
 

@@ -7,12 +7,14 @@ images scaled by `pixel_scale` and reshaped to `image_shape`); text sources give
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from tdabench.errors import TdabenchError
+from tdabench.task.noise import flip_labels
 from tdabench.task.sources import RawData, load_builtin_source
 from tdabench.task.spec import DataSpec
 from tdabench.task.user_data import USER_SOURCES
@@ -37,6 +39,7 @@ class Dataset:
     n_outputs: int  # classes for classification, 1 for regression
     is_classification: bool
     vocab_size: int | None = None  # token ids lie in [0, vocab_size) for text data
+    flipped: tuple[int, ...] = ()  # training indices whose label `data.label_noise` flipped (task/noise.py)
 
 
 def _split_indices(raw: RawData, spec: DataSpec, is_classification: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +99,8 @@ def _given_ids(raw: RawData, tr: np.ndarray, te: np.ndarray, ys: list[torch.Tens
 
 
 def load_dataset(spec: DataSpec, is_regression_loss: bool, dtype: torch.dtype) -> Dataset:
-    """Split with `spec.split_seed` (unless the source is split), then featurise (tabular/image),
+    """Split with `spec.split_seed` (unless the source is split), flip `spec.label_noise` of the
+    training labels (classification; recorded in `Dataset.flipped`), then featurise (tabular/image),
     tokenise (text) or keep the given token ids."""
     raw = load_raw(spec)
     if not is_regression_loss and not raw.is_classification:
@@ -105,16 +109,23 @@ def load_dataset(spec: DataSpec, is_regression_loss: bool, dtype: torch.dtype) -
     is_classification = raw.is_classification and not is_regression_loss
     tr, te = _split_indices(raw, spec, is_classification)
     y_tr, y_te = _targets(raw, spec, tr, te, is_classification)
+    n_outputs = int(raw.y.max()) + 1 if is_classification else 1
+    flipped: tuple[int, ...] = ()
+    if spec.label_noise > 0:
+        if not is_classification:
+            raise TdabenchError(f"data.label_noise: flipping labels needs classification data; "
+                                f"'{spec.source}' is a regression task")
+        y_tr, flips = flip_labels(y_tr, n_outputs, spec.label_noise, spec.label_noise_seed)
+        flipped = tuple(int(i) for i in flips)
     y_dtype = torch.long if is_classification else dtype
     ys = [torch.as_tensor(a, dtype=y_dtype) for a in (y_tr, y_te)]
-    n_outputs = int(raw.y.max()) + 1 if is_classification else 1
     if raw.token_ids:
-        return _given_ids(raw, tr, te, ys, n_outputs, is_classification)
+        return dataclasses.replace(_given_ids(raw, tr, te, ys, n_outputs, is_classification), flipped=flipped)
     if raw.texts is not None:
         x_tr, x_te, vocab = _token_ids(raw, spec, tr, te)
         texts = [tuple(raw.texts[i] for i in ix) for ix in (tr, te)]
         return Dataset(Split(x_tr, ys[0], texts[0]), Split(x_te, ys[1], texts[1]), n_outputs,
-                       is_classification, vocab)
+                       is_classification, vocab, flipped)
     x_tr, x_te = _features(raw, spec, tr, te)
     xs = [torch.as_tensor(a, dtype=dtype) for a in (x_tr, x_te)]
-    return Dataset(Split(xs[0], ys[0]), Split(xs[1], ys[1]), n_outputs, is_classification)
+    return Dataset(Split(xs[0], ys[0]), Split(xs[1], ys[1]), n_outputs, is_classification, flipped=flipped)

@@ -4,7 +4,8 @@ Copy k of a paired run either removes instance r_k from the permutation ("remova
 shift by one) or keeps the batches and scales r_k's loss weight by (1 − ε) ("downweight").
 r_k = -1 is the reference copy. The batch loss of copy k is Σ_j w_kj loss_kj / Σ_j m_kj, where the
 mask m marks real (not padded) entries: a mean over the real batch in removal mode, and over the
-nominal batch in downweight mode.
+nominal batch in downweight mode. `subset_batches` generalises removal to a set of dropped
+instances per copy (retraining on subsets, top-k removal).
 """
 
 from __future__ import annotations
@@ -66,3 +67,22 @@ def epoch_batches(perm: np.ndarray, removed: np.ndarray, batch_size: int,
     for s in range(n_steps):
         cols = slice(s * batch_size, (s + 1) * batch_size)
         yield Batch(index[:, cols], weight[:, cols], mask[:, cols])
+
+
+def subset_batches(perm: np.ndarray, keep: np.ndarray, batch_size: int) -> Iterator[Batch]:
+    """The batches of one epoch for copies that train on `keep` (K, n) bool.
+
+    Copy k's order is `perm` without its dropped instances, padded with masked entries. The epoch
+    has ⌈max_k |keep_k| / B⌉ steps; a copy whose data ran out gets an empty (inactive) batch.
+    """
+    k = keep.shape[0]
+    n_steps = steps_per_epoch(max(int(keep.sum(1).max()), 1), batch_size)
+    order = np.full((k, n_steps * batch_size), -1, dtype=np.int64)
+    for row in range(k):
+        kept = perm[keep[row, perm]]
+        order[row, : len(kept)] = kept
+    mask = (order >= 0).astype(np.float64)
+    index = np.where(order >= 0, order, 0)
+    for s in range(n_steps):
+        cols = slice(s * batch_size, (s + 1) * batch_size)
+        yield Batch(index[:, cols], mask[:, cols].copy(), mask[:, cols])

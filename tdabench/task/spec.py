@@ -42,6 +42,8 @@ class DataSpec:
     (called with no arguments; it returns `(train, test)`, each an `(x, y)` pair of tensors or arrays,
     or a `datasets.DatasetDict`; its split is used as it is). PATHs are relative to the spec file.
     Images: pixels are divided by `pixel_scale`, then reshaped to `image_shape` (C, H, W) if given.
+    `label_noise`: the fraction of training labels flipped to another class (seeded by
+    `label_noise_seed`; task/noise.py), for the mislabel-detection check; the test split keeps its labels.
     Text: `tokenizer` 'wordpiece' (trained on the training split, `vocab_size` tokens) or 'minilm'
     (the pretrained MiniLM's); every text is padded or cut to `max_length` tokens. 'given': the
     user's data already holds token ids (int (n, length); hf-disk or python sources; padding is the
@@ -62,8 +64,11 @@ class DataSpec:
     max_length: int = 32
     features: tuple[str, ...] = ()
     label: str = "label"
+    label_noise: float = 0.0  # fraction of training labels flipped (task/noise.py); classification only
+    label_noise_seed: int = 0
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.label_noise < 1.0, "label_noise", "a fraction in [0, 1)", self.label_noise)
         _check(0.0 < self.test_fraction < 1.0, "test_fraction", "a number in (0, 1)", self.test_fraction)
         _check(":" in self.source, "source", "'<provider>:<name>', e.g. 'sklearn:load_breast_cancer'", self.source)
         for name in ("max_train", "max_test"):
@@ -313,7 +318,8 @@ class TaskSpec:
 
 _ADDED_FIELDS = {
     "": ("concept", "content_digest"),
-    "data": ("pixel_scale", "image_shape", "tokenizer", "vocab_size", "max_length", "features", "label"),
+    "data": ("pixel_scale", "image_shape", "tokenizer", "vocab_size", "max_length", "features", "label",
+             "label_noise", "label_noise_seed"),
     "model": ("channels", "layers", "width", "heads", "trainable_layers", "factory", "kwargs", "pretrained",
               "weights", "checkpoints", "attributed"),
 }

@@ -21,7 +21,7 @@ The target f(z; θ) is evaluated once, at the end of training.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import torch
 from tdabench.task.context import TaskContext
 from tdabench.errors import TdabenchError
 from tdabench.task.optim import FunctionalOptimizer
-from tdabench.task.schedule import TRAINING_STREAM, Batch, epoch_permutation, steps_per_epoch
+from tdabench.task.schedule import TRAINING_STREAM, epoch_permutation, subset_batches
 from tdabench.truths.stacked import Tensors, epoch_tensors, stack_copies, targets_fn, training_step_fn
 
 
@@ -41,25 +41,6 @@ def initial_params(ctx: TaskContext) -> Tensors:
                             "Python API a model `factory`, not only the final model")
     named = dict(ctx.init_model().named_parameters())
     return {name: named[name].detach().to(ctx.dtype).to(ctx.device) for name in ctx.params}
-
-
-def subset_batches(perm: np.ndarray, keep: np.ndarray, batch_size: int) -> Iterator[Batch]:
-    """The batches of one epoch for copies that train on `keep` (K, n) bool.
-
-    Copy k's order is `perm` without its dropped instances, padded with masked entries. The epoch
-    has ⌈max_k |keep_k| / B⌉ steps; a copy whose data ran out gets an empty (inactive) batch.
-    """
-    k = keep.shape[0]
-    n_steps = steps_per_epoch(max(int(keep.sum(1).max()), 1), batch_size)
-    order = np.full((k, n_steps * batch_size), -1, dtype=np.int64)
-    for row in range(k):
-        kept = perm[keep[row, perm]]
-        order[row, : len(kept)] = kept
-    mask = (order >= 0).astype(np.float64)
-    index = np.where(order >= 0, order, 0)
-    for s in range(n_steps):
-        cols = slice(s * batch_size, (s + 1) * batch_size)
-        yield Batch(index[:, cols], mask[:, cols].copy(), mask[:, cols])
 
 
 def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],

@@ -1,0 +1,85 @@
+"""The file of `tdabench downstream`: DIR/downstream.json, its own schema version, and a text table.
+
+Layout (schema version 1)::
+
+    {"schema_version": 1, "kind": "tdabench-downstream", "tdabench_version": ..., "git_hash": ...,
+     "date": ..., "task": {"name", "version", "spec_hash"}, "settings": {...},
+     "checks": {"mislabel": {"task": {...noisy variant...}, "n_flipped", "estimators": {label: detection},
+                             "gold": [{"horizon": h, ...detection}]},
+                "randomization": {label: {"mean", "sem", "ci_low", "ci_high", "n", "n_skipped"}},
+                "cardinality": {label: {"k", "distinct", "n_test", "n_train"}},
+                "brittleness": {"ks", "steps", "test_idx", "estimators": {label: flips}, "random": flips}},
+     "errors": {label: {check: "what went wrong"}}}
+
+Fields may be added; none is renamed or removed without raising DOWNSTREAM_SCHEMA_VERSION, and a
+file of another version is refused on reading. No NaN or Infinity is written (None → null).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tdabench.errors import TdabenchError
+from tdabench.storage import atomic_write_text
+
+DOWNSTREAM_SCHEMA_VERSION = 1
+FILE_NAME = "downstream.json"
+KIND = "tdabench-downstream"
+
+
+def write_downstream(payload: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write `payload` (with its schema version) to out_dir/downstream.json atomically."""
+    if payload.get("schema_version") != DOWNSTREAM_SCHEMA_VERSION:
+        raise ValueError(f"payload must carry schema_version {DOWNSTREAM_SCHEMA_VERSION}")
+    path = Path(out_dir) / FILE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def read_downstream(path_or_dir: str | Path) -> dict[str, Any]:
+    """Read a downstream file (or DIR/downstream.json); another schema version or kind is refused."""
+    path = Path(path_or_dir)
+    path = path / FILE_NAME if path.is_dir() else path
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise TdabenchError(f"{path}: cannot read a downstream results file ({err})") from None
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise TdabenchError(f"{path}: not a tdabench downstream results file")
+    if payload.get("schema_version") != DOWNSTREAM_SCHEMA_VERSION:
+        raise TdabenchError(f"{path}: downstream schema version {payload.get('schema_version')!r} is not "
+                            f"supported (this tdabench reads version {DOWNSTREAM_SCHEMA_VERSION})")
+    return payload
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render_table(payload: dict[str, Any]) -> str:
+    """One row per estimator: mislabel AUC [interval] and precision at the flipped fraction,
+    randomisation Spearman [interval], top-k cardinality, and the share of flips at the largest k."""
+    checks, labels = payload["checks"], payload["settings"]["estimators"]
+    mis, rnd = checks.get("mislabel", {}), checks.get("randomization", {})
+    card, brit = checks.get("cardinality", {}), checks.get("brittleness", {})
+    header = f"{'estimator':<28} {'AUC [95%]':<22} {'P@flip':>6} {'rand rho [95%]':<22} {'card':>5} {'flip@kmax':>9}"
+    rows = [header, "-" * len(header)]
+
+    def row(label: str, det: dict | None, rho: dict | None, c: dict | None, flips: dict | None) -> str:
+        a = f"{_fmt(det['auc'])} [{_fmt(det['auc_low'])}, {_fmt(det['auc_high'])}]" if det else "-"
+        r = f"{_fmt(rho['mean'])} [{_fmt(rho['ci_low'])}, {_fmt(rho['ci_high'])}]" if rho else "-"
+        return (f"{label:<28} {a:<22} {_fmt(det and det['precision_at_flipped']):>6} {r:<22} "
+                f"{(str(c['distinct']) if c else '-'):>5} {_fmt(flips and flips['share'][-1]):>9}")
+    for label in labels:
+        rows.append(row(label, mis.get("estimators", {}).get(label), rnd.get(label), card.get(label),
+                        brit.get("estimators", {}).get(label)))
+    for gold in mis.get("gold", []):
+        rows.append(row(f"gold self-infl. h={gold['horizon']}", gold, None, None, None))
+    if brit:
+        rows.append(row("random removal", None, None, None, brit["random"]))
+    for label, errors in payload.get("errors", {}).items():
+        rows += [f"error: {label} {check}: {msg}" for check, msg in errors.items()]
+    return "\n".join(rows)
