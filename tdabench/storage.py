@@ -116,8 +116,10 @@ def load_tensors(path: Path, keys: Iterable[str] = ()) -> Tensors:
     return tensors
 
 
-def check_settings(entry: Path, settings: dict[str, Any]) -> bool:
-    """True if `entry` holds settings equal to `settings`; False if it has none yet.
+def check_settings(entry: Path, settings: dict[str, Any],
+                   normalise: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> bool:
+    """True if `entry` holds settings equal to `settings` (both after `normalise`, which maps a
+    settings dict written by any version to one canonical form); False if it has none yet.
 
     Raises CacheMismatchError when it holds different ones (or an unreadable settings file).
     """
@@ -129,7 +131,10 @@ def check_settings(entry: Path, settings: dict[str, Any]) -> bool:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CacheMismatchError(f"cache entry {entry} has an unreadable settings.json ({err}); delete the "
                                  f"folder or set TDABENCH_CACHE to another one") from None
-    if stored != json.loads(json.dumps(settings)):
+    settings = json.loads(json.dumps(settings))
+    if normalise is not None:
+        stored, settings = normalise(stored), normalise(settings)
+    if stored != settings:
         diff = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
         raise CacheMismatchError(
             f"cache entry {entry} was made with other settings (differing: {', '.join(diff)}); "
@@ -139,15 +144,17 @@ def check_settings(entry: Path, settings: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class UnitStore:
-    """The work units of one settings dict, in folder `entry`; each unit must hold `keys`."""
+    """The work units of one settings dict, in folder `entry`; each unit must hold `keys`.
+    `normalise`: maps stored and current settings to a canonical form before they are compared."""
 
     entry: Path
     settings: dict[str, Any]
     keys: tuple[str, ...] = ()
+    normalise: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def open(self) -> UnitStore:
         """Refuse a folder made with other settings; record the settings in a new one."""
-        if not check_settings(self.entry, self.settings):
+        if not check_settings(self.entry, self.settings, self.normalise):
             atomic_write_json(self.entry / "settings.json", self.settings)
         return self
 

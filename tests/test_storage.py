@@ -89,3 +89,22 @@ def test_corrupt_final_model_is_trained_again(tmp_path, capsys):
         assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
     assert "model.safetensors" in capsys.readouterr().err
     assert json.loads((entry / "settings.json").read_text())["spec_hash"] == first.spec.spec_hash
+
+
+def test_final_model_cached_by_an_older_version_is_reused_and_other_settings_refused(tmp_path):
+    """A settings.json written before a spec field was added (here data.label_noise, at its default)
+    names the same task: it is reused, not refused; a real difference is still refused."""
+    first = small_context(tmp_path)
+    entry = next((tmp_path / "final_models").iterdir())
+    stored = json.loads((entry / "settings.json").read_text())
+    for name in ("label_noise", "label_noise_seed"):
+        del stored["spec"]["data"][name]  # as an older tdabench wrote it
+    (entry / "settings.json").write_text(json.dumps(stored))
+    model_written = (entry / "model.safetensors").stat().st_mtime_ns
+    again = small_context(tmp_path)
+    assert (entry / "model.safetensors").stat().st_mtime_ns == model_written, "must not be trained again"
+    assert all(torch.equal(value, again.params[name]) for name, value in first.params.items())
+    stored["spec"]["data"]["label_noise"] = 0.2  # a setting that differs
+    (entry / "settings.json").write_text(json.dumps(stored))
+    with pytest.raises(CacheMismatchError, match="differing: spec"):
+        small_context(tmp_path)

@@ -24,7 +24,7 @@ from tdabench.task.data import Dataset, Split, load_dataset
 from tdabench.task.models import model_for_data
 from tdabench.task.objective import OutputFn, l2_penalty, margin, per_example_loss
 from tdabench.task.probe import Probe, check_probe_layer, fit_probe, layer_activation
-from tdabench.task.spec import TaskSpec
+from tdabench.task.spec import TaskSpec, canonical_settings
 from tdabench.task.targets import is_probe, make_target
 from tdabench.task.training import evaluate, train_module
 from tdabench.task.user_models import attributed_names, load_weights, read_weights
@@ -174,6 +174,12 @@ def final_model_settings(spec: TaskSpec) -> dict[str, Any]:
     """What a cached final model was trained from (the free-text description is left out)."""
     return {"format": FINAL_MODEL_FORMAT, "spec_hash": spec.spec_hash, "spec": spec.settings_dict()}
 
+
+def _canonical_final_model_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings of a final model as compared: the spec without fields added (at their defaults)
+    after the cache entry was written (`canonical_settings`), so a new tdabench reuses it."""
+    return {**settings, "spec": canonical_settings(settings["spec"])} if "spec" in settings else settings
+
 def load_task_data(spec: TaskSpec, cache_dir: Path | None = None) -> Dataset:
     """The task's train/test splits (no training). For a `minilm` model the inputs are the outputs
     of its frozen layers, computed once and cached (`frozen.py`)."""
@@ -195,7 +201,8 @@ def _checkpoint_unit(epoch: int) -> str:
 
 def _final_model_store(spec: TaskSpec, root: Path | None) -> UnitStore:
     """Units "model" (the state dict) and "checkpoint_NNNN" (the parameters after epoch NNNN)."""
-    return UnitStore(task_entry(root, "final_models", spec), final_model_settings(spec)).open()
+    return UnitStore(task_entry(root, "final_models", spec), final_model_settings(spec),
+                     normalise=_canonical_final_model_settings).open()
 
 
 def _train_final_model(model: nn.Module, spec: TaskSpec, data: Dataset, store: UnitStore,

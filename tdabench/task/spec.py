@@ -303,15 +303,7 @@ class TaskSpec:
         Fields added after a spec format was in use (`_ADDED_FIELDS`) enter the hash only when they
         differ from their defaults, so adding them changed no existing task's hash.
         """
-        payload = self.settings_dict()
-        for section, names in _ADDED_FIELDS.items():
-            holder = payload if section == "" else payload[section]
-            cls = TaskSpec if section == "" else type(getattr(self, section))
-            defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-                        for f in dataclasses.fields(cls)}
-            for name in names:
-                if holder[name] == defaults[name]:
-                    del holder[name]
+        payload = canonical_settings(self.settings_dict())
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"sha256:{digest}"
 
@@ -324,6 +316,29 @@ _ADDED_FIELDS = {
               "weights", "checkpoints", "attributed"),
 }
 _NOT_HASHED = ("description", "spec_file")
+_SECTION_TYPES: dict[str, type] = {"": TaskSpec, "data": DataSpec, "model": ModelSpec}
+
+
+def _field_defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)}
+
+
+def canonical_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A spec's settings dict (`TaskSpec.settings_dict()`, or one stored by an older version) without
+    the fields added after its format was in use (`_ADDED_FIELDS`) where they hold their defaults:
+    two specs that differ only there are the same task (same hash, same cached final model)."""
+    out = json.loads(json.dumps(settings))
+    for section, names in _ADDED_FIELDS.items():
+        holder = out if section == "" else out.get(section)
+        if not isinstance(holder, dict):
+            continue
+        defaults = _field_defaults(_SECTION_TYPES[section])
+        defaults = json.loads(json.dumps({name: defaults[name] for name in names}, default=list))
+        for name in names:
+            if name in holder and holder[name] == defaults[name]:
+                del holder[name]
+    return out
 
 
 def _is_address(text: str) -> bool:
