@@ -21,6 +21,7 @@ import torch
 from torch.func import grad, hessian, jacrev, jvp, vmap
 
 from tdabench.estimators.gradients import Tensors, as_float64, flatten
+from tdabench.estimators.mlp_hessian import mlp_curvature, mlp_layers
 from tdabench.progress import bar
 from tdabench.task.context import TaskContext
 
@@ -33,15 +34,20 @@ HESSIAN_CHUNK = 32
 
 
 def hessian_matrix(context: TaskContext, chunk_size: int = HESSIAN_CHUNK,
-                   batch_size: int | None = None) -> torch.Tensor:
+                   batch_size: int | None = None, structured: bool = True) -> torch.Tensor:
     """∇²R(θᶠ) over the whole training set, (P, P) float64, exactly symmetric.
 
+    A Linear stack (`mlp_hessian.mlp_layers`) takes the structured path when `structured`: its
+    layer blocks by GEMMs over the examples (`batch_size` at a time, default 256). Otherwise:
     For each parameter tensor a (dict order), forward-over-reverse products with the basis vectors of
     θ_a give the rows H[a, a:] (the gradient is taken only w.r.t. a and later tensors, so the backward
     pass stops at a); H[a:, a] follows by symmetry. `batch_size`: training examples per product
     (None: all at once), which bounds the memory at chunk_size × batch_size examples' activations
     (mnist-cnn, all 1,000 images at once: 3.9 GB; 256 at a time: 1.5 GB).
     """
+    layers = mlp_layers(context) if structured else None
+    if layers is not None:
+        return mlp_curvature(context, layers, batch_size or 256)
     params, x, y = as_float64(context, context.train.x, context.train.y)
     step = len(x) if batch_size is None else batch_size
     parts = [(x[lo:lo + step], y[lo:lo + step]) for lo in range(0, len(x), step)]
