@@ -68,13 +68,17 @@ CASES = [  # widths, activation, bias, loss
 
 
 @pytest.mark.parametrize("widths,activation,bias,loss", CASES)
-def test_structured_hessian_equals_generic_and_autograd(widths, activation, bias, loss):
+def test_structured_hessian_equals_generic_and_autograd(widths, activation, bias, loss, monkeypatch):
     ctx = mlp_context(widths, activation, bias, loss)
     assert mlp_hessian.mlp_layers(ctx) is not None
-    fast = hessian_matrix(ctx, batch_size=7)  # 23 examples: 4 uneven batches
+    fast = hessian_matrix(ctx)
     assert torch.equal(fast, fast.T) and fast.dtype == torch.float64
     expected = autograd_hessian(ctx)
     assert_equal_to(fast, expected)
+    monkeypatch.setattr(mlp_hessian, "CHUNK_ELEMENTS", 40)  # GEMM outputs in slices of one or a few rows
+    batched = mlp_hessian.mlp_curvature(ctx, mlp_hessian.mlp_layers(ctx), batch_size=7)  # 23: 4 uneven batches
+    assert torch.equal(batched, batched.T)
+    assert_equal_to(batched, expected)
     assert_equal_to(fast, hessian_matrix(ctx, structured=False))
     if activation == "relu":  # the cross-layer (bilinear) blocks matter
         assert (fast - gauss_newton_matrix(ctx)).abs().max() > 1e-3 * fast.abs().max()

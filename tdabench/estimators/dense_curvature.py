@@ -31,6 +31,9 @@ MEMO_UP_TO = 4096  # (P, P) float64 matrices memoised on the context: at most 13
 # Basis vectors per vmapped Hessian-vector product. Building H of breast-cancer-mlp (P = 20,738) on
 # 2 CPU cores took 72 s with 16, 52 s with 32 and 52 s with 64 (memory grows with the chunk).
 HESSIAN_CHUNK = 32
+# Examples per batch of the structured path at least: each batch adds into all of H once, and an
+# example's factors take a few P numbers (breast-cancer-mlp: all 398 examples in one batch).
+MLP_BATCH = 512
 
 
 def hessian_matrix(context: TaskContext, chunk_size: int = HESSIAN_CHUNK,
@@ -38,7 +41,7 @@ def hessian_matrix(context: TaskContext, chunk_size: int = HESSIAN_CHUNK,
     """∇²R(θᶠ) over the whole training set, (P, P) float64, exactly symmetric.
 
     A Linear stack (`mlp_hessian.mlp_layers`) takes the structured path when `structured`: its
-    layer blocks by GEMMs over the examples (`batch_size` at a time, default 256). Otherwise:
+    layer blocks by GEMMs over the examples, at least MLP_BATCH at a time. Otherwise:
     For each parameter tensor a (dict order), forward-over-reverse products with the basis vectors of
     θ_a give the rows H[a, a:] (the gradient is taken only w.r.t. a and later tensors, so the backward
     pass stops at a); H[a:, a] follows by symmetry. `batch_size`: training examples per product
@@ -47,7 +50,7 @@ def hessian_matrix(context: TaskContext, chunk_size: int = HESSIAN_CHUNK,
     """
     layers = mlp_layers(context) if structured else None
     if layers is not None:
-        return mlp_curvature(context, layers, batch_size or 256)
+        return mlp_curvature(context, layers, max(batch_size or 0, MLP_BATCH))
     params, x, y = as_float64(context, context.train.x, context.train.y)
     step = len(x) if batch_size is None else batch_size
     parts = [(x[lo:lo + step], y[lo:lo + step]) for lo in range(0, len(x), step)]

@@ -62,9 +62,10 @@ def mlp_layers(context: TaskContext) -> tuple[Layer, ...] | None:
     return layers if layers is not None and names == list(context.params) else None
 
 
-def mlp_curvature(context: TaskContext, layers: tuple[Layer, ...], batch_size: int = 256,
+def mlp_curvature(context: TaskContext, layers: tuple[Layer, ...], batch_size: int = 512,
                   gauss_newton: bool = False) -> torch.Tensor:
-    """H = ∇²R(θᶠ) (or G when `gauss_newton`), (P, P) float64, exactly symmetric; see the module."""
+    """H = ∇²R(θᶠ) (or G when `gauss_newton`), (P, P) float64, exactly symmetric; see the module.
+    `batch_size` examples at a time (each batch adds into H's upper triangle once)."""
     params, x, y = as_float64(context, context.train.x, context.train.y)
     slots = _slots(layers, params)
     n_params = sum(p.numel() for p in params.values())
@@ -72,10 +73,11 @@ def mlp_curvature(context: TaskContext, layers: tuple[Layer, ...], batch_size: i
     with bar(n_params, "Gauss-Newton columns" if gauss_newton else "Hessian columns", "column") as columns:
         for b, slot in enumerate(slots):
             for lo in range(0, len(x), batch_size):
-                f = _factors(context, layers, params, x[lo:lo + batch_size], y[lo:lo + batch_size], len(x), gauss_newton)
-                transfers = _transfers(layers, params, f["slopes"], b)
+                f = _forward(context, layers, params, x[lo:lo + batch_size], y[lo:lo + batch_size], len(x), gauss_newton)
+                delta, hz = _backward(layers, params, f, b)
+                transfers = _transfers(layers, params, f.slopes, b)
                 for a in range(b + 1):
-                    _add_pair(out, slots[a], slot, f, params[layers[b].weight], a, b, transfers[a], gauss_newton)
+                    _add_pair(out, slots, f, delta, hz, params[layers[b].weight], a, b, transfers[a], gauss_newton)
             columns.update(slot.out * (slot.inp + (slot.bias is not None)))
     _mirror_upper(out)
     out.diagonal().add_(context.l2)
@@ -89,10 +91,21 @@ def _slots(layers: tuple[Layer, ...], params: Tensors) -> list[Slot]:
     return [Slot(offsets[layer.weight], offsets.get(layer.bias), *params[layer.weight].shape) for layer in layers]
 
 
-def _factors(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor,
-             y: torch.Tensor, n: int, gauss_newton: bool) -> dict[str, list]:
-    """Per-example factors of a batch: `inputs` ã_{l-1}, `slopes` σ'_l, `deltas` δ_l, `hz` H_l
-    (lists over the layers; r and M scaled by 1/n, so the blocks sum to the mean)."""
+@dataclass
+class Forward:
+    """A batch's per-example factors: per layer `inputs` ã_{l-1}, `slopes` σ'_l, `curves` σ''_l
+    (None where 0, or for the Gauss–Newton matrix); r and M of the outputs, scaled by 1/n (so the
+    blocks of all batches sum to the mean)."""
+
+    inputs: list[torch.Tensor]
+    slopes: list[torch.Tensor]
+    curves: list[torch.Tensor | None]
+    r: torch.Tensor
+    m: torch.Tensor
+
+
+def _forward(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor,
+             y: torch.Tensor, n: int, gauss_newton: bool) -> Forward:
     h, inputs, slopes, curves = x.reshape(len(x), -1), [], [], []
     for layer in layers:
         bias = params[layer.bias] if layer.bias else None
@@ -101,16 +114,20 @@ def _factors(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x
         slopes.append(slope)
         curves.append(None if gauss_newton else curve)
     r, m = _output_derivatives(context, h, y)
-    deltas, hz = [r / n], [m / n]
-    for l in range(len(layers) - 2, -1, -1):
-        w = params[layers[l + 1].weight]
-        g = deltas[0] @ w
-        curvature = slopes[l][:, :, None] * (w.T @ hz[0] @ w) * slopes[l][:, None, :]
-        if curves[l] is not None:
-            curvature.diagonal(dim1=1, dim2=2).add_(curves[l] * g)
-        deltas.insert(0, slopes[l] * g)
-        hz.insert(0, curvature)
-    return {"inputs": inputs, "slopes": slopes, "deltas": deltas, "hz": hz}
+    return Forward(inputs, slopes, curves, r / n, m / n)
+
+
+def _backward(layers: tuple[Layer, ...], params: Tensors, f: Forward, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """δ_b (n, out_b) and H_b (n, out_b, out_b), from δ_L = r and H_L = M."""
+    delta, hz = f.r, f.m
+    for l in range(len(layers) - 2, b - 1, -1):
+        w, slope = params[layers[l + 1].weight], f.slopes[l]
+        g = delta @ w
+        hz = slope[:, :, None] * (w.T @ hz @ w) * slope[:, None, :]
+        if f.curves[l] is not None:
+            hz.diagonal(dim1=1, dim2=2).add_(f.curves[l] * g)
+        delta = slope * g
+    return delta, hz
 
 
 def _activate(kind: str | None, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -141,40 +158,64 @@ def _transfers(layers: tuple[Layer, ...], params: Tensors, slopes: list[torch.Te
     return transfers
 
 
-def _add_pair(out: torch.Tensor, rows: Slot, cols: Slot, f: dict[str, list], w_b: torch.Tensor, a: int, b: int,
-              t: torch.Tensor | None, gauss_newton: bool) -> None:
-    """out[θ_a, θ_b] += the block pair's two terms (module docstring), each as one chunked GEMM."""
-    factor = f["hz"][b] if t is None else t.transpose(1, 2) @ (w_b.T @ f["hz"][b])  # (n, out_a, out_b): [p, u]
-    outer = f["inputs"][a][:, :, None] * f["inputs"][b][:, None, :]  # [q, v]
+def _add_pair(out: torch.Tensor, slots: list[Slot], f: Forward, delta: torch.Tensor, hz: torch.Tensor,
+              w_b: torch.Tensor, a: int, b: int, t: torch.Tensor | None, gauss_newton: bool) -> None:
+    """out[θ_a, θ_b] += the block pair's two terms (module docstring), each as chunked GEMMs."""
+    rows, cols = slots[a], slots[b]
+    factor = hz if t is None else t.transpose(1, 2) @ (w_b.T @ hz)  # (n, out_a, out_b): [p, u]
+    outer = f.inputs[a][:, :, None] * f.inputs[b][:, None, :]  # [q, v]
+    if a == b:  # upper triangle: (W, W) and (b, b) for u ≥ p, (W, b) for all u (b comes after W)
+        _gemm_into(out, rows, cols, factor, outer[:, :, :cols.inp], (0, 2, 1, 3), upper=True)
+        if cols.bias is not None:
+            _gemm_into(out, rows, cols, factor, outer[:, :, cols.inp:], (0, 2, 1, 3), v_first=cols.inp)
+        return
     _gemm_into(out, rows, cols, factor, outer, (0, 2, 1, 3))
-    if t is not None and not gauss_newton:
-        left = f["deltas"][b][:, :, None] * f["inputs"][a][:, None, :]  # [u, q]
+    if gauss_newton:
+        return
+    left = delta[:, :, None] * f.inputs[a][:, None, :]  # [u, q]
+    if a == b - 1:
+        _add_adjacent(out, rows, cols, left, f.slopes[a])
+    else:
         _gemm_into(out, rows, cols, left, t.transpose(1, 2), (2, 1, 0, 3))  # right: [p, v]
 
 
+def _add_adjacent(out: torch.Tensor, rows: Slot, cols: Slot, left: torch.Tensor, slopes: torch.Tensor) -> None:
+    """The bilinear term of adjacent layers (T_{a+1,a} = D_a): δ_b[u] σ'_a[p] ã_{a-1}[q] at v = p
+    only, onto the diagonal p = v of the (W_a or b_a, W_b) blocks; one GEMM without the zeros."""
+    n, d_u, d_q = left.shape
+    block = (left.reshape(n, -1).T @ slopes).view(d_u, d_q, -1)  # [u, q, p]
+    c0, c1, _ = cols.parts()[0]  # b_b has no bilinear term
+    for r0, r1, q in rows.parts():
+        target = out[r0:r1, c0:c1].view(rows.out, q.stop - q.start, cols.out, cols.inp)
+        target.diagonal(dim1=0, dim2=3).add_(block[:, q].permute(1, 0, 2))  # [q, u, p]
+
+
 def _gemm_into(out: torch.Tensor, rows: Slot, cols: Slot, left: torch.Tensor, right: torch.Tensor,
-               perm: tuple[int, ...]) -> None:
-    """out[θ_rows, θ_cols] += (Σ_i left_i ⊗ right_i).permute(perm) as a [p, q, u, v] block, in
-    slices of left's first axis (target axis perm.index(0)) of at most CHUNK_ELEMENTS entries."""
+               perm: tuple[int, ...], upper: bool = False, v_first: int = 0) -> None:
+    """out[θ_rows, θ_cols] += (Σ_i left_i ⊗ right_i).permute(perm) as a [p, q, u, v] block (v from
+    `v_first` on), in slices of left's first axis (target axis perm.index(0)) of at most
+    CHUNK_ELEMENTS entries. `upper` (left = [p, u]): only u ≥ the slice's first p."""
     n, d0, d1 = left.shape
-    flat_left, flat_right = left.reshape(n, d0 * d1), right.reshape(n, -1)
+    flat_right = right.reshape(n, -1)
     step = max(1, CHUNK_ELEMENTS // (d1 * flat_right.shape[1]))
     for lo in range(0, d0, step):
-        hi = min(lo + step, d0)
-        block = (flat_left[:, lo * d1:hi * d1].T @ flat_right).view(hi - lo, d1, *right.shape[1:]).permute(perm)
+        hi, first = min(lo + step, d0), lo if upper else 0
+        part = left[:, lo:hi, first:].reshape(n, -1)
+        block = (part.T @ flat_right).view(hi - lo, d1 - first, *right.shape[1:]).permute(perm)
         index = [slice(None)] * 4
-        index[perm.index(0)] = slice(lo, hi)
-        _add_block(out, rows, cols, block, tuple(index))
+        index[perm.index(0)], index[perm.index(1)] = slice(lo, hi), slice(first, None)
+        _add_block(out, rows, cols, block, tuple(index), v_first)
 
 
-def _add_block(out: torch.Tensor, rows: Slot, cols: Slot, block: torch.Tensor, index: tuple[slice, ...]) -> None:
-    """Add block [p, q, u, v] (augmented input indices q, v; v may lack the bias slot) to the views
-    of out[θ_rows, θ_cols] as (out, in, out, in) tensors, restricted to `index`."""
+def _add_block(out: torch.Tensor, rows: Slot, cols: Slot, block: torch.Tensor, index: tuple[slice, ...],
+               v_first: int) -> None:
+    """Add block [p, q, u, v] (augmented input indices q and v_first + v) to the views of
+    out[θ_rows, θ_cols] as (out, in, out, in) tensors, restricted to `index`."""
     for r0, r1, q in rows.parts():
         for c0, c1, v in cols.parts():
-            if v.start < block.shape[3]:
+            if v_first <= v.start and v.stop <= v_first + block.shape[3]:
                 target = out[r0:r1, c0:c1].view(rows.out, q.stop - q.start, cols.out, v.stop - v.start)
-                target[index].add_(block[:, q, :, v])
+                target[index].add_(block[:, q, :, v.start - v_first:v.stop - v_first])
 
 
 def _mirror_upper(out: torch.Tensor, step: int = 2048) -> None:
