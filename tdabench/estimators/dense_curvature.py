@@ -97,8 +97,13 @@ def _row_block_fn(context: TaskContext, x: torch.Tensor, y: torch.Tensor, weight
     return lambda e: jvp(tail_grad, (tail[name],), (e.view_as(tail[name]),))[1]
 
 
-def gauss_newton_matrix(context: TaskContext, batch_size: int = 256) -> torch.Tensor:
-    """G = (1/n) Σ_i J_iᵀ M_i J_i + l2·I, (P, P) float64; M_i = ∇²_out ℓ(out_i, y_i) (C × C)."""
+def gauss_newton_matrix(context: TaskContext, batch_size: int = 256, structured: bool = True) -> torch.Tensor:
+    """G = (1/n) Σ_i J_iᵀ M_i J_i + l2·I, (P, P) float64; M_i = ∇²_out ℓ(out_i, y_i) (C × C).
+    A Linear stack takes the structured path when `structured` (`mlp_hessian`, its Gauss–Newton
+    blocks); otherwise the Jacobians J_i of `batch_size` examples at a time."""
+    layers = mlp_layers(context) if structured else None
+    if layers is not None:
+        return mlp_curvature(context, layers, max(batch_size, MLP_BATCH), gauss_newton=True)
     params, x, y = as_float64(context, context.train.x, context.train.y)
     loss_of_out = context.output_loss
     jac = vmap(jacrev(lambda p, xi: context.outputs(p, xi.unsqueeze(0))[0]), in_dims=(None, 0))

@@ -120,12 +120,12 @@ def _forward(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x
 def _backward(layers: tuple[Layer, ...], params: Tensors, f: Forward, b: int) -> tuple[torch.Tensor, torch.Tensor]:
     """δ_b (n, out_b) and H_b (n, out_b, out_b), from δ_L = r and H_L = M."""
     delta, hz = f.r, f.m
-    for l in range(len(layers) - 2, b - 1, -1):
-        w, slope = params[layers[l + 1].weight], f.slopes[l]
+    for k in range(len(layers) - 2, b - 1, -1):
+        w, slope = params[layers[k + 1].weight], f.slopes[k]
         g = delta @ w
         hz = slope[:, :, None] * (w.T @ hz @ w) * slope[:, None, :]
-        if f.curves[l] is not None:
-            hz.diagonal(dim1=1, dim2=2).add_(f.curves[l] * g)
+        if f.curves[k] is not None:
+            hz.diagonal(dim1=1, dim2=2).add_(f.curves[k] * g)
         delta = slope * g
     return delta, hz
 
