@@ -7,9 +7,16 @@ Both include the l2 term. `if-explicit` factorises them; `curvature.CurvatureOpe
 small models in place of its matrix-free products (after removing the l2 term, which it adds itself).
 `curvature_matrix` memoises them on the task context for models of at most `MEMO_UP_TO` parameters,
 so the estimators of one comparison build each matrix once. The matrices are built on the context's
-device (`TaskContext.device`). mnist-cnn (2,202 parameters, 1,000
-images) on 2 cores: the Hessian in batches of 256 images 50 s, peak 1.5 GB (all images at once:
-67 s, 3.9 GB); the Gauss–Newton matrix 28 s (cores shared with another run).
+device (`TaskContext.device`).
+
+Linear stacks (MLPs) take `mlp_hessian`'s structured path, layer blocks by GEMMs over the examples:
+breast-cancer-mlp (P = 20,738, 398 examples) on 2 cores shared with other runs (load 4–6): H in
+11.5 s against 270 s for the generic forward-over-reverse path in the same process (52 s measured
+on idle cores), largest difference 2e-17 (|H| ≤ 9.5e-3), peak 4.3 GB. Other models take the
+generic path:
+mnist-cnn (2,202 parameters, 1,000 images) on 2 cores: the Hessian in batches of 256 images 50 s,
+peak 1.5 GB (all images at once: 67 s, 3.9 GB); the Gauss–Newton matrix 28 s (cores shared with
+another run).
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from tdabench.task.context import TaskContext
 CURVATURES = ("hessian", "gauss-newton")
 MEMO_UP_TO = 4096  # (P, P) float64 matrices memoised on the context: at most 134 MB each
 
-# Basis vectors per vmapped Hessian-vector product. Building H of breast-cancer-mlp (P = 20,738) on
-# 2 CPU cores took 72 s with 16, 52 s with 32 and 52 s with 64 (memory grows with the chunk).
+# Basis vectors per vmapped Hessian-vector product of the generic path. Building H of
+# breast-cancer-mlp (P = 20,738) that way on 2 CPU cores took 72 s with 16, 52 s with 32 and 52 s
+# with 64 (memory grows with the chunk); that model now takes the structured path (module docstring).
 HESSIAN_CHUNK = 32
 # Examples per batch of the structured path at least: each batch adds into all of H once, and an
 # example's factors take a few P numbers (breast-cancer-mlp: all 398 examples in one batch).
