@@ -26,6 +26,7 @@ and a batch of examples' factors (each at most a few P numbers per example).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -218,10 +219,15 @@ def _add_block(out: torch.Tensor, rows: Slot, cols: Slot, block: torch.Tensor, i
                 target[index].add_(block[:, q, :, v.start - v_first:v.stop - v_first])
 
 
-def _mirror_upper(out: torch.Tensor, step: int = 2048) -> None:
-    """Copy the upper triangle onto the lower one, in strips (no second (P, P) buffer)."""
-    for lo in range(0, len(out), step):
+def _mirror_upper(out: torch.Tensor, step: int = 512) -> None:
+    """Copy the upper triangle onto the lower one, in strips (no second (P, P) buffer). The strips
+    are disjoint, so torch's threads take them in parallel: transposed copies run single-threaded
+    (breast-cancer-mlp on 2 cores: 0.8 s against 2.3 s in one thread with strips of 2048)."""
+    def strip(lo: int) -> None:
         hi = min(lo + step, len(out))
         square = out[lo:hi, lo:hi]
         square.copy_(square.triu() + square.triu(1).T)
         out[hi:, lo:hi] = out[lo:hi, hi:].T
+
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        list(pool.map(strip, range(0, len(out), step)))
