@@ -95,10 +95,10 @@ def test_hessian_matrix_matches_torch_hessian_on_mlp(tiny_mlp_context):
         p = unflatten(v, ctx.params)
         return ctx.loss(p, ctx.train.x, ctx.train.y).mean() + ctx.regularizer(p)
 
-    h = hessian_matrix(ctx, chunk_size=5)
+    h = hessian_matrix(ctx, chunk_size=5, structured=False)  # the generic path (test_mlp_hessian: the structured one)
     assert torch.equal(h, h.T)
     assert_close(h.numpy(), hessian(risk)(theta).numpy(), 1e-12)
-    batched = hessian_matrix(ctx, chunk_size=5, batch_size=7)  # 60 examples: 8 uneven batches
+    batched = hessian_matrix(ctx, chunk_size=5, batch_size=7, structured=False)  # 60 examples: 8 uneven batches
     assert torch.equal(batched, batched.T)
     assert_close(batched.numpy(), h.numpy(), 1e-12)
     g = gauss_newton_matrix(ctx)
