@@ -141,9 +141,11 @@ def _add_downstream(sub) -> None:
     down.add_argument("--task", default=None, help="task name or spec file (default: breast-cancer-mlp)")
     down.add_argument("--estimators", default=None, help="comma-separated (default: every native estimator)")
     down.add_argument("--checks", type=_name_list, default=("mislabel", "randomization", "brittleness", "cardinality"),
-                      help="comma-separated: mislabel, randomization, brittleness, cardinality (default: all)")
+                      help="comma-separated: mislabel, randomization, brittleness, cardinality, shortcut (image "
+                           "tasks) (default: all but shortcut)")
     down.add_argument("--n-test", type=int, default=20, help="test points of the checks on the final model")
-    down.add_argument("--top-k", type=int, default=10, help="k of the top-k cardinality (default %(default)s)")
+    down.add_argument("--top-k", type=int, default=10,
+                      help="k of the top-k cardinality and of the shortcut share (default %(default)s)")
     down.add_argument("--ks", type=_int_list, default=(1, 5, 10, 20, 50), help="top-k removal grid")
     down.add_argument("--horizon", type=int, default=None,
                       help="top-k removal: further-training horizon in the spec's unit (default: its longest)")
@@ -151,6 +153,9 @@ def _add_downstream(sub) -> None:
     down.add_argument("--gold-seeds", type=int, default=1, help="seeds of the gold self-influence")
     down.add_argument("--gold-instances", type=int, default=200,
                       help="training instances of the gold self-influence (default %(default)s)")
+    down.add_argument("--shortcut", type=float, default=0.3,
+                      help="share of the shortcut class's training images with the corner patch (default %(default)s)")
+    down.add_argument("--shortcut-class", type=int, default=0, help="the class whose images carry the patch")
     down.add_argument("--out", type=Path, default=Path("runs/downstream"), help="folder of downstream.json")
     down.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     down.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -313,7 +318,8 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         task=args.task or DEFAULT_TASK, checks=tuple(args.checks),
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
         n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, noise=args.noise,
-        gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, cache_dir=args.cache_dir,
+        gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, shortcut=args.shortcut,
+        shortcut_class=args.shortcut_class, cache_dir=args.cache_dir,
         progress=not args.no_progress)
     payload = run_downstream(options)
     print(render_table(payload))

@@ -44,6 +44,8 @@ def test_downstream_writes_a_versioned_file_with_every_check(tmp_path, capsys):
     (["--ks", "1,500"], "training instances"),
     (["--noise", "1.5"], "noise"),
     (["--estimators", "grad-dott"], "did you mean 'grad-dot'"),
+    (["--checks", "shortcut"], "shortcut needs an image task"),
+    (["--shortcut", "0"], "shortcut must lie in (0, 1]"),
 ])
 def test_bad_input_is_one_line_exit_2_before_any_training(tmp_path, capsys, extra, message):
     spec = write_small_spec(tmp_path)

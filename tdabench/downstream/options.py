@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tdabench.downstream.mislabel import DEFAULT_NOISE
+from tdabench.downstream.shortcut import DEFAULT_SHORTCUT
 from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.estimators.base import is_positive_int
 from tdabench.selection import EstimatorRequest
+from tdabench.task.data import Dataset
 from tdabench.task.spec import TaskSpec
 from tdabench.truths.further import check_horizons
 
-CHECKS = ("mislabel", "randomization", "brittleness", "cardinality")
-CLASSIFICATION_CHECKS = ("mislabel", "brittleness")
+CHECKS = ("mislabel", "randomization", "brittleness", "cardinality", "shortcut")
+DEFAULT_CHECKS = ("mislabel", "randomization", "brittleness", "cardinality")  # shortcut: image tasks, asked for
+CLASSIFICATION_CHECKS = ("mislabel", "brittleness", "shortcut")
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,9 @@ class DownstreamOptions:
 
     task: str
     estimators: tuple[EstimatorRequest, ...] | None = None  # None: every native estimator
-    checks: tuple[str, ...] = CHECKS
+    checks: tuple[str, ...] = DEFAULT_CHECKS
     n_test: int = 20  # test points of randomisation, cardinality and brittleness
-    top_k: int = 10  # cardinality's k
+    top_k: int = 10  # the k of cardinality and of the shortcut share
     ks: tuple[int, ...] = (1, 5, 10, 20, 50)  # brittleness grid
     horizon: int | None = None  # brittleness horizon, in the spec's unit (None: the spec's longest)
     noise: float = DEFAULT_NOISE
@@ -38,6 +41,9 @@ class DownstreamOptions:
     gold_seeds: int = 1
     gold_horizons: tuple[int, ...] | None = None  # None: the spec's
     gold_instances: int = 200  # training instances of the gold self-influence (all if fewer)
+    shortcut: float = DEFAULT_SHORTCUT  # share of the shortcut class's training images with the patch
+    shortcut_class: int = 0
+    shortcut_seed: int = 0
     seed: int = 0
     cache_dir: Path | None = None
     progress: bool = True
@@ -57,6 +63,10 @@ class DownstreamOptions:
             check_horizons(self.gold_horizons)
         if not 0 < self.noise < 1:
             raise TdabenchError(f"noise must lie in (0, 1), got {self.noise!r}")
+        if not 0 < self.shortcut <= 1:
+            raise TdabenchError(f"shortcut must lie in (0, 1], got {self.shortcut!r}")
+        if not isinstance(self.shortcut_class, int) or self.shortcut_class < 0:
+            raise TdabenchError(f"shortcut_class must be a class index >= 0, got {self.shortcut_class!r}")
 
     def settings(self) -> dict:
         """The settings as JSON values, as downstream.json records them (no estimators, cache or task)."""
@@ -65,13 +75,19 @@ class DownstreamOptions:
         return {**out, "checks": list(self.checks), "ks": list(self.ks)}
 
 
-def check_task(spec: TaskSpec, options: DownstreamOptions, n_train: int) -> None:
-    """Refuse checks that do not fit the task, and a k grid larger than its training split."""
+def check_task(spec: TaskSpec, options: DownstreamOptions, data: Dataset) -> None:
+    """Refuse checks that do not fit the task, a k grid larger than its training split, and a
+    shortcut class the task does not have."""
+    n_train = len(data.train)
     wants = [c for c in options.checks if c in CLASSIFICATION_CHECKS]
     if wants and spec.objective.loss != "cross-entropy":
         raise TdabenchError(f"{', '.join(wants)} need a classification task; '{spec.name}' uses the "
                             f"{spec.objective.loss} loss")
     if "brittleness" in options.checks and options.ks[-1] > n_train:
         raise TdabenchError(f"ks go up to {options.ks[-1]}, but the task has {n_train} training instances")
-    if "cardinality" in options.checks and options.top_k > n_train:
+    if {"cardinality", "shortcut"} & set(options.checks) and options.top_k > n_train:
         raise TdabenchError(f"top_k={options.top_k} exceeds the {n_train} training instances")
+    if "shortcut" in options.checks and spec.modality != "image":
+        raise TdabenchError(f"shortcut needs an image task; '{spec.name}' is {spec.modality}")
+    if "shortcut" in options.checks and options.shortcut_class >= data.n_outputs:
+        raise TdabenchError(f"shortcut_class={options.shortcut_class}, but the task has {data.n_outputs} classes")

@@ -2,8 +2,8 @@
 
 Flow: validate every setting and estimator (options.py; before anything trains) → final model
 (cached) → the checks on it (final_checks.py: top-k cardinality, model randomisation, top-k removal)
-→ the noisy variant's final model → mislabel detection (mislabel_check.py) → one payload for
-results.py. An estimator's failure in one check is recorded under `errors` and the rest go on.
+→ the noisy variant's final model → mislabel detection (mislabel_check.py) → the shortcut
+variant's final model → shortcut detection (shortcut_check.py) → one payload for results.py. An estimator's failure in one check is recorded under `errors` and the rest go on.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from tdabench.downstream.final_checks import final_model_checks
 from tdabench.downstream.mislabel import noisy_spec
 from tdabench.downstream.mislabel_check import mislabel_check
 from tdabench.downstream.options import CHECKS, DownstreamOptions, check_task
+from tdabench.downstream.shortcut import shortcut_spec
+from tdabench.downstream.shortcut_check import shortcut_check
 from tdabench.downstream.results import DOWNSTREAM_SCHEMA_VERSION, KIND
 from tdabench.errors import TdabenchError
 from tdabench.progress import shown
@@ -24,6 +26,8 @@ from tdabench.registry import make_estimator
 from tdabench.results import git_hash, now_iso
 from tdabench.task import build_context, find_spec
 from tdabench.task.context import load_task_data
+from tdabench.task.data import Dataset
+from tdabench.task.spec import TaskSpec
 
 __all__ = ["CHECKS", "DownstreamOptions", "run_downstream"]
 
@@ -38,13 +42,26 @@ def run_downstream(options: DownstreamOptions) -> dict[str, Any]:
         raise TdabenchError(f"an estimator is listed twice: {', '.join(labels)}")
     noisy = noisy_spec(spec, options.noise, options.noise_seed) if "mislabel" in options.checks else None
     data = load_task_data(spec, options.cache_dir)
-    check_task(spec, options, len(data.train))  # before the final model is trained
+    check_task(spec, options, data)  # before the final model is trained
+    planted = _shortcut_variant(spec, options)
     errors: Errors = {}
     with shown(options.progress):
         ctx = build_context(spec, options.cache_dir, data=data)
         checks = final_model_checks(ctx, made, options, errors)
         if noisy is not None:
             checks["mislabel"] = mislabel_check(build_context(noisy, options.cache_dir), made, options, errors)
+        if planted is not None:
+            checks["shortcut"] = shortcut_check(build_context(planted[0], options.cache_dir, data=planted[1]), made,
+                                                options, errors)
     return {"schema_version": DOWNSTREAM_SCHEMA_VERSION, "kind": KIND, "tdabench_version": __version__,
             "git_hash": git_hash(), "date": now_iso(), "task": task_info(spec),
             "settings": {**options.settings(), "estimators": labels}, "checks": checks, "errors": errors}
+
+
+def _shortcut_variant(spec: TaskSpec, options: DownstreamOptions) -> tuple[TaskSpec, Dataset] | None:
+    """The `<task>@shortcut` spec and its data (loaded here, so a task it does not fit is refused
+    before anything trains); None when the shortcut check is not asked for."""
+    if "shortcut" not in options.checks:
+        return None
+    planted = shortcut_spec(spec, options.shortcut, options.shortcut_class, options.shortcut_seed)
+    return planted, load_task_data(planted, options.cache_dir)
