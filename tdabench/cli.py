@@ -149,6 +149,8 @@ def _add_downstream(sub) -> None:
     down.add_argument("--ks", type=_int_list, default=(1, 5, 10, 20, 50), help="top-k removal grid")
     down.add_argument("--horizon", type=int, default=None,
                       help="top-k removal: further-training horizon in the spec's unit (default: its longest)")
+    down.add_argument("--retrain", action="store_true",
+                      help="top-k removal also by retraining from scratch without the removed set (small tasks)")
     down.add_argument("--noise", type=float, default=0.1, help="fraction of training labels flipped (mislabel)")
     down.add_argument("--gold-seeds", type=int, default=1, help="seeds of the gold self-influence")
     down.add_argument("--gold-instances", type=int, default=200,
@@ -317,7 +319,8 @@ def cmd_downstream(args: argparse.Namespace) -> int:
     options = DownstreamOptions(
         task=args.task or DEFAULT_TASK, checks=tuple(args.checks),
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
-        n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, noise=args.noise,
+        n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, retrain=args.retrain,
+        noise=args.noise,
         gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, shortcut=args.shortcut,
         shortcut_class=args.shortcut_class, cache_dir=args.cache_dir,
         progress=not args.no_progress)

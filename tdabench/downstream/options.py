@@ -36,6 +36,7 @@ class DownstreamOptions:
     top_k: int = 10  # the k of cardinality and of the shortcut share
     ks: tuple[int, ...] = (1, 5, 10, 20, 50)  # brittleness grid
     horizon: int | None = None  # brittleness horizon, in the spec's unit (None: the spec's longest)
+    retrain: bool = False  # brittleness also by retraining from scratch (small tasks)
     noise: float = DEFAULT_NOISE
     noise_seed: int = 0
     gold_seeds: int = 1
@@ -63,6 +64,8 @@ class DownstreamOptions:
             check_horizons(self.gold_horizons)
         if not 0 < self.noise < 1:
             raise TdabenchError(f"noise must lie in (0, 1), got {self.noise!r}")
+        if self.retrain and "brittleness" not in self.checks:
+            raise TdabenchError("retrain applies to the brittleness check, which is not among the checks")
         if not 0 < self.shortcut <= 1:
             raise TdabenchError(f"shortcut must lie in (0, 1], got {self.shortcut!r}")
         if not isinstance(self.shortcut_class, int) or self.shortcut_class < 0:

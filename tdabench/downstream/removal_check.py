@@ -3,6 +3,8 @@
 `removal_setup` fixes what every estimator shares — the correctly classified test points among the
 chosen ones, the horizon in optimizer steps, and the random-removal control's flips — and
 `estimator_flips` removes each test point's k most negative margin-score instances for one estimator.
+With `options.retrain` each flips entry also holds `retrained`: the same removals, retrained from
+scratch with the final model's recipe instead of further-trained.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tdabench.downstream.brittleness import random_order, removal_flips, removal_order
+from tdabench.downstream.brittleness import random_order, removal_flips, removal_order, retrained_flips
 from tdabench.downstream.options import DownstreamOptions
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator
@@ -42,10 +44,20 @@ def removal_setup(ctx: TaskContext, test_idx: np.ndarray, options: DownstreamOpt
     correct = correctly_classified(ctx, test_idx)
     horizon, steps = horizon_steps(ctx, options.horizon)
     gold = ctx.spec.gold_standard
-    control = removal_flips(ctx, random_order(len(correct), len(ctx.train), options.seed), correct, options.ks,
-                            gold.further_training, steps, options.seed)
+    orders = random_order(len(correct), len(ctx.train), options.seed)
+    control = removal_flips(ctx, orders, correct, options.ks, gold.further_training, steps, options.seed)
     return {"ks": list(options.ks), "horizon": horizon, "horizon_unit": gold.horizon_unit, "steps": steps,
-            "test_idx": [int(i) for i in correct], "random": control.to_json(), "estimators": {}}
+            "test_idx": [int(i) for i in correct], "random": _with_retraining(control.to_json(), ctx, orders, correct,
+                                                                              options),
+            "estimators": {}}
+
+
+def _with_retraining(flips: dict[str, Any], ctx: TaskContext, orders: np.ndarray, correct: np.ndarray,
+                     options: DownstreamOptions) -> dict[str, Any]:
+    """`flips`, with `retrained` (the same orders, retrained from scratch, seed 0) when asked for."""
+    if not options.retrain:
+        return flips
+    return {**flips, "retrained": retrained_flips(ctx, orders, correct, options.ks).to_json()}
 
 
 def estimator_flips(estimator: Estimator, ctx: TaskContext, setup: dict[str, Any],
@@ -54,6 +66,7 @@ def estimator_flips(estimator: Estimator, ctx: TaskContext, setup: dict[str, Any
     margin target), further-trained like the control."""
     correct = np.asarray(setup["test_idx"])
     scores = estimator.fit(ctx.with_target("margin")).score(correct, np.arange(len(ctx.train)))
-    flips = removal_flips(ctx, removal_order(scores), correct, options.ks, ctx.spec.gold_standard.further_training,
+    orders = removal_order(scores)
+    flips = removal_flips(ctx, orders, correct, options.ks, ctx.spec.gold_standard.further_training,
                           setup["steps"], options.seed)
-    return flips.to_json()
+    return _with_retraining(flips.to_json(), ctx, orders, correct, options)
