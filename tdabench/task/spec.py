@@ -292,8 +292,16 @@ class TaskSpec:
         return dataclasses.asdict(self)
 
     def settings_dict(self) -> dict[str, Any]:
-        """Every field that determines a number: all but the description and the file's location."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        """Every field that determines a number: all but the description and the file's location.
+        Fields of `_OMITTED_AT_DEFAULT` are left out while at their defaults, so the settings of final
+        models cached before those fields existed still match."""
+        payload = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        for section, names in _OMITTED_AT_DEFAULT.items():
+            defaults = {f.name: f.default for f in dataclasses.fields(type(getattr(self, section)))}
+            for name in names:
+                if payload[section][name] == defaults[name]:
+                    del payload[section][name]
+        return payload
 
     @property
     def trains_final_model(self) -> bool:
@@ -321,7 +329,7 @@ class TaskSpec:
             defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
                         for f in dataclasses.fields(cls)}
             for name in names:
-                if holder[name] == defaults[name]:
+                if name in holder and holder[name] == defaults[name]:
                     del holder[name]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"sha256:{digest}"
@@ -336,6 +344,8 @@ _ADDED_FIELDS = {
               "weights", "checkpoints", "attributed"),
 }
 _NOT_HASHED = ("description", "spec_file")
+# Added after final models were cached with settings_dict(): left out of it at their defaults.
+_OMITTED_AT_DEFAULT = {"data": ("shortcut_fraction", "shortcut_class", "shortcut_size", "shortcut_seed")}
 
 
 def _is_address(text: str) -> bool:
