@@ -158,7 +158,13 @@ def _add_downstream(sub) -> None:
     down.add_argument("--shortcut", type=float, default=0.3,
                       help="share of the shortcut class's training images with the corner patch (default %(default)s)")
     down.add_argument("--shortcut-class", type=int, default=0, help="the class whose images carry the patch")
-    down.add_argument("--out", type=Path, default=Path("runs/downstream"), help="folder of downstream.json")
+    down.add_argument("--compare-results", type=Path, default=None,
+                      help="a compare results.json of the same task: the plot places each estimator's "
+                           "further-training agreement against each downstream score")
+    down.add_argument("--compare-metric", default="pearson",
+                      help="agreement metric of that plot, at the longest horizon (default %(default)s)")
+    down.add_argument("--out", type=Path, default=Path("runs/downstream"),
+                      help="folder of downstream.json and downstream.png/.svg")
     down.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     down.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -320,14 +326,40 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         task=args.task or DEFAULT_TASK, checks=tuple(args.checks),
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
         n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, retrain=args.retrain,
-        noise=args.noise,
-        gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, shortcut=args.shortcut,
-        shortcut_class=args.shortcut_class, cache_dir=args.cache_dir,
-        progress=not args.no_progress)
+        noise=args.noise, gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, shortcut=args.shortcut,
+        shortcut_class=args.shortcut_class, cache_dir=args.cache_dir, progress=not args.no_progress)
+    compared = _compare_results_for(options.task, args.compare_results, args.compare_metric)
     payload = run_downstream(options)
     print(render_table(payload))
     print(f"\nwrote {write_downstream(payload, args.out)}")
+    _write_downstream_plot(payload, args.out, compared, args.compare_metric)
     return 0
+
+
+def _compare_results_for(task: str, path: Path | None, metric: str) -> Results | None:
+    """The compare results file of `task` (read and checked before anything trains), or None."""
+    from tdabench.results import read_results
+    from tdabench.scoring.metrics import check_metric
+    from tdabench.task import find_spec
+
+    check_metric(metric)
+    if path is None:
+        return None
+    results, spec = read_results(path), find_spec(task)
+    if results.task.spec_hash != spec.spec_hash:
+        raise TdabenchError(f"{path}: results of task '{results.task.name}' ({results.task.spec_hash[:15]}), "
+                            f"not of '{spec.name}' ({spec.spec_hash[:15]})")
+    return results
+
+
+def _write_downstream_plot(payload: dict, out: Path, results: Results | None, metric: str) -> None:
+    """`out/downstream.png/.svg`; a missing matplotlib is a note, not a failure."""
+    from tdabench.report.downstream_plot import write_downstream_plot
+
+    try:
+        print("wrote " + " and ".join(map(str, write_downstream_plot(payload, out, results, metric))))
+    except MissingPackageError as err:
+        print(f"note: no downstream plot: {err}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
