@@ -20,6 +20,7 @@ def _results(task: str = "toy", spec_hash: str = "sha256:" + "c" * 64) -> Result
     records = [Record(n, {}, h, "pearson", 0.1 * (i + 1) + 0.01 * h, 0.01, 10, 0, None, 0.05 * (i + 1), 0.5)
                for i, n in enumerate(NAMES) for h in (1, 10)]
     records.append(Record("trak", {}, 3, "pearson", 0.99, 0.01, 10, 0, None, None, None, "lds"))  # not drawn
+    records.append(Record("datainf", {"fitted.damping": 0.1}, 1, "pearson", 0.7, 0.01, 10, 0))
     return Results(TaskInfo(task, 1, spec_hash), gold, records, {}, {}, "0.1.0", None, "2024-05-01T00:00:00+00:00")
 
 
@@ -37,6 +38,7 @@ def test_scores_and_agreement_are_read_from_the_right_fields():
     assert scores["top-k cardinality"]["ekfac"] == (6.0, None, None)
     points = agreement_points(_results())
     assert points["tracin"] == pytest.approx((0.2 + 0.1, 0.1, 0.5))  # the longest horizon (10); lds left out
+    assert points["datainf"] == points["datainf(fitted.damping=0.1)"] == (0.7, None, None)  # bare name too
 
 
 def test_order_spearman_is_one_for_the_same_order_and_minus_one_reversed():

@@ -47,7 +47,7 @@ def downstream_scores(payload: dict[str, Any]) -> dict[str, dict[str, Point]]:
 
 def agreement_points(results: Results, metric: str = "pearson") -> dict[str, Point]:
     """Estimator label → (mean, ci_low, ci_high) of its further-training agreement in `metric` at
-    the longest horizon at which it has a mean."""
+    the longest horizon at which it has a mean (also under its bare name when that is unique)."""
     best: dict[str, tuple[int, Point]] = {}
     for r in results.records:
         if r.ground_truth != FURTHER_TRAINING or r.metric != metric or r.mean is None:
@@ -56,15 +56,23 @@ def agreement_points(results: Results, metric: str = "pearson") -> dict[str, Poi
         label = f"{r.estimator}({inner})" if inner else r.estimator
         if label not in best or r.horizon > best[label][0]:
             best[label] = (r.horizon, (r.mean, r.ci_low, r.ci_high))
-    return {label: point for label, (_, point) in best.items()}
+    points = {label: point for label, (_, point) in best.items()}
+    names = [label.partition("(")[0] for label in points]
+    # Records carry the resolved and fitted parameters; a name with one parameter set in the file
+    # is also found by its bare name (the label of a default request in downstream.json).
+    return {**points, **{n: p for n, (label, p) in zip(names, points.items()) if names.count(n) == 1}}
 
 
 def order_spearman(xs: dict[str, Point], ys: dict[str, Point]) -> float | None:
-    """Spearman ρ between the estimators' orders by x and by y (those in both; None below 3)."""
+    """Spearman ρ between the estimators' orders by x and by y (those in both; None below 3 or when
+    either is constant)."""
     common = sorted(set(xs) & set(ys))
     if len(common) < 3:
         return None
-    rho = spearmanr([xs[k][0] for k in common], [ys[k][0] for k in common]).statistic
+    a, b = [xs[k][0] for k in common], [ys[k][0] for k in common]
+    if len(set(a)) < 2 or len(set(b)) < 2:  # a constant order: ρ is undefined
+        return None
+    rho = spearmanr(a, b).statistic
     return None if np.isnan(rho) else float(rho)
 
 
@@ -95,7 +103,7 @@ def downstream_figure(payload: dict[str, Any], results: Results | None = None, m
             ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
         else:
             ax.set_xlabel(f"further-training {metric} (longest horizon)", fontsize=8)
-        if n == 0:
+        if n == 0 and labels:
             ax.legend(fontsize=7)
     task = payload["task"]["name"]
     fig.suptitle(f"{task}: downstream scores" + (" against further-training agreement" if xs is not None else ""))
