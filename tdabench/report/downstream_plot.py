@@ -89,6 +89,7 @@ def downstream_figure(payload: dict[str, Any], results: Results | None = None, m
     cols = min(3, max(len(scores), 1))
     rows = -(-max(len(scores), 1) // cols)
     fig = mpl.figure.Figure(figsize=(4.2 * cols, 3.6 * rows))
+    fig.subplots_adjust(hspace=0.45, wspace=0.3)
     for n, (title, ys) in enumerate(scores.items()):
         ax = fig.add_subplot(rows, cols, n + 1)
         labels = [k for k in ys if xs is None or k in xs]
