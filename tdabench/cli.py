@@ -141,17 +141,30 @@ def _add_downstream(sub) -> None:
     down.add_argument("--task", default=None, help="task name or spec file (default: breast-cancer-mlp)")
     down.add_argument("--estimators", default=None, help="comma-separated (default: every native estimator)")
     down.add_argument("--checks", type=_name_list, default=("mislabel", "randomization", "brittleness", "cardinality"),
-                      help="comma-separated: mislabel, randomization, brittleness, cardinality (default: all)")
+                      help="comma-separated: mislabel, randomization, brittleness, cardinality, shortcut (image "
+                           "tasks) (default: all but shortcut)")
     down.add_argument("--n-test", type=int, default=20, help="test points of the checks on the final model")
-    down.add_argument("--top-k", type=int, default=10, help="k of the top-k cardinality (default %(default)s)")
+    down.add_argument("--top-k", type=int, default=10,
+                      help="k of the top-k cardinality and of the shortcut share (default %(default)s)")
     down.add_argument("--ks", type=_int_list, default=(1, 5, 10, 20, 50), help="top-k removal grid")
     down.add_argument("--horizon", type=int, default=None,
                       help="top-k removal: further-training horizon in the spec's unit (default: its longest)")
+    down.add_argument("--retrain", action="store_true",
+                      help="top-k removal also by retraining from scratch without the removed set (small tasks)")
     down.add_argument("--noise", type=float, default=0.1, help="fraction of training labels flipped (mislabel)")
     down.add_argument("--gold-seeds", type=int, default=1, help="seeds of the gold self-influence")
     down.add_argument("--gold-instances", type=int, default=200,
                       help="training instances of the gold self-influence (default %(default)s)")
-    down.add_argument("--out", type=Path, default=Path("runs/downstream"), help="folder of downstream.json")
+    down.add_argument("--shortcut", type=float, default=0.3,
+                      help="share of the shortcut class's training images with the corner patch (default %(default)s)")
+    down.add_argument("--shortcut-class", type=int, default=0, help="the class whose images carry the patch")
+    down.add_argument("--compare-results", type=Path, default=None,
+                      help="a compare results.json of the same task: the plot places each estimator's "
+                           "further-training agreement against each downstream score")
+    down.add_argument("--compare-metric", default="pearson",
+                      help="agreement metric of that plot, at the longest horizon (default %(default)s)")
+    down.add_argument("--out", type=Path, default=Path("runs/downstream"),
+                      help="folder of downstream.json and downstream.png/.svg")
     down.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     down.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -312,13 +325,41 @@ def cmd_downstream(args: argparse.Namespace) -> int:
     options = DownstreamOptions(
         task=args.task or DEFAULT_TASK, checks=tuple(args.checks),
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
-        n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, noise=args.noise,
-        gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, cache_dir=args.cache_dir,
-        progress=not args.no_progress)
+        n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, retrain=args.retrain,
+        noise=args.noise, gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, shortcut=args.shortcut,
+        shortcut_class=args.shortcut_class, cache_dir=args.cache_dir, progress=not args.no_progress)
+    compared = _compare_results_for(options.task, args.compare_results, args.compare_metric)
     payload = run_downstream(options)
     print(render_table(payload))
     print(f"\nwrote {write_downstream(payload, args.out)}")
+    _write_downstream_plot(payload, args.out, compared, args.compare_metric)
     return 0
+
+
+def _compare_results_for(task: str, path: Path | None, metric: str) -> Results | None:
+    """The compare results file of `task` (read and checked before anything trains), or None."""
+    from tdabench.results import read_results
+    from tdabench.scoring.metrics import check_metric
+    from tdabench.task import find_spec
+
+    check_metric(metric)
+    if path is None:
+        return None
+    results, spec = read_results(path), find_spec(task)
+    if results.task.spec_hash != spec.spec_hash:
+        raise TdabenchError(f"{path}: results of task '{results.task.name}' ({results.task.spec_hash[:15]}), "
+                            f"not of '{spec.name}' ({spec.spec_hash[:15]})")
+    return results
+
+
+def _write_downstream_plot(payload: dict, out: Path, results: Results | None, metric: str) -> None:
+    """`out/downstream.png/.svg`; a missing matplotlib is a note, not a failure."""
+    from tdabench.report.downstream_plot import write_downstream_plot
+
+    try:
+        print("wrote " + " and ".join(map(str, write_downstream_plot(payload, out, results, metric))))
+    except MissingPackageError as err:
+        print(f"note: no downstream plot: {err}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from gold_helpers import write_small_spec
 def test_downstream_writes_a_versioned_file_with_every_check(tmp_path, capsys):
     spec = write_small_spec(tmp_path)
     args = ["downstream", "--task", str(spec), "--estimators", "grad-dot,grad-cos", "--ks", "1,5", "--n-test", "6",
-            "--top-k", "3", "--horizon", "1", "--gold-instances", "40", "--out", str(tmp_path / "out"),
+            "--top-k", "3", "--horizon", "1", "--retrain", "--gold-instances", "40", "--out", str(tmp_path / "out"),
             "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     assert main(args) == 0
     assert "grad-dot" in capsys.readouterr().out
@@ -30,6 +30,8 @@ def test_downstream_writes_a_versioned_file_with_every_check(tmp_path, capsys):
         assert -1 <= checks["randomization"][label]["mean"] <= 1
         assert 3 <= checks["cardinality"][label]["distinct"] <= 18
         assert len(checks["brittleness"]["estimators"][label]["share"]) == 2
+        assert len(checks["brittleness"]["estimators"][label]["retrained"]["share"]) == 2
+    assert len(checks["brittleness"]["random"]["retrained"]["smallest_k"]) == len(checks["brittleness"]["test_idx"])
     assert [g["horizon"] for g in checks["mislabel"]["gold"]] == [1, 3]
     # another schema version is refused on reading
     path = tmp_path / "out" / "downstream.json"
@@ -44,6 +46,9 @@ def test_downstream_writes_a_versioned_file_with_every_check(tmp_path, capsys):
     (["--ks", "1,500"], "training instances"),
     (["--noise", "1.5"], "noise"),
     (["--estimators", "grad-dott"], "did you mean 'grad-dot'"),
+    (["--checks", "shortcut"], "shortcut needs an image task"),
+    (["--checks", "mislabel", "--retrain"], "retrain applies to the brittleness check"),
+    (["--shortcut", "0"], "shortcut must lie in (0, 1]"),
 ])
 def test_bad_input_is_one_line_exit_2_before_any_training(tmp_path, capsys, extra, message):
     spec = write_small_spec(tmp_path)

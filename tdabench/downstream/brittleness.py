@@ -8,7 +8,10 @@ whose removal is predicted to decrease the true-class margin most. For each test
 classified by the final model, so the true class is the prediction) and each k on the grid, one copy
 of the final model is further-trained without j's k most negative instances (truths/further/subsets.py)
 and compared, at the same horizon and seed, with the reference run on all of D: the prediction
-*flips* when argmax of the copy's outputs on z_j differs from the reference run's. The control removes
+*flips* when argmax of the copy's outputs on z_j differs from the reference run's. With retraining
+(`retrained_flips`, small tasks) each copy is instead trained from the final model's initialisation
+with its recipe (truths/scratch.py, retraining seed 0) without the removed set, and compared with the
+copy retrained on all of D (seed 0's reference reproduces the final model). The control removes
 k instances drawn at random (nested over k, seeded per test point). Reported per k: the share of test
 points that flip (with a bootstrap interval over test points), and per test point the smallest k
 on the grid that flips it (None: no k did).
@@ -26,6 +29,7 @@ from tdabench.scoring.stats import bootstrap_ci
 from tdabench.task.context import TaskContext
 from tdabench.task.spec import OptimizerSpec
 from tdabench.truths.further.subsets import further_train_subsets
+from tdabench.truths.scratch import scratch_outputs
 
 RANDOM_STREAM = 3  # the random control's generator: default_rng([3, seed, j])
 
@@ -90,3 +94,19 @@ def removal_flips(ctx: TaskContext, orders: np.ndarray, test_idx: Sequence[int],
     predicted = outputs[0].argmax(-1).reshape(n_test, len(ks), n_test)  # copy (j, a) on every eval point
     own = predicted[np.arange(n_test), :, np.arange(n_test)]  # (n_test, len(ks)): copy (j, a) on z_j
     return Flips(ks, (own != reference[0].argmax(-1)[:, None]).T)
+
+
+def retrained_flips(ctx: TaskContext, orders: np.ndarray, test_idx: Sequence[int], ks: Sequence[int],
+                    seed: int = 0, chunk_size: int | None = None) -> Flips:
+    """Retrain from scratch (the final model's recipe, retraining seed `seed`) one copy per (test
+    point j, k) without the first k of `orders[j]`, plus one on all of D, and compare each copy's
+    prediction on z_j with that reference's. Cost: (1 + n_test · len(ks)) full trainings."""
+    ks = tuple(int(k) for k in ks)
+    keep = np.concatenate([np.ones((1, orders.shape[1]), dtype=bool), keep_masks(orders, ks)])
+    size = chunk_size or len(keep)
+    with bar(ctx.spec.training.epochs * -(-len(keep) // size), "top-k removal, retraining", "epoch") as progress:
+        outputs = scratch_outputs(ctx, keep, seed, test_idx, size, on_epoch=lambda: progress.update(1))
+    n_test = len(test_idx)
+    predicted = outputs[1:].argmax(-1).reshape(n_test, len(ks), n_test)
+    own = predicted[np.arange(n_test), :, np.arange(n_test)]  # (n_test, len(ks))
+    return Flips(ks, (own != outputs[0].argmax(-1)[:, None]).T)

@@ -8,7 +8,12 @@ Layout (schema version 1)::
                              "gold": [{"horizon": h, ...detection}]},
                 "randomization": {label: {"mean", "sem", "ci_low", "ci_high", "n", "n_skipped"}},
                 "cardinality": {label: {"k", "distinct", "n_test", "n_train"}},
-                "brittleness": {"ks", "steps", "test_idx", "estimators": {label: flips}, "random": flips}},
+                "brittleness": {"ks", "steps", "test_idx", "estimators": {label: flips}, "random": flips},
+                    (flips: {"share", "share_low", "share_high", "smallest_k"[, "retrained": flips]})
+                "shortcut": {"task": {...shortcut variant...}, "class", "n_planted", "n_train", "test_idx",
+                             "patch_effect": {"clean", "patched", "n"},
+                             "estimators": {label: {"k", "share", "share_low", "share_high", "chance",
+                                                    "auc", "auc_low", "auc_high"}}}},
      "errors": {label: {check: "what went wrong"}}}
 
 Fields may be added; none is renamed or removed without raising DOWNSTREAM_SCHEMA_VERSION, and a
@@ -61,25 +66,33 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def render_table(payload: dict[str, Any]) -> str:
     """One row per estimator: mislabel AUC [interval] and precision at the flipped fraction,
-    randomisation Spearman [interval], top-k cardinality, and the share of flips at the largest k."""
+    randomisation Spearman [interval], top-k cardinality, the share of flips at the largest k (further
+    training; retraining with --retrain), and the shortcut share@k (chance in the last row)."""
     checks, labels = payload["checks"], payload["settings"]["estimators"]
     mis, rnd = checks.get("mislabel", {}), checks.get("randomization", {})
-    card, brit = checks.get("cardinality", {}), checks.get("brittleness", {})
-    header = f"{'estimator':<28} {'AUC [95%]':<22} {'P@flip':>6} {'rand rho [95%]':<22} {'card':>5} {'flip@kmax':>9}"
+    card, brit, cut = checks.get("cardinality", {}), checks.get("brittleness", {}), checks.get("shortcut", {})
+    header = (f"{'estimator':<28} {'AUC [95%]':<22} {'P@flip':>6} {'rand rho [95%]':<22} {'card':>5} "
+              f"{'flip@kmax':>9} {'retrain':>7} {'cut@k':>6}")
     rows = [header, "-" * len(header)]
 
-    def row(label: str, det: dict | None, rho: dict | None, c: dict | None, flips: dict | None) -> str:
+    def row(label: str, det: dict | None, rho: dict | None, c: dict | None, flips: dict | None,
+            short: float | None = None) -> str:
         a = f"{_fmt(det['auc'])} [{_fmt(det['auc_low'])}, {_fmt(det['auc_high'])}]" if det else "-"
+        retrained = flips and flips.get("retrained")
         r = f"{_fmt(rho['mean'])} [{_fmt(rho['ci_low'])}, {_fmt(rho['ci_high'])}]" if rho else "-"
         return (f"{label:<28} {a:<22} {_fmt(det and det['precision_at_flipped']):>6} {r:<22} "
-                f"{(str(c['distinct']) if c else '-'):>5} {_fmt(flips and flips['share'][-1]):>9}")
+                f"{(str(c['distinct']) if c else '-'):>5} {_fmt(flips and flips['share'][-1]):>9} "
+                f"{_fmt(retrained and retrained['share'][-1]):>7} {_fmt(short):>6}")
     for label in labels:
+        found = cut.get("estimators", {}).get(label)
         rows.append(row(label, mis.get("estimators", {}).get(label), rnd.get(label), card.get(label),
-                        brit.get("estimators", {}).get(label)))
+                        brit.get("estimators", {}).get(label), found and found["share"]))
     for gold in mis.get("gold", []):
         rows.append(row(f"gold self-infl. h={gold['horizon']}", gold, None, None, None))
     if brit:
         rows.append(row("random removal", None, None, None, brit["random"]))
+    if cut:
+        rows.append(row("shortcut chance", None, None, None, None, cut["n_planted"] / cut["n_train"]))
     for label, errors in payload.get("errors", {}).items():
         rows += [f"error: {label} {check}: {msg}" for check, msg in errors.items()]
     return "\n".join(rows)

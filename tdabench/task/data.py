@@ -15,6 +15,7 @@ import torch
 
 from tdabench.errors import TdabenchError
 from tdabench.task.noise import flip_labels
+from tdabench.task.shortcut import corner_mask, plant_shortcut, shortcut_indices
 from tdabench.task.sources import RawData, load_builtin_source
 from tdabench.task.spec import DataSpec
 from tdabench.task.user_data import USER_SOURCES
@@ -40,6 +41,7 @@ class Dataset:
     is_classification: bool
     vocab_size: int | None = None  # token ids lie in [0, vocab_size) for text data
     flipped: tuple[int, ...] = ()  # training indices whose label `data.label_noise` flipped (task/noise.py)
+    shortcut: tuple[int, ...] = ()  # training indices with the planted corner patch (task/shortcut.py)
 
 
 def _split_indices(raw: RawData, spec: DataSpec, is_classification: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +57,12 @@ def _split_indices(raw: RawData, spec: DataSpec, is_classification: bool) -> tup
     return tr[: spec.max_train], te[: spec.max_test]
 
 
-def _features(raw: RawData, spec: DataSpec, tr: np.ndarray, te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _features(raw: RawData, spec: DataSpec, tr: np.ndarray, te: np.ndarray,
+              planted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x_tr, x_te = raw.x[tr] / spec.pixel_scale, raw.x[te] / spec.pixel_scale
+    if len(planted):  # before standardisation: the patch is the brightest training pixel value
+        x_tr = plant_shortcut(x_tr, planted, corner_mask(int(np.prod(x_tr.shape[1:])), spec.image_shape, spec.shortcut_size),
+                              float(x_tr.max()))
     if spec.standardize:
         mean, std = x_tr.mean(0), x_tr.std(0)
         std[std == 0] = 1.0
@@ -117,6 +123,7 @@ def load_dataset(spec: DataSpec, is_regression_loss: bool, dtype: torch.dtype) -
                                 f"'{spec.source}' is a regression task")
         y_tr, flips = flip_labels(y_tr, n_outputs, spec.label_noise, spec.label_noise_seed)
         flipped = tuple(int(i) for i in flips)
+    planted = _shortcut(raw, spec, y_tr, is_classification)
     y_dtype = torch.long if is_classification else dtype
     ys = [torch.as_tensor(a, dtype=y_dtype) for a in (y_tr, y_te)]
     if raw.token_ids:
@@ -126,6 +133,22 @@ def load_dataset(spec: DataSpec, is_regression_loss: bool, dtype: torch.dtype) -
         texts = [tuple(raw.texts[i] for i in ix) for ix in (tr, te)]
         return Dataset(Split(x_tr, ys[0], texts[0]), Split(x_te, ys[1], texts[1]), n_outputs,
                        is_classification, vocab, flipped)
-    x_tr, x_te = _features(raw, spec, tr, te)
+    x_tr, x_te = _features(raw, spec, tr, te, planted)
     xs = [torch.as_tensor(a, dtype=dtype) for a in (x_tr, x_te)]
-    return Dataset(Split(xs[0], ys[0]), Split(xs[1], ys[1]), n_outputs, is_classification, flipped=flipped)
+    return Dataset(Split(xs[0], ys[0]), Split(xs[1], ys[1]), n_outputs, is_classification, flipped=flipped,
+                   shortcut=tuple(int(i) for i in planted))
+
+
+def _shortcut(raw: RawData, spec: DataSpec, y_tr: np.ndarray, is_classification: bool) -> np.ndarray:
+    """The training indices that get the corner patch (none without `shortcut_fraction`); image
+    classification data only."""
+    if spec.shortcut_fraction == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not is_classification or raw.texts is not None or raw.token_ids:
+        raise TdabenchError(f"data.shortcut_fraction: a planted shortcut needs image classification data; "
+                            f"'{spec.source}' is not")
+    try:
+        corner_mask(int(np.prod(raw.x.shape[1:])), spec.image_shape, spec.shortcut_size)
+        return shortcut_indices(y_tr, spec.shortcut_class, spec.shortcut_fraction, spec.shortcut_seed)
+    except ValueError as err:
+        raise TdabenchError(f"data.shortcut_fraction: {err}") from None

@@ -44,6 +44,9 @@ class DataSpec:
     Images: pixels are divided by `pixel_scale`, then reshaped to `image_shape` (C, H, W) if given.
     `label_noise`: the fraction of training labels flipped to another class (seeded by
     `label_noise_seed`; task/noise.py), for the mislabel-detection check; the test split keeps its labels.
+    `shortcut_fraction`: the share of class `shortcut_class`'s training images that get a planted
+    shortcut, a bright `shortcut_size` × `shortcut_size` bottom-right corner patch (seeded by
+    `shortcut_seed`; task/shortcut.py), for the shortcut-detection check; image data only.
     Text: `tokenizer` 'wordpiece' (trained on the training split, `vocab_size` tokens) or 'minilm'
     (the pretrained MiniLM's); every text is padded or cut to `max_length` tokens. 'given': the
     user's data already holds token ids (int (n, length); hf-disk or python sources; padding is the
@@ -66,9 +69,17 @@ class DataSpec:
     label: str = "label"
     label_noise: float = 0.0  # fraction of training labels flipped (task/noise.py); classification only
     label_noise_seed: int = 0
+    shortcut_fraction: float = 0.0  # share of one class's training images with a corner patch (task/shortcut.py)
+    shortcut_class: int = 0
+    shortcut_size: int = 2  # side of the patch in pixels
+    shortcut_seed: int = 0
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.label_noise < 1.0, "label_noise", "a fraction in [0, 1)", self.label_noise)
+        _check(0.0 <= self.shortcut_fraction <= 1.0, "shortcut_fraction", "a fraction in [0, 1]",
+               self.shortcut_fraction)
+        _check(self.shortcut_class >= 0, "shortcut_class", "a class index >= 0", self.shortcut_class)
+        _check(self.shortcut_size >= 1, "shortcut_size", "an integer >= 1", self.shortcut_size)
         _check(0.0 < self.test_fraction < 1.0, "test_fraction", "a number in (0, 1)", self.test_fraction)
         _check(":" in self.source, "source", "'<provider>:<name>', e.g. 'sklearn:load_breast_cancer'", self.source)
         for name in ("max_train", "max_test"):
@@ -281,7 +292,8 @@ class TaskSpec:
         return dataclasses.asdict(self)
 
     def settings_dict(self) -> dict[str, Any]:
-        """Every field that determines a number: all but the description and the file's location."""
+        """Every field that determines a number: all but the description and the file's location.
+        (Caches compare it in `canonical_settings` form, so fields added later match old entries.)"""
         return {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
 
     @property
@@ -311,7 +323,8 @@ class TaskSpec:
 _ADDED_FIELDS = {
     "": ("concept", "content_digest"),
     "data": ("pixel_scale", "image_shape", "tokenizer", "vocab_size", "max_length", "features", "label",
-             "label_noise", "label_noise_seed"),
+             "label_noise", "label_noise_seed", "shortcut_fraction", "shortcut_class", "shortcut_size",
+             "shortcut_seed"),
     "model": ("channels", "layers", "width", "heads", "trainable_layers", "factory", "kwargs", "pretrained",
               "weights", "checkpoints", "attributed"),
 }

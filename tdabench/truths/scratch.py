@@ -16,7 +16,8 @@ What differs:
   `training.train_module(removed=i)` loop is the sequential reference. A 50 % subset takes
   ⌈n/2 / B⌉ steps per epoch, as training on the subset alone would.
 
-The target f(z; θ) is evaluated once, at the end of training.
+The target f(z; θ) (or, with `scratch_outputs`, the model outputs) is evaluated once, at the end of
+training.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from torch.func import vmap
 
 from tdabench.task.context import TaskContext
 from tdabench.errors import TdabenchError
@@ -43,12 +45,10 @@ def initial_params(ctx: TaskContext) -> Tensors:
     return {name: named[name].detach().to(ctx.dtype).to(ctx.device) for name in ctx.params}
 
 
-def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],
-                       on_epoch: Callable[[], None] | None = None) -> np.ndarray:
-    """Train K = len(keep) copies from θ₀ with `spec.training` under retraining seed `seed`.
-
-    Returns f(z_j; θ_k) at the end of training, shape (K, n_test), float64.
-    """
+def _trained_copies(ctx: TaskContext, keep: np.ndarray, seed: int,
+                    on_epoch: Callable[[], None] | None = None) -> Tensors:
+    """The stacked parameters of K = len(keep) copies trained from θ₀ with `spec.training` under
+    retraining seed `seed` (copy k on the instances `keep[k]`)."""
     recipe, n = ctx.spec.training, len(ctx.train)
     optimizer = FunctionalOptimizer(recipe)
     step_ = training_step_fn(ctx, optimizer)
@@ -60,9 +60,40 @@ def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: 
             step_(params, state, x, y, w, m, active)
         if on_epoch is not None:
             on_epoch()
+    return params
+
+
+def _test_inputs(ctx: TaskContext, test_idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     idx = torch.as_tensor(np.asarray(test_idx, dtype=np.int64), device=ctx.test.x.device)
+    return ctx.test.x[idx], ctx.test.y[idx]
+
+
+def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],
+                       on_epoch: Callable[[], None] | None = None) -> np.ndarray:
+    """Train K = len(keep) copies from θ₀ with `spec.training` under retraining seed `seed`.
+
+    Returns f(z_j; θ_k) at the end of training, shape (K, n_test), float64.
+    """
+    params = _trained_copies(ctx, keep, seed, on_epoch)
     with torch.no_grad():
-        return targets_fn(ctx, ctx.test.x[idx], ctx.test.y[idx])(params).double().cpu().numpy()
+        return targets_fn(ctx, *_test_inputs(ctx, test_idx))(params).double().cpu().numpy()
+
+
+def scratch_outputs(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],
+                    chunk_size: int | None = None, on_epoch: Callable[[], None] | None = None) -> np.ndarray:
+    """Like `train_chunked`, but the model *outputs* (logits) of each copy on the test points
+    `test_idx` at the end of training, shape (K, n_test, n_outputs), float64: what a caller needs
+    to read predictions (top-k removal with retraining, downstream/brittleness.py)."""
+    if len(keep) == 0:
+        raise ValueError("scratch_outputs needs at least one copy")
+    x, _ = _test_inputs(ctx, test_idx)
+    outputs_of = vmap(lambda p: ctx.outputs(p, x))
+    parts = []
+    for start in range(0, len(keep), chunk_size or max(len(keep), 1)):
+        params = _trained_copies(ctx, keep[start:start + (chunk_size or len(keep))], seed, on_epoch)
+        with torch.no_grad():
+            parts.append(outputs_of(params).double().cpu().numpy())
+    return np.concatenate(parts, axis=0)
 
 
 def train_chunked(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Sequence[int],

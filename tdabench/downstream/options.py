@@ -1,0 +1,96 @@
+"""The settings of `tdabench downstream` and their checks, all made before anything trains.
+
+`DownstreamOptions` validates its own values on construction (one-line `TdabenchError`s, exit code 2
+on the command line); `check_task` then refuses what does not fit the task (a classification check
+on a regression task, a k larger than the training split) once the data is loaded, still before
+the final model is trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tdabench.downstream.mislabel import DEFAULT_NOISE
+from tdabench.downstream.shortcut import DEFAULT_SHORTCUT
+from tdabench.errors import TdabenchError, UnknownNameError
+from tdabench.estimators.base import is_positive_int
+from tdabench.selection import EstimatorRequest
+from tdabench.task.data import Dataset
+from tdabench.task.spec import TaskSpec
+from tdabench.truths.further import check_horizons
+
+CHECKS = ("mislabel", "randomization", "brittleness", "cardinality", "shortcut")
+DEFAULT_CHECKS = ("mislabel", "randomization", "brittleness", "cardinality")  # shortcut: image tasks, asked for
+CLASSIFICATION_CHECKS = ("mislabel", "brittleness", "shortcut")
+
+
+@dataclass(frozen=True)
+class DownstreamOptions:
+    """Settings of one downstream run; validated on construction (nothing trains before)."""
+
+    task: str
+    estimators: tuple[EstimatorRequest, ...] | None = None  # None: every native estimator
+    checks: tuple[str, ...] = DEFAULT_CHECKS
+    n_test: int = 20  # test points of randomisation, cardinality and brittleness
+    top_k: int = 10  # the k of cardinality and of the shortcut share
+    ks: tuple[int, ...] = (1, 5, 10, 20, 50)  # brittleness grid
+    horizon: int | None = None  # brittleness horizon, in the spec's unit (None: the spec's longest)
+    retrain: bool = False  # brittleness also by retraining from scratch (small tasks)
+    noise: float = DEFAULT_NOISE
+    noise_seed: int = 0
+    gold_seeds: int = 1
+    gold_horizons: tuple[int, ...] | None = None  # None: the spec's
+    gold_instances: int = 200  # training instances of the gold self-influence (all if fewer)
+    shortcut: float = DEFAULT_SHORTCUT  # share of the shortcut class's training images with the patch
+    shortcut_class: int = 0
+    shortcut_seed: int = 0
+    seed: int = 0
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.checks if c not in CHECKS]
+        if unknown or not self.checks:
+            raise UnknownNameError("check", unknown[0] if unknown else "", list(CHECKS))
+        for name in ("n_test", "top_k", "gold_seeds", "gold_instances"):
+            if not is_positive_int(getattr(self, name)):
+                raise TdabenchError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.ks or list(self.ks) != sorted(set(self.ks)) or not all(is_positive_int(k) for k in self.ks):
+            raise TdabenchError(f"ks must be strictly increasing positive integers, got {list(self.ks)}")
+        if self.horizon is not None and not is_positive_int(self.horizon):
+            raise TdabenchError(f"horizon must be a positive integer, got {self.horizon!r}")
+        if self.gold_horizons is not None:
+            check_horizons(self.gold_horizons)
+        if not 0 < self.noise < 1:
+            raise TdabenchError(f"noise must lie in (0, 1), got {self.noise!r}")
+        if self.retrain and "brittleness" not in self.checks:
+            raise TdabenchError("retrain applies to the brittleness check, which is not among the checks")
+        if not 0 < self.shortcut <= 1:
+            raise TdabenchError(f"shortcut must lie in (0, 1], got {self.shortcut!r}")
+        if not isinstance(self.shortcut_class, int) or self.shortcut_class < 0:
+            raise TdabenchError(f"shortcut_class must be a class index >= 0, got {self.shortcut_class!r}")
+
+    def settings(self) -> dict:
+        """The settings as JSON values, as downstream.json records them (no estimators, cache or task)."""
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
+               if k not in ("estimators", "cache_dir", "progress", "task")}
+        return {**out, "checks": list(self.checks), "ks": list(self.ks)}
+
+
+def check_task(spec: TaskSpec, options: DownstreamOptions, data: Dataset) -> None:
+    """Refuse checks that do not fit the task, a k grid larger than its training split, and a
+    shortcut class the task does not have."""
+    n_train = len(data.train)
+    wants = [c for c in options.checks if c in CLASSIFICATION_CHECKS]
+    if wants and spec.objective.loss != "cross-entropy":
+        raise TdabenchError(f"{', '.join(wants)} need a classification task; '{spec.name}' uses the "
+                            f"{spec.objective.loss} loss")
+    if "brittleness" in options.checks and options.ks[-1] > n_train:
+        raise TdabenchError(f"ks go up to {options.ks[-1]}, but the task has {n_train} training instances")
+    if {"cardinality", "shortcut"} & set(options.checks) and options.top_k > n_train:
+        raise TdabenchError(f"top_k={options.top_k} exceeds the {n_train} training instances")
+    if "shortcut" in options.checks and spec.modality != "image":
+        raise TdabenchError(f"shortcut needs an image task; '{spec.name}' is {spec.modality}")
+    if "shortcut" in options.checks and options.shortcut_class >= data.n_outputs:
+        raise TdabenchError(f"shortcut_class={options.shortcut_class}, but the task has {data.n_outputs} classes")
