@@ -157,6 +157,7 @@ def _add_downstream(sub) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from tdabench.estimators.inputs import input_label
     from tdabench.registry import estimator_names, estimators
     from tdabench.task import load_spec
     from tdabench.task.catalog import broken_task_plugins, task_origins, task_variants
@@ -173,7 +174,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         tasks.append(entry)
     tasks += [{"name": b.name, "origin": b.origin, "file": b.address, "error": b.error}
               for b in broken_task_plugins()]  # listed under its entry point's name: its tasks are unknown
-    ests = [{"name": n, **estimators.origin(n).to_dict()} for n in estimator_names()]
+    ests = [{"name": n, **estimators.origin(n).to_dict(), "uses": _declared_input(n)} for n in estimator_names()]
     if args.json:
         print(json.dumps({"tasks": tasks, "estimators": ests}, indent=2))
         return 0
@@ -188,8 +189,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     for e in ests:
         where = ("adapter" if estimators.get(e["name"]).adapter_of is not None else "built-in") \
             if e["kind"] == "built-in" else f"plugin {e['distribution']} {e['version']}"
-        print(f"  {e['name']:<24} {where:<28} {e['target']}")
+        print(f"  {e['name']:<24} {where:<28} {input_label(e['uses']):<24} {e['target']}")
     return 0
+
+
+def _declared_input(name: str) -> str | None:
+    """The estimator class's `uses`; None for one that cannot be loaded (its error shows when used)."""
+    from tdabench.registry import estimators
+
+    try:
+        return estimators.get(name).uses
+    except TdabenchError:
+        return None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

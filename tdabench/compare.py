@@ -196,6 +196,7 @@ def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskCont
     try:
         with measure() as fit_cost:
             estimator.fit(ctx)
+        uses = estimator.fitted_input()  # what this fit read (tdabench.estimators.inputs)
         with measure() as score_cost:
             every, outcome.truth_error = (_score_every_instance(estimator, cfg, steps, len(ctx.train))
                                           if truths else (None, None))
@@ -214,11 +215,12 @@ def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskCont
         target = gold.mean(h, centered)
         for metric in METRICS:
             summary = agreement(scores[h], target, metric)
-            outcome.records.append(Record.from_summary(request.label, params, horizon, metric, summary, source))
+            outcome.records.append(Record.from_summary(request.label, params, horizon, metric, summary, source,
+                                                       uses=uses))
     if every is not None:
         try:
             outcome.records += retraining_records(request.label, params, source, every[-1], ctx, cfg, truths,
-                                                  centered)
+                                                  centered, uses)
         except Exception as err:  # keep the further-training records of this estimator
             outcome.truth_error = _describe(err)
     return outcome
@@ -246,7 +248,7 @@ def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -
 
 
 def retraining_records(label: str, params: dict, source: dict | None, scores: np.ndarray, ctx: TaskContext,
-                       cfg: GoldConfig, truths: Truths, centered: bool) -> list[Record]:
+                       cfg: GoldConfig, truths: Truths, centered: bool, uses: str | None = None) -> list[Record]:
     """Records against each retraining ground truth (horizon = training epochs); `scores`: (n_test,
     n_train) against every training instance, at the gold standard's longest horizon."""
     args, records = (label, params, ctx.spec.training.epochs), []
@@ -254,10 +256,10 @@ def retraining_records(label: str, params: dict, source: dict | None, scores: np
         loo = truths[LOO].mean(centered)
         for metric in METRICS:
             summary = agreement(scores[:, list(cfg.train_idx)], loo, metric)
-            records.append(Record.from_summary(*args, metric, summary, source, ground_truth=LOO))
+            records.append(Record.from_summary(*args, metric, summary, source, ground_truth=LOO, uses=uses))
     if LDS in truths:
         summary = lds(scores, truths[LDS].keep, truths[LDS].targets())
-        records.append(Record.from_summary(*args, LDS_METRIC, summary, source, ground_truth=LDS))
+        records.append(Record.from_summary(*args, LDS_METRIC, summary, source, ground_truth=LDS, uses=uses))
     return records
 
 

@@ -63,6 +63,7 @@ class ArnoldiInfluence(DampedInfluence):
     eigenvalue θ_k with θ_k + λ <= 0 is refused (increase the damping or use gauss-newton).
     """
     family = "influence function"
+    uses = "final-model"
     summary = "Influence function restricted to the top eigenspace of the curvature (Lanczos/Arnoldi)."
     citation = "Schioppa et al., Scaling Up Influence Functions, AAAI 2022"
 

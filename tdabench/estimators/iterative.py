@@ -82,6 +82,7 @@ class ConjugateGradientInfluence(DampedInfluence):
     eigenvalues; otherwise use curvature="gauss-newton").
     """
     family = "influence function"
+    uses = "final-model"
     summary = "Influence function with the damped inverse applied by conjugate gradients."
     citation = "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017"
 
@@ -149,6 +150,7 @@ class LissaInfluence(DampedInfluence):
     power iteration that sets the default scale samples its products the same way.
     """
     family = "influence function"
+    uses = "final-model"
     summary = "Influence function with the damped inverse applied by the LiSSA (Neumann series) recursion."
     citation = ("Agarwal, Bullins & Hazan, Second-Order Stochastic Optimization for Machine Learning in Linear Time, "
                 "JMLR 2017")

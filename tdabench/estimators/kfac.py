@@ -155,6 +155,7 @@ class KroneckerInfluence(InnerProductEstimator):
 class KFAC(KroneckerInfluence):
     """K-FAC influence: eigenvalues σ_k α_l of S ⊗ A (see the module docstring)."""
     family = "per-layer curvature"
+    uses = "final-model"
     summary = "Influence function with the Kronecker-factored Gauss-Newton matrix of each layer."
     citation = ("Martens & Grosse, Optimizing Neural Networks with Kronecker-factored Approximate Curvature, ICML "
                 "2015; Grosse et al., Studying Large Language Model Generalization with Influence Functions, 2023")
@@ -168,6 +169,7 @@ class KFAC(KroneckerInfluence):
 class EKFAC(KroneckerInfluence):
     """EK-FAC influence: K-FAC's bases with the corrected eigenvalues Λ* (see the module docstring)."""
     family = "per-layer curvature"
+    uses = "final-model"
     summary = "K-FAC's eigenbases with eigenvalues corrected to the per-sample gradients (EK-FAC)."
     citation = ("George et al., Fast Approximate Natural Gradient Descent in a Kronecker-factored Eigenbasis, NeurIPS "
                 "2018; Grosse et al., 2023")

@@ -99,6 +99,7 @@ class Trak(InnerProductEstimator):
     inverse amplifies the projection's noise: two projection seeds then agree only at Pearson 0.6.
     """
     family = "random projection"
+    uses = "final-model"
     summary = ("Randomly projected output gradients with the projected Gauss-Newton inverse, optionally over an "
                 "ensemble.")
     citation = "Park et al., TRAK: Attributing Model Behavior at Scale, ICML 2023"
