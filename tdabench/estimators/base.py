@@ -45,6 +45,8 @@ class Estimator:
     `uses` (one of `inputs.INPUTS`, required: the registry refuses a class without it) declares what
     the estimator reads besides the final model's data: the final model only, training checkpoints,
     the further-training recipe or retrained models.
+    `search_space` (parameter → candidate values) is what the tuned track sweeps on validation test
+    points (tdabench.tuning); {} = nothing to tune. A suite file may replace it per estimator.
     """
 
     name: ClassVar[str] = ""
@@ -54,6 +56,7 @@ class Estimator:
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     uses: ClassVar[EstimatorInput | None] = None
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     @classmethod
     def _param_names(cls) -> list[str]:

@@ -31,7 +31,7 @@ import torch
 from torch.func import hessian, vmap
 
 from tdabench.errors import TdabenchError
-from tdabench.estimators.damped import check_damping
+from tdabench.estimators.damped import RELATIVE_DAMPING_GRID, check_damping
 from tdabench.estimators.gradients import Tensors, as_float64, training_lambda_g
 from tdabench.estimators.inner_product import InnerProductEstimator
 from tdabench.estimators.layers import LinearBlock, linear_blocks, probed
@@ -92,6 +92,8 @@ class KroneckerInfluence(InnerProductEstimator):
     Default damping 1e4·λ_G (relative): the same G is approximated as by if-explicit with
     curvature='gauss-newton', whose validation sweep on breast-cancer-mlp chose 1e4·λ_G.
     """
+
+    search_space = {"damping": RELATIVE_DAMPING_GRID}
 
     def __init__(self, *, damping: float = 1e4, damping_relative: bool = True, batch_size: int = 256) -> None:
         self.damping = damping
