@@ -100,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--against-removal", action="store_true",
                      help="mode derivative: also compute the removal gold standard on the spec's number of "
                           "evaluated instances and report how well the two agree (the nonlinearity of removal)")
+    cmp.add_argument("--tuned", action="store_true",
+                     help="also the tuned track: sweep each estimator's search space on validation test points "
+                          "(not scored), then score the chosen settings next to the defaults (selected by --metric)")
+    cmp.add_argument("--n-validation", type=int, default=None,
+                     help="with --tuned: validation test points (default: every test point not scored)")
     cmp.add_argument("--metric", default="pearson",
                      help="metric of the terminal table and the decay plot: one of {METRICS} (default %(default)s; "
                           "every metric is in results.json)")
@@ -221,7 +226,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress,
         retraining=args.retraining, retraining_seeds=args.retraining_seeds, lds_subsets=args.lds_subsets,
         final_models=args.final_models, device=args.device, dtype=args.dtype,
-        against_removal=args.against_removal)
+        against_removal=args.against_removal, tuned=args.tuned, n_validation=args.n_validation,
+        tuning_metric=args.metric)
     results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
     print(headline(results))

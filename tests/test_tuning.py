@@ -130,3 +130,25 @@ def test_tuned_choice_round_trips_through_results_json(tmp_path, peaked) -> None
         dataclasses.replace(choice, scored_test_idx=[0])
     with pytest.raises(ValueError, match="not among the candidates"):
         dataclasses.replace(choice, overall={"damping": 3.0})
+
+
+def test_compare_tuned_track_end_to_end(tmp_path) -> None:
+    from tdabench.compare import CompareOptions, run_compare
+    from tdabench.selection import parse_estimators
+    from gold_helpers import write_small_spec
+
+    options = CompareOptions(task=str(write_small_spec(tmp_path)), progress=False, cache_dir=tmp_path / "cache",
+                             estimators=tuple(parse_estimators("grad-dot,if-explicit")), tuned=True,
+                             search_spaces={"if-explicit": {"damping": [0.01, 1.0, 1e4]}})
+    results = run_compare(options)
+    (choice,) = tuned_choices(results.extra)  # grad-dot has nothing to tune
+    scored = results.task.details["test_indices"]
+    assert choice.estimator == "if-explicit" and choice.space == {"damping": [0.01, 1.0, 1e4]}
+    assert set(choice.validation_test_idx).isdisjoint(scored) and len(choice.validation_test_idx) == 4
+    labels = {r.estimator for r in results.records}
+    assert {"grad-dot", "if-explicit", "if-explicit (tuned)", "if-explicit (tuned per horizon)"} <= labels
+    tuned = [r for r in results.records if r.estimator == "if-explicit (tuned)"]
+    assert {r.params["damping"] for r in tuned} == {choice.overall["damping"]}
+    assert results.cost["tuning"]["n_validation"] == 4 and "search_s" in results.cost["estimators"]["if-explicit (tuned)"]
+    with pytest.raises(TdabenchError, match="validation test points"):
+        run_compare(dataclasses.replace(options, n_validation=5))  # refused before training: only 4 are left
