@@ -100,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--against-removal", action="store_true",
                      help="mode derivative: also compute the removal gold standard on the spec's number of "
                           "evaluated instances and report how well the two agree (the nonlinearity of removal)")
+    cmp.add_argument("--tuned", action="store_true",
+                     help="also the tuned track: sweep each estimator's search space on validation test points "
+                          "(not scored), then score the chosen settings next to the defaults (selected by --metric)")
+    cmp.add_argument("--n-validation", type=int, default=None,
+                     help="with --tuned: validation test points (default: every test point not scored)")
     cmp.add_argument("--metric", default="pearson",
                      help="metric of the terminal table and the decay plot: one of {METRICS} (default %(default)s; "
                           "every metric is in results.json)")
@@ -170,6 +175,7 @@ def _add_downstream(sub) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from tdabench.estimators.inputs import input_label
     from tdabench.registry import estimator_names, estimators
     from tdabench.task import load_spec
     from tdabench.task.catalog import broken_task_plugins, task_origins, task_variants
@@ -186,7 +192,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         tasks.append(entry)
     tasks += [{"name": b.name, "origin": b.origin, "file": b.address, "error": b.error}
               for b in broken_task_plugins()]  # listed under its entry point's name: its tasks are unknown
-    ests = [{"name": n, **estimators.origin(n).to_dict()} for n in estimator_names()]
+    ests = [{"name": n, **estimators.origin(n).to_dict(), "uses": _declared_input(n)} for n in estimator_names()]
     if args.json:
         print(json.dumps({"tasks": tasks, "estimators": ests}, indent=2))
         return 0
@@ -201,8 +207,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     for e in ests:
         where = ("adapter" if estimators.get(e["name"]).adapter_of is not None else "built-in") \
             if e["kind"] == "built-in" else f"plugin {e['distribution']} {e['version']}"
-        print(f"  {e['name']:<24} {where:<28} {e['target']}")
+        print(f"  {e['name']:<24} {where:<28} {input_label(e['uses']):<24} {e['target']}")
     return 0
+
+
+def _declared_input(name: str) -> str | None:
+    """The estimator class's `uses`; None for one that cannot be loaded (its error shows when used)."""
+    from tdabench.registry import estimators
+
+    try:
+        return estimators.get(name).uses
+    except TdabenchError:
+        return None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -223,7 +239,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size, cache_dir=args.cache_dir, progress=not args.no_progress,
         retraining=args.retraining, retraining_seeds=args.retraining_seeds, lds_subsets=args.lds_subsets,
         final_models=args.final_models, device=args.device, dtype=args.dtype,
-        against_removal=args.against_removal)
+        against_removal=args.against_removal, tuned=args.tuned, n_validation=args.n_validation,
+        tuning_metric=args.metric)
     results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
     print(headline(results))

@@ -33,7 +33,7 @@ from tdabench.estimators.base import Estimator, is_positive_int
 from tdabench.scoring.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.precision import DtypeRequest, check_dtype
-from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
+from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso, params_json
 from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
@@ -50,6 +50,8 @@ from tdabench.truths.registry import RETRAINING
 from tdabench.truths.retraining import (LeaveOneOut, RetrainingConfig, SubsetRetraining, check_retraining_counts,
                                         lds)
 from tdabench.truths.seed_noise import run_seed_noise
+from tdabench.tuning import (TUNED_KEY, TUNED_PER_HORIZON_SUFFIX, TUNED_SUFFIX, TunedChoice, search_space_of, sweep,
+                             validation_config)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,10 @@ class CompareOptions:
     device: str = "cpu"  # auto | cpu | cuda[:k]: where the gold standard, retraining and estimators run (task/device.py)
     dtype: str | None = None  # None: the spec's; another only where tdabench/precision.py allows it
     against_removal: bool = False  # mode derivative: also the removal gold standard, and their agreement
+    tuned: bool = False  # also the tuned track (tdabench.tuning): each search space swept on validation test points
+    n_validation: int | None = None  # validation test points of the tuned track (None: every unscored one)
+    tuning_metric: str = "pearson"  # the agreement the tuned track selects by
+    search_spaces: dict[str, dict[str, list]] | None = None  # estimator name → its search space, replacing the class's
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot work, before anything is loaded or trained."""
@@ -96,6 +102,11 @@ class CompareOptions:
             raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(self.retraining)}")
         check_retraining_counts(self.retraining_seeds, self.lds_subsets)
         resolve_device(self.device)  # a malformed or absent device fails before anything is trained
+        _check_positive_int("n_validation", self.n_validation, optional=True)
+        if self.tuning_metric not in METRICS:
+            raise UnknownNameError("metric", self.tuning_metric, list(METRICS))
+        if (self.n_validation is not None or self.search_spaces) and not self.tuned:
+            raise TdabenchError("n_validation and search_spaces go with tuned=True (--tuned)")
         if not (isinstance(self.robust_threshold, (int, float)) and self.robust_threshold > 0):
             raise TdabenchError(f"robust_threshold must be positive, got {self.robust_threshold!r}")
 
@@ -149,6 +160,10 @@ def prepare(options: CompareOptions) -> tuple[TaskContext, GoldConfig, list[tupl
         raise TdabenchError(f"--against-removal goes with --mode derivative (the mode is '{cfg.mode}')")
     check_target(options.target or spec.target, spec, data)  # a bad target fails before training
     check_recipe_needs(spec, options)
+    if options.tuned:  # the validation split and the search spaces fail before training
+        validation_config(cfg, len(data.test), options.n_validation)
+        for r in requests:
+            search_space_of(r.name, (options.search_spaces or {}).get(r.name))
     ctx = build_context(spec, options.cache_dir, options.target, **(user.context_args() if user else {"data": data}))
     if cfg.chunk_size is None:  # train copies in chunks when one vmapped step would not fit
         cfg = replace(cfg, chunk_size=auto_chunk_size(ctx, cfg.recipe, len(cfg.train_idx)))
@@ -196,6 +211,7 @@ def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskCont
     try:
         with measure() as fit_cost:
             estimator.fit(ctx)
+        uses = estimator.fitted_input()  # what this fit read (tdabench.estimators.inputs)
         with measure() as score_cost:
             every, outcome.truth_error = (_score_every_instance(estimator, cfg, steps, len(ctx.train))
                                           if truths else (None, None))
@@ -214,11 +230,12 @@ def run_estimator(request: EstimatorRequest, estimator: Estimator, ctx: TaskCont
         target = gold.mean(h, centered)
         for metric in METRICS:
             summary = agreement(scores[h], target, metric)
-            outcome.records.append(Record.from_summary(request.label, params, horizon, metric, summary, source))
+            outcome.records.append(Record.from_summary(request.label, params, horizon, metric, summary, source,
+                                                       uses=uses))
     if every is not None:
         try:
             outcome.records += retraining_records(request.label, params, source, every[-1], ctx, cfg, truths,
-                                                  centered)
+                                                  centered, uses)
         except Exception as err:  # keep the further-training records of this estimator
             outcome.truth_error = _describe(err)
     return outcome
@@ -246,7 +263,7 @@ def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -
 
 
 def retraining_records(label: str, params: dict, source: dict | None, scores: np.ndarray, ctx: TaskContext,
-                       cfg: GoldConfig, truths: Truths, centered: bool) -> list[Record]:
+                       cfg: GoldConfig, truths: Truths, centered: bool, uses: str | None = None) -> list[Record]:
     """Records against each retraining ground truth (horizon = training epochs); `scores`: (n_test,
     n_train) against every training instance, at the gold standard's longest horizon."""
     args, records = (label, params, ctx.spec.training.epochs), []
@@ -254,10 +271,10 @@ def retraining_records(label: str, params: dict, source: dict | None, scores: np
         loo = truths[LOO].mean(centered)
         for metric in METRICS:
             summary = agreement(scores[:, list(cfg.train_idx)], loo, metric)
-            records.append(Record.from_summary(*args, metric, summary, source, ground_truth=LOO))
+            records.append(Record.from_summary(*args, metric, summary, source, ground_truth=LOO, uses=uses))
     if LDS in truths:
         summary = lds(scores, truths[LDS].keep, truths[LDS].targets())
-        records.append(Record.from_summary(*args, LDS_METRIC, summary, source, ground_truth=LDS))
+        records.append(Record.from_summary(*args, LDS_METRIC, summary, source, ground_truth=LDS, uses=uses))
     return records
 
 
@@ -375,12 +392,72 @@ def run_prepared(ctx: TaskContext, cfg: GoldConfig, made: list[tuple[EstimatorRe
             errors[request.label] = outcome.error
         bar.update()
     bar.close()
+    tuned = run_tuned_track(on_device, gold, requests, options) if options.tuned else None
+    if tuned is not None:
+        records, errors = records + tuned.records, errors | tuned.errors
+        costs |= tuned.costs
     steps = cfg.steps_per_epoch if cfg.horizon_unit == "epoch" else None
     return Results(task_info(on_device, cfg), gold_summary(gold, options.centered, steps), records,
-                   {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}, errors,
+                   {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}
+                   | ({"tuning": tuned.cost} if tuned else {}), errors,
                    __version__, git_hash(), now_iso(),
                    extra=_extra(on_device, cfg, options, truths, truth_errors, requests)
-                   | ({"removal_vs_derivative": linearity} if linearity is not None else {}))
+                   | ({"removal_vs_derivative": linearity} if linearity is not None else {})
+                   | ({TUNED_KEY: tuned.choices} if tuned else {}))
+
+
+@dataclass
+class TunedTrack:
+    """The tuned track's records (labels + TUNED_SUFFIX / TUNED_PER_HORIZON_SUFFIX), costs (each with
+    the sweep's `search_s`), errors, TunedChoice dicts, and cost = {"validation_gold_standard_s", "n_validation"}."""
+
+    records: list[Record] = field(default_factory=list)
+    costs: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)
+    choices: list[dict] = field(default_factory=list)
+    cost: dict = field(default_factory=dict)
+
+
+def run_tuned_track(ctx: TaskContext, gold: GoldStandard, requests: list[EstimatorRequest],
+                    options: CompareOptions) -> TunedTrack:
+    """Sweep each estimator's search space on the validation gold standard (test points disjoint from
+    the scored ones), then score the chosen settings on the scored points like the default track."""
+    cfg = gold.config
+    vgold = run_gold_standard(ctx, validation_config(cfg, len(ctx.test), options.n_validation),
+                              progress=options.progress)
+    track = TunedTrack(cost={"validation_gold_standard_s": round(vgold.seconds, 3),
+                             "n_validation": len(vgold.config.test_idx), "metric": options.tuning_metric})
+    for request in requests:
+        space = search_space_of(request.name, (options.search_spaces or {}).get(request.name))
+        if space:
+            choice = sweep(request, space, ctx, vgold, options.tuning_metric, options.centered, tuple(cfg.test_idx))
+            track.choices.append(choice.to_json())
+            _score_choice(request, choice, ctx, gold, options.centered, track)
+    return track
+
+
+def _score_choice(request: EstimatorRequest, choice: TunedChoice, ctx: TaskContext, gold: GoldStandard,
+                  centered: bool, track: TunedTrack) -> None:
+    """Score the overall choice (label + TUNED_SUFFIX) and the per-horizon ones (+ TUNED_PER_HORIZON_SUFFIX)."""
+    settings = [p for p in [choice.overall, *choice.per_horizon.values()] if p is not None]
+    outcomes = {}
+    for params in {params_json(p): p for p in settings}.values():
+        tuned = EstimatorRequest(request.name, {**request.params, **params})
+        outcomes[params_json(params)] = run_estimator(tuned, make_estimator(tuned.name, **tuned.params), ctx, gold,
+                                                      centered)
+    if choice.overall is None:
+        track.errors[request.label + TUNED_SUFFIX] = "no candidate of the search space had a validation score"
+        return
+    best = outcomes[params_json(choice.overall)]
+    label = request.label + TUNED_SUFFIX
+    if best.error is not None:
+        track.errors[label] = best.error
+        return
+    track.records += [replace(r, estimator=label) for r in best.records]
+    track.costs[label] = best.cost | {"search_s": choice.search_s}
+    for h, params in choice.per_horizon.items():
+        track.records += [replace(r, estimator=request.label + TUNED_PER_HORIZON_SUFFIX)
+                          for r in outcomes[params_json(params)].records if r.horizon == h]
 
 
 def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: Truths,

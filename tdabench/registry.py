@@ -73,11 +73,13 @@ def _target_of(obj: Any) -> str:
 class Registry(Generic[T]):
     """name → object. `builtins` names a module imported on first use, so built-ins always exist;
     `base` ('module:attr', imported when first needed) is the class every registered object must
-    subclass (None: anything goes)."""
+    subclass (None: anything goes); `check` ('module:attr', a function (obj, where) that raises
+    ValueError) refuses further objects, e.g. an estimator class that does not declare `uses`."""
 
     def __init__(self, kind: str, entry_point_group: str | None = None, builtins: str | None = None,
-                 base: str | None = None) -> None:
+                 base: str | None = None, check: str | None = None) -> None:
         self.kind, self.entry_point_group, self.builtins, self.base = kind, entry_point_group, builtins, base
+        self.check = check  # 'module:attr' of f(obj, where) raising ValueError (one line) for a refused object
         self._entries: dict[str, _Entry] = {}
         self._plugins: dict[str, _Entry] | None = None  # None until discovered
         self._builtins_imported = builtins is None
@@ -169,6 +171,11 @@ class Registry(Generic[T]):
         if not (isinstance(obj, type) and issubclass(obj, base)):
             raise TdabenchError(f"{self.kind} '{name}' from {where} is not a tdabench {base.__name__} subclass "
                                 f"(it is {obj!r}); subclass {base.__module__}.{base.__qualname__}")
+        if self.check is not None:
+            try:
+                _import_target(self.check)(obj, f"{self.kind} '{name}' from {where}")
+            except ValueError as err:
+                raise TdabenchError(str(err)) from None
 
     def _resolve(self, name: str, entry: _Entry) -> None:
         self._resolving.add(name)
@@ -221,7 +228,8 @@ class Registry(Generic[T]):
 
 
 estimators: Registry[type[Estimator]] = Registry("estimator", "tdabench.estimators", builtins="tdabench.estimators",
-                                                 base="tdabench.estimators.base:Estimator")
+                                                 base="tdabench.estimators.base:Estimator",
+                                                 check="tdabench.estimators.inputs:check_declares_input")
 
 
 def register_estimator(name: str) -> Callable[[T], T]:

@@ -4,7 +4,9 @@
 raising SCHEMA_VERSION. Files are written atomically and never hold NaN or Infinity (None → null).
 A record's `n_test` counts the test points whose agreement was defined (the mean is over them) and
 `n_skipped` the undefined ones (saturated points, docs/method.md). Its `ground_truth` says what the
-estimator was compared with (GROUND_TRUTHS, tdabench/truths/names.py); `ci_low`/`ci_high` bound the
+estimator was compared with (GROUND_TRUTHS, tdabench/truths/names.py), its `uses` what the estimator
+read (tdabench.estimators.inputs; a field added without a new schema version: no field changed its
+meaning, and older files read it as None); `ci_low`/`ci_high` bound the
 mean (bootstrap over test points). Files written before these fields existed load with their defaults.
 """
 
@@ -29,7 +31,8 @@ from tdabench.truths.names import FURTHER_TRAINING, GROUND_TRUTHS
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon",
                "horizon_unit", "metric", "mean", "sem", "n_test", "n_skipped",
-               "source_distribution", "source_version", "ground_truth", "ci_low", "ci_high", "gold_mode")
+               "source_distribution", "source_version", "ground_truth", "ci_low", "ci_high", "gold_mode",
+               "uses")
 _TOP_KEYS = ("schema_version", "tdabench_version", "git_hash", "date", "task", "gold_standard",
              "records", "cost", "errors")
 
@@ -53,6 +56,8 @@ class Record:
     [ci_low, ci_high]: bootstrap interval of the mean over test points (both None or both set,
     ci_low ≤ ci_high). `ground_truth`: what the agreement was measured against, one of
     GROUND_TRUTHS for the records tdabench writes (any other non-empty name is kept as read).
+    `uses`: what the estimator's fit read (one of tdabench.estimators.inputs.INPUTS, e.g.
+    "final-model"); None in files written before it was recorded.
     """
 
     estimator: str
@@ -67,6 +72,7 @@ class Record:
     ci_low: float | None = None
     ci_high: float | None = None
     ground_truth: str = FURTHER_TRAINING
+    uses: str | None = None
 
     def __post_init__(self) -> None:
         _finite_or_none("mean", self.mean)
@@ -85,11 +91,11 @@ class Record:
     @classmethod
     def from_summary(cls, estimator: str, params: dict, horizon: int, metric: str,
                      summary: Summary, source: dict | None = None,
-                     ground_truth: str = FURTHER_TRAINING) -> Record:
+                     ground_truth: str = FURTHER_TRAINING, uses: str | None = None) -> Record:
         """The record of a `metrics.Summary` (n_test = summary.n; its interval is copied)."""
         return cls(estimator, dict(params), horizon, metric, summary.mean, summary.sem,
                    summary.n, summary.n_skipped, source, summary.ci_low, summary.ci_high,
-                   ground_truth)
+                   ground_truth, uses)
 
 
 @dataclass(frozen=True)
@@ -253,7 +259,7 @@ def results_csv(results: Results) -> str:
         row = (t.name, t.version, t.spec_hash, r.estimator, params_json(r.params),
                r.horizon, unit, r.metric, r.mean, r.sem, r.n_test, r.n_skipped,
                src.get("distribution"), src.get("version"), r.ground_truth, r.ci_low, r.ci_high,
-               results.gold_standard.mode if r.ground_truth == FURTHER_TRAINING else None)
+               results.gold_standard.mode if r.ground_truth == FURTHER_TRAINING else None, r.uses)
         writer.writerow([csv_cell(v) for v in row])
     return buf.getvalue()
 

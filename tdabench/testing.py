@@ -26,6 +26,7 @@ import torch
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator, clone
+from tdabench.estimators.inputs import INPUTS, input_error
 from tdabench.task.context import TaskContext
 from tdabench.task.data import Dataset, Split
 from tdabench.task.models import build_model
@@ -244,12 +245,21 @@ def check_planted_duplicate_sign(estimator: Estimator, context: TaskContext | No
                         f"(score {row[0]:.3g}, largest {row.max():.3g}); expected it among the top {top}")
 
 
+def check_declares_input(estimator: Estimator, context: TaskContext | None = None, *,
+                         fits: Fits | None = None) -> None:
+    """The class declares `uses` (one of `inputs.INPUTS`), and a fit's `fitted_input()` is one of them."""
+    message = input_error(getattr(type(estimator), "uses", None), type(estimator).__name__)
+    assert message is None, message
+    used = _fits(estimator, context, fits).fitted().fitted_input()
+    assert input_error(used, "") is None, f"fitted_input() must return one of {', '.join(INPUTS)}, got {used!r}"
+
+
 Check = Callable[..., None]
 
 # Every check, in the order check_estimator runs them; each takes (estimator, context=None, *, fits=None).
 CHECKS: tuple[Check, ...] = (check_params_round_trip, check_score_before_fit, check_shape_and_dtype, check_finite,
                              check_row_column_order, check_deterministic, check_score_horizons,
-                             check_describe_json, check_planted_duplicate_sign)
+                             check_describe_json, check_declares_input, check_planted_duplicate_sign)
 
 
 def estimator_checks(estimator: Estimator,
@@ -264,7 +274,7 @@ def estimator_checks(estimator: Estimator,
 
 def check_estimator(estimator: Estimator, context: TaskContext | None = None) -> None:
     """Run every check (params, score before fit, shape and dtype, finite values, row and column
-    order, determinism, horizons, describe, the sign on a planted duplicate) and raise one
+    order, determinism, horizons, describe, the declared input, the sign on a planted duplicate) and raise one
     AssertionError naming each failed check with its message.
 
     `context` is used for all checks but the sign check (default: the planted-duplicate context);

@@ -63,7 +63,8 @@ def test_every_registered_estimator_is_checked():
 def test_checks_are_named_functions_of_the_module():
     assert CHECK_NAMES == ["check_params_round_trip", "check_score_before_fit", "check_shape_and_dtype",
                            "check_finite", "check_row_column_order", "check_deterministic",
-                           "check_score_horizons", "check_describe_json", "check_planted_duplicate_sign"]
+                           "check_score_horizons", "check_describe_json", "check_declares_input",
+                           "check_planted_duplicate_sign"]
     assert all(getattr(testing, name) is check for name, check in zip(CHECK_NAMES, CHECKS))
     assert [name for name, _ in estimator_checks(GradDot())] == CHECK_NAMES
     testing.check_finite(GradDot())  # each check also runs on its own
@@ -116,6 +117,7 @@ class IgnoresOrder(GradDot):
 
 
 class MangledParams(Estimator):
+    uses = "final-model"
     def __init__(self, *, scale: float = 1.0) -> None:
         self.scale = float(scale) * 2
 
@@ -163,7 +165,7 @@ def test_every_failed_check_is_reported_by_name():
     with pytest.raises(AssertionError) as info:
         check_estimator(SortsAndFlips())
     message = str(info.value)
-    assert message.startswith("SortsAndFlips(batch_size=256) fails 2 of 9 checks:\n")
+    assert message.startswith("SortsAndFlips(batch_size=256) fails 2 of 10 checks:\n")
     assert re.search(r"^  check_row_column_order: .*rows must follow test_idx, columns train_idx$", message, re.M)
     assert re.search(r"^  check_planted_duplicate_sign: sign: .* <= 0", message, re.M)
 

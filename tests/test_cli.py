@@ -38,12 +38,15 @@ def test_list_shows_tasks_and_builtin_estimators():
     kinds = {e["name"]: e["kind"] for e in listing["estimators"]}
     assert {"grad-dot", "grad-cos", "if-explicit"} <= set(kinds)
     assert kinds["grad-dot"] == "built-in"
+    uses = {e["name"]: e["uses"] for e in listing["estimators"]}
+    assert uses["grad-dot"] == "final-model" and uses["if-lissa-horizon"] == "further-training-recipe"
     text = run_cli("list")
     assert text.returncode == 0 and "grad-dot" in text.stdout and "breast-cancer-mlp" in text.stdout
     where = {line.split()[0]: line.split()[1] for line in text.stdout.split("estimators:\n")[1].splitlines()}
     assert {n: w for n, w in where.items() if w == "adapter"}.keys() == {
         "tracin-captum", "if-dattri", "trak-traker", "ekfac-kronfluence"}  # by the class's `adapter_of`
     assert all(where[n] == "built-in" for n in NATIVE)
+    assert "training checkpoints" in next(line for line in text.stdout.splitlines() if line.split()[:1] == ["tracin"])
 
 
 def test_compare_writes_results_as_in_the_design(compared):

@@ -16,11 +16,13 @@ from tdabench.truths.names import FURTHER_TRAINING
 
 
 class Raises(Estimator):
+    uses = "final-model"
     def _score(self, test_idx, train_idx):
         raise RuntimeError("boom")
 
 
 class WrongShape(Estimator):
+    uses = "final-model"
     def _score(self, test_idx, train_idx):
         return np.zeros((len(train_idx), len(test_idx) + 1))
 
@@ -42,6 +44,7 @@ class CountsCalls(GradDot):
 
 
 class NonFinite(Estimator):
+    uses = "final-model"
     def _score(self, test_idx, train_idx):
         out = np.ones((len(test_idx), len(train_idx)))
         out[0, 0] = np.nan

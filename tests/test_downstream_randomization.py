@@ -15,6 +15,7 @@ from gold_helpers import small_context
 
 class InputSimilarity(Estimator):
     """A stub that ignores the parameters: minus the squared input distance (plus `offset`)."""
+    uses = "final-model"
 
     def __init__(self, offset: float = 0.0) -> None:
         self.offset = offset

@@ -122,8 +122,8 @@ def test_markdown_is_deterministic_and_complete(tmp_path: Path) -> None:
     assert "do not edit by hand" in text and "`tdabench leaderboard`" in text
     assert "- `a`\n- `b`\n- `c`\n" in text
     assert text.index("## other v1") < text.index("## toy v1")  # sorted by task name
-    assert "| grad-dot | 0.800 ± 0.010 | 0.400 ± 0.010 |" in text  # c is newer than a
-    assert "| noise ceiling | 0.950 | 0.800 |" in text
+    assert "| grad-dot | final model only | 0.800 ± 0.010 | 0.400 ± 0.010 |" in text  # c is newer than a
+    assert "| noise ceiling |  | 0.950 | 0.800 |" in text
     assert "epoch 10: 3" in text and "superseded: a" in text
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["README.md", "index.html",
                                                                    "leaderboard.csv"]
@@ -133,14 +133,14 @@ def test_csv_content(tmp_path: Path) -> None:
     _, csv_path, _ = write_leaderboard(build_leaderboard(_inputs()), tmp_path, plots=False)
     rows = list(csv.reader(io.StringIO(csv_path.read_text())))
     assert tuple(rows[0]) == CSV_COLUMNS
-    ft = ["further-training", "", ""]
+    ft = ["further-training", "", ""]  # then `uses`: not in these records, so as the class declares
     assert rows[1:] == [
         ["other", "1", HASH_A, "tracin", "{}", "10", "cosine", "0.7", "0.01", "10", "0", "epoch",
-         "removal", "4", *ft],
+         "removal", "4", *ft, "training-checkpoints"],
         ["toy", "1", HASH_A, "grad-dot", "{}", "1", "cosine", "0.8", "0.01", "10", "0", "epoch",
-         "removal", "4", *ft],
+         "removal", "4", *ft, "final-model"],
         ["toy", "1", HASH_A, "grad-dot", "{}", "10", "cosine", "0.4", "0.01", "7", "3", "epoch",
-         "removal", "4", *ft],
+         "removal", "4", *ft, "final-model"],
     ]
 
 
@@ -158,9 +158,9 @@ def test_terminal_table() -> None:
     text = render_terminal_table(res(records, errors={"ekfac": "out of memory"}), "cosine")
     lines = text.splitlines()
     assert lines[0] == "toy v1 (spec sha256:aaaaaaaaaaaa)  [cosine]"
-    assert lines[1].split() == ["estimator", "epoch", "1", "epoch", "10"]
-    assert lines[2].split() == ["tracin", "—", "0.700", "±", "0.010"]
-    assert lines[3].split() == ["grad-dot", "0.900", "±", "0.010", "0.500", "±", "0.010"]
+    assert lines[1].split() == ["estimator", "given", "epoch", "1", "epoch", "10"]
+    assert lines[2].split() == ["tracin", "training", "checkpoints", "—", "0.700", "±", "0.010"]
+    assert lines[3].split() == ["grad-dot", "final", "model", "only", "0.900", "±", "0.010", "0.500", "±", "0.010"]
     assert lines[4].split() == ["noise", "ceiling", "0.950", "0.800"]
     skipped = next(i for i, line in enumerate(lines) if line.startswith("skipped test points"))
     legend = " ".join(lines[5:skipped])
@@ -181,8 +181,8 @@ def test_terminal_table_prints_intervals_and_costs() -> None:
                                                    "tracin": {"fit_s": 12.0, "score_s": 1234.4, "peak_mem_mb": 600}}}
     results = Results(results.task, results.gold_standard, records, cost, {}, "0.1.0", None, results.date)
     lines = render_terminal_table(results, "pearson").splitlines()
-    assert lines[2].split() == ["grad-dot", "0.900", "[0.880,", "0.930]", "—"]
-    assert lines[3].split() == ["tracin", "0.700", "[0.660,", "0.740]", "—"]
+    assert lines[2].split() == ["grad-dot", "final", "model", "only", "0.900", "[0.880,", "0.930]", "—"]
+    assert lines[3].split() == ["tracin", "training", "checkpoints", "0.700", "[0.660,", "0.740]", "—"]
     costs = lines[lines.index("cost per estimator in this run:") + 2:]
     assert [line.split() for line in costs] == [["grad-dot", "0.0041", "1.25", "545"], ["tracin", "12", "1234", "600"]]
 
@@ -234,15 +234,16 @@ def test_summary_grid_by_hand() -> None:
     (table,) = build_leaderboard([rich()], "pearson")
     head, body = summary_grid(table)
     # every horizon once, with its interval: "best" always names a column of the table
-    assert head == ["estimator", "epoch 1", "epoch 2", "epoch 5", "epoch 10", "epoch 20", "best epoch",
-                    "LDS", "LOO (pearson)", "fit + score (s)", "peak MB", "rank at epoch 20"]
+    assert head == ["estimator", "given", "epoch 1", "epoch 2", "epoch 5", "epoch 10", "epoch 20", "best epoch",
+                    "LDS", "LOO (pearson)", "fit + score (s)", "peak MB", "rank at epoch 20", "rank, same input"]
     assert body == [
-        ["if-explicit", "0.600 [0.500, 0.700]", "—", "—", "0.850 [0.800, 0.900]", "0.800 [0.750, 0.850]",
-         "10", "0.400 [0.350, 0.450]", "—", "1235", "—", "1"],
-        ["tracin", "—", "—", "—", "—", "0.550 [0.300, 0.780]", "20", "—", "—", "—", "—", "1"],
-        ["grad-dot", "0.900 [0.850, 0.950]", "0.900 [0.840, 0.960]", "0.700 [0.600, 0.800]", "—",
-         "0.500 [0.400, 0.600]", "1", "0.300 [0.250, 0.350]", "0.700 [0.650, 0.750]", "0.75", "310", "2"],
-        ["noise ceiling", "0.990", "—", "0.980", "—", "0.970", "", "", "", "", "", ""]]
+        ["if-explicit", "final model only", "0.600 [0.500, 0.700]", "—", "—", "0.850 [0.800, 0.900]",
+         "0.800 [0.750, 0.850]", "10", "0.400 [0.350, 0.450]", "—", "1235", "—", "1", "1"],
+        ["tracin", "training checkpoints", "—", "—", "—", "—", "0.550 [0.300, 0.780]", "20", "—", "—", "—", "—",
+         "1", "1"],  # alone in its group
+        ["grad-dot", "final model only", "0.900 [0.850, 0.950]", "0.900 [0.840, 0.960]", "0.700 [0.600, 0.800]",
+         "—", "0.500 [0.400, 0.600]", "1", "0.300 [0.250, 0.350]", "0.700 [0.650, 0.750]", "0.75", "310", "2", "2"],
+        ["noise ceiling", "", "0.990", "—", "0.980", "—", "0.970", "", "", "", "", "", "", ""]]
     (plain,) = build_leaderboard([rich([ci("grad-dot", 20, 0.5, 0.4, 0.6)])], "pearson")
     assert "LOO (pearson)" not in summary_grid(plain)[0]  # shown only when some row has it
 
@@ -345,8 +346,8 @@ def test_pages_reproduce_byte_for_byte(tmp_path: Path) -> None:
     assert "Results dated 2024-05-01T00:00:00+00:00." in readme
     assert "![decay curve of toy, pearson](plots/toy_pearson.png) ([SVG](plots/toy_pearson.svg))" \
         in readme
-    assert ("| grad-dot | 0.900 [0.850, 0.950] | 0.900 [0.840, 0.960] | 0.700 [0.600, 0.800] | — | "
-            "0.500 [0.400, 0.600] | 1 | 0.300 [0.250, 0.350] | 0.700 [0.650, 0.750] | 0.75 | 310 | 2 |") in readme
+    assert ("| grad-dot | final model only | 0.900 [0.850, 0.950] | 0.900 [0.840, 0.960] | 0.700 [0.600, 0.800] | "
+            "— | 0.500 [0.400, 0.600] | 1 | 0.300 [0.250, 0.350] | 0.700 [0.650, 0.750] | 0.75 | 310 | 2 | 2 |") in readme
     assert readme.count("| grad-dot |") == 3  # one table per task (toy, other) and the cross-task summary
 
 

@@ -88,12 +88,13 @@ def test_sorting_by_a_column_header(browser, page: Path) -> None:  # noqa: ANN00
     assert headers[0].get_attribute("aria-sort") == "ascending"
     headers[0].click()
     assert _visible_labels(table) == sorted(before, reverse=True)
-    # the first horizon's column: numbers, best first; cells without a value stay last
-    headers[1].click()
-    values = _column_values(table, 1)
+    # the first horizon's column (after "given"): numbers, best first; cells without a value stay last
+    assert headers[1].text == "given"
+    headers[2].click()
+    values = _column_values(table, 2)
     known = [v for v in values if v is not None]
     assert known == sorted(known, reverse=True) and values[:len(known)] == known
-    assert headers[1].get_attribute("aria-sort") == "descending"
+    assert headers[2].get_attribute("aria-sort") == "descending"
     assert headers[0].get_attribute("aria-sort") is None
     # the noise ceiling is in the footer, not among the sorted rows
     assert table.find_element(By.CSS_SELECTOR, "tfoot td").text == "noise ceiling"
@@ -125,6 +126,20 @@ def test_filtering_to_one_task_and_by_name(browser, page: Path) -> None:  # noqa
     name.clear()
     name.send_keys(" ")  # an input event with an empty filter shows everything again
     assert all(s.is_displayed() for s in sections)
+
+
+def test_filtering_by_what_the_estimators_were_given(browser, page: Path) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(page.as_uri())
+    given = Select(browser.find_element(By.ID, "uses-filter"))
+    given.select_by_value("further-training-recipe")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.task-table tbody tr")
+    shown = {tr.get_attribute("data-estimator") for tr in rows if tr.is_displayed()}
+    assert shown == {"if-lissa-horizon"}  # the only built-in given the gold standard's recipe
+    given.select_by_value("")
+    assert all(tr.is_displayed() for tr in rows)
 
 
 def test_contents_link_every_section(browser, page: Path) -> None:  # noqa: ANN001

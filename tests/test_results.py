@@ -50,7 +50,7 @@ def test_json_layout() -> None:
     assert d["records"][0] == {"estimator": "grad-dot", "params": {}, "horizon": 1,
                                "metric": "cosine", "mean": 0.93, "sem": 0.01, "n_test": 48,
                                "n_skipped": 2, "source": None, "ci_low": 0.91, "ci_high": 0.95,
-                               "ground_truth": "further-training"}
+                               "ground_truth": "further-training", "uses": None}
     assert d["records"][3]["ground_truth"] == "lds" and d["records"][3]["metric"] == "lds"
 
 
@@ -163,7 +163,8 @@ def test_csv_columns_and_rows(tmp_path: Path) -> None:
                        "horizon_unit": "epoch", "metric": "cosine", "mean": "0.93", "sem": "0.01",
                        "n_test": "48", "n_skipped": "2", "source_distribution": "",
                        "source_version": "", "ground_truth": "further-training",
-                       "ci_low": "0.91", "ci_high": "0.95", "gold_mode": sample().gold_standard.mode}
+                       "ci_low": "0.91", "ci_high": "0.95", "gold_mode": sample().gold_standard.mode,
+                           "uses": ""}
     assert (rows[1]["ci_low"], rows[1]["ci_high"]) == ("", "")
     assert (rows[3]["ground_truth"], rows[3]["metric"], rows[3]["ci_low"]) == ("lds", "lds", "0.36")
     assert rows[3]["gold_mode"] == "", "the retraining ground truths have no gold-standard mode"

@@ -62,6 +62,7 @@ def test_spread_and_robust_mask():
 
 
 class Broken(Estimator):
+    uses = "final-model"
     def _score(self, test_idx, train_idx):
         raise RuntimeError("boom")
 

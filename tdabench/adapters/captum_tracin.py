@@ -99,6 +99,7 @@ class TracInCaptum(Estimator):
     depend on it.
     """
     family = "gradient similarity"
+    uses = "training-checkpoints"
     summary = "TracIn computed by captum's TracInCP (reference for tracin)."
     citation = ("Pruthi et al., NeurIPS 2020; Kokhlikyan et al., Captum: A Unified and Generic Model Interpretability "
                 "Library for PyTorch, 2020")
@@ -165,6 +166,11 @@ class TracInCaptum(Estimator):
             finally:
                 self.model_.load_state_dict(base_state)
         return scores.detach().double().cpu().numpy()
+
+    def fitted_input(self) -> str | None:
+        """"final-model" when the task had no checkpoints (θᶠ alone was summed)."""
+        self._fitted_context()
+        return self.uses if self.checkpoints_[0][0] is not None else "final-model"
 
     def describe(self) -> dict[str, Any]:
         self._fitted_context()

@@ -119,6 +119,7 @@ class InfluenceDattri(Estimator):
       batches; the subclass memoises it, so each test batch of `batch_size` is solved once.
     """
     family = "influence function"
+    uses = "final-model"
     summary = "Influence function computed by dattri (reference for the if-* estimators)."
     citation = "Koh & Liang, ICML 2017; Deng et al., dattri: A Library for Efficient Data Attribution, NeurIPS 2024"
 

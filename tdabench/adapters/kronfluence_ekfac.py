@@ -127,6 +127,7 @@ class EkfacKronfluence(Estimator):
     seed: the label sampling; batch_size: examples per batch in every kronfluence pass.
     """
     family = "per-layer curvature"
+    uses = "final-model"
     summary = "EK-FAC influence computed by kronfluence (reference for ekfac)."
     citation = ("Grosse et al., Studying Large Language Model Generalization with Influence Functions, 2023 "
                 "(kronfluence)")

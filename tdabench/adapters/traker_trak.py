@@ -148,6 +148,7 @@ class TrakTraker(Estimator):
     traker `featurize`/`score` call. Default damping 1·λ_F: not tuned, choose it on a validation split.
     """
     family = "random projection"
+    uses = "final-model"
     summary = "TRAK computed by the traker library (reference for trak)."
     citation = "Park et al., TRAK: Attributing Model Behavior at Scale, ICML 2023 (traker)"
 

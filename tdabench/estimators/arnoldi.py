@@ -21,7 +21,7 @@ import torch
 from tdabench.errors import TdabenchError
 from tdabench.estimators.curvature import CurvatureOperator, seeded_normal
 from tdabench.estimators.base import is_seed
-from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence, check_positive_int
+from tdabench.estimators.damped import DEFAULT_DAMPING, RELATIVE_DAMPING_GRID, DampedInfluence, check_positive_int
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 
@@ -63,6 +63,8 @@ class ArnoldiInfluence(DampedInfluence):
     eigenvalue θ_k with θ_k + λ <= 0 is refused (increase the damping or use gauss-newton).
     """
     family = "influence function"
+    search_space = {"damping": RELATIVE_DAMPING_GRID, "rank": (10, 50)}
+    uses = "final-model"
     summary = "Influence function restricted to the top eigenspace of the curvature (Lanczos/Arnoldi)."
     citation = "Schioppa et al., Scaling Up Influence Functions, AAAI 2022"
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from tdabench.errors import TdabenchError
+from tdabench.estimators.inputs import EstimatorInput
 
 if TYPE_CHECKING:
     from tdabench.task.context import TaskContext
@@ -41,6 +42,11 @@ class Estimator:
     distribution name (e.g. "captum"); None for an estimator computed by tdabench (or a plugin) itself.
     `family` (one of FAMILIES), `summary` (one line: what it computes) and `citation` (the paper that
     made the method known) describe the method on the leaderboard; a plugin may set them too.
+    `uses` (one of `inputs.INPUTS`, required: the registry refuses a class without it) declares what
+    the estimator reads besides the final model's data: the final model only, training checkpoints,
+    the further-training recipe or retrained models.
+    `search_space` (parameter → candidate values) is what the tuned track sweeps on validation test
+    points (tdabench.tuning); {} = nothing to tune. A suite file may replace it per estimator.
     """
 
     name: ClassVar[str] = ""
@@ -49,6 +55,8 @@ class Estimator:
     family: ClassVar[str] = "other"
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
+    uses: ClassVar[EstimatorInput | None] = None
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -128,6 +136,12 @@ class Estimator:
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable settings actually used by the fit (e.g. absolute damping)."""
         return {}
+
+    def fitted_input(self) -> EstimatorInput | None:
+        """What this fit read (one of `inputs.INPUTS`): the class's `uses` unless a subclass knows
+        the fit read less (TracIn without checkpoints: "final-model"). Requires a fit."""
+        self._fitted_context()
+        return self.uses
 
     def _validate_params(self) -> None:
         """Raise TdabenchError for a bad parameter value (called by `fit`)."""

@@ -20,6 +20,9 @@ from tdabench.estimators.inner_product import InnerProductEstimator
 from tdabench.task.context import TaskContext
 
 DEFAULT_DAMPING = 1e4
+# The tuned track's damping candidates, relative to λ_G (× λ_G with `damping_relative`, the default):
+# the literature's 0.1–100 × λ_G and two decades either side (tdabench.tuning).
+RELATIVE_DAMPING_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 
 
 def is_real(value: Any) -> bool:
@@ -28,7 +31,10 @@ def is_real(value: Any) -> bool:
 
 class DampedInfluence(InnerProductEstimator):
     """Parameters `curvature`, `damping`, `damping_relative`, `batch_size`; subclasses add theirs
-    (and repeat these in their own `__init__`, which `get_params` reads)."""
+    (and repeat these in their own `__init__`, which `get_params` reads). The tuned track sweeps
+    `damping` over RELATIVE_DAMPING_GRID."""
+
+    search_space = {"damping": RELATIVE_DAMPING_GRID}
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
                  damping_relative: bool = True, batch_size: int = 256) -> None:

@@ -46,6 +46,8 @@ def layer_indices(context: TaskContext) -> dict[str, torch.Tensor]:
 class DataInf(InnerProductEstimator):
     """DataInf influence; see the module docstring. batch_size: examples per gradient batch."""
     family = "per-layer curvature"
+    search_space = {"damping": (1e-3, 1e-2, 0.1, 1.0, 10.0)}
+    uses = "final-model"
     summary = "Closed-form per-layer inverse of the damped empirical Fisher, swapping inverse and average."
     citation = ("Kwon et al., DataInf: Efficiently Estimating Data Influence in LoRA-tuned LLMs and Diffusion Models, "
                 "ICLR 2024")

@@ -21,6 +21,7 @@ from tdabench.registry import register_estimator
 class GradDot(InnerProductEstimator):
     """score[j, i] = ∇f(z_j; θᶠ)ᵀ ∇ℓ(z_i; θᶠ), by per-layer factored inner products (layers.py)."""
     family = "gradient similarity"
+    uses = "final-model"
     summary = "Inner product of the test target's and the training loss's gradients at the final model."
     citation = "Charpiat et al., Input Similarity from the Neural Network Perspective, NeurIPS 2019"
 
@@ -40,6 +41,7 @@ def normalize_rows(grads: torch.Tensor) -> torch.Tensor:
 class GradCos(InnerProductEstimator):
     """score[j, i] = cos(∇f(z_j), ∇ℓ(z_i)) ∈ [−1, 1]; 0 where either gradient is 0."""
     family = "gradient similarity"
+    uses = "final-model"
     summary = "Cosine of the angle between the test target's and the training loss's gradients."
     citation = "Charpiat et al., Input Similarity from the Neural Network Perspective, NeurIPS 2019"
 

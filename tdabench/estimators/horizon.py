@@ -75,6 +75,7 @@ class HorizonLissa(InnerProductEstimator):
     it was given (None: per horizon, from the caller).
     """
     family = "influence function"
+    uses = "further-training-recipe"
     summary = "Response of T further-training steps on the local quadratic, one score matrix per horizon T (tdabench)."
     citation = ("tdabench (horizon-matched Neumann series); cf. Bae et al., If Influence Functions are the Answer, "
                 "Then What is the Question?, NeurIPS 2022")

@@ -44,6 +44,7 @@ class ExplicitInfluence(DampedInfluence):
     the literature's 0.1–100·λ_G leaves the negative curvature of an SGD final model undamped.
     """
     family = "influence function"
+    uses = "final-model"
     summary = "Influence function with the damped Hessian (or Gauss-Newton matrix) built and factorised."
     citation = "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017"
 

@@ -14,7 +14,8 @@ import torch
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import is_seed
-from tdabench.estimators.damped import DEFAULT_DAMPING, DampedInfluence, check_positive_int, is_real
+from tdabench.estimators.damped import (DEFAULT_DAMPING, RELATIVE_DAMPING_GRID, DampedInfluence, check_positive_int,
+                                        is_real)
 from tdabench.estimators.curvature import top_eigenvalue
 from tdabench.progress import bar
 from tdabench.registry import register_estimator
@@ -82,6 +83,7 @@ class ConjugateGradientInfluence(DampedInfluence):
     eigenvalues; otherwise use curvature="gauss-newton").
     """
     family = "influence function"
+    uses = "final-model"
     summary = "Influence function with the damped inverse applied by conjugate gradients."
     citation = "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017"
 
@@ -149,6 +151,8 @@ class LissaInfluence(DampedInfluence):
     power iteration that sets the default scale samples its products the same way.
     """
     family = "influence function"
+    search_space = {"damping": RELATIVE_DAMPING_GRID, "depth": (25, 100)}
+    uses = "final-model"
     summary = "Influence function with the damped inverse applied by the LiSSA (Neumann series) recursion."
     citation = ("Agarwal, Bullins & Hazan, Second-Order Stochastic Optimization for Machine Learning in Linear Time, "
                 "JMLR 2017")

@@ -31,7 +31,7 @@ import torch
 from torch.func import hessian, vmap
 
 from tdabench.errors import TdabenchError
-from tdabench.estimators.damped import check_damping
+from tdabench.estimators.damped import RELATIVE_DAMPING_GRID, check_damping
 from tdabench.estimators.gradients import Tensors, as_float64, training_lambda_g
 from tdabench.estimators.inner_product import InnerProductEstimator
 from tdabench.estimators.layers import LinearBlock, linear_blocks, probed
@@ -92,6 +92,8 @@ class KroneckerInfluence(InnerProductEstimator):
     Default damping 1e4·λ_G (relative): the same G is approximated as by if-explicit with
     curvature='gauss-newton', whose validation sweep on breast-cancer-mlp chose 1e4·λ_G.
     """
+
+    search_space = {"damping": RELATIVE_DAMPING_GRID}
 
     def __init__(self, *, damping: float = 1e4, damping_relative: bool = True, batch_size: int = 256) -> None:
         self.damping = damping
@@ -155,6 +157,7 @@ class KroneckerInfluence(InnerProductEstimator):
 class KFAC(KroneckerInfluence):
     """K-FAC influence: eigenvalues σ_k α_l of S ⊗ A (see the module docstring)."""
     family = "per-layer curvature"
+    uses = "final-model"
     summary = "Influence function with the Kronecker-factored Gauss-Newton matrix of each layer."
     citation = ("Martens & Grosse, Optimizing Neural Networks with Kronecker-factored Approximate Curvature, ICML "
                 "2015; Grosse et al., Studying Large Language Model Generalization with Influence Functions, 2023")
@@ -168,6 +171,7 @@ class KFAC(KroneckerInfluence):
 class EKFAC(KroneckerInfluence):
     """EK-FAC influence: K-FAC's bases with the corrected eigenvalues Λ* (see the module docstring)."""
     family = "per-layer curvature"
+    uses = "final-model"
     summary = "K-FAC's eigenbases with eigenvalues corrected to the per-sample gradients (EK-FAC)."
     citation = ("George et al., Fast Approximate Natural Gradient Descent in a Kronecker-factored Eigenbasis, NeurIPS "
                 "2018; Grosse et al., 2023")

@@ -28,6 +28,7 @@ from tdabench.task.context import TaskContext
 class TracIn(InnerProductEstimator):
     """TracIn-CP; `use_checkpoints=False` forces the final-model-only form η·Grad-Dot."""
     family = "gradient similarity"
+    uses = "training-checkpoints"
     summary = "Gradient inner products summed over the saved training checkpoints, each weighted by its learning rate."
     citation = "Pruthi et al., Estimating Training Data Influence by Tracing Gradient Descent, NeurIPS 2020"
 
@@ -54,6 +55,11 @@ class TracIn(InnerProductEstimator):
             total += lr * gradient_gram(context, (context.test, test_idx, "target"),
                                         (context.train, train_idx, "loss"), params, self.batch_size)
         return total.cpu().numpy()
+
+    def fitted_input(self) -> str | None:
+        """"final-model" when no checkpoint was used (`fallback_` says why)."""
+        self._fitted_context()
+        return "final-model" if self.fallback_ else self.uses
 
     def describe(self) -> dict[str, Any]:
         self._fitted_context()

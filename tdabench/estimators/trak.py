@@ -99,6 +99,8 @@ class Trak(InnerProductEstimator):
     inverse amplifies the projection's noise: two projection seeds then agree only at Pearson 0.6.
     """
     family = "random projection"
+    search_space = {"proj_dim": (512, 2048), "damping": (10.0, 100.0, 1e3, 1e4)}
+    uses = "final-model"
     summary = ("Randomly projected output gradients with the projected Gauss-Newton inverse, optionally over an "
                 "ensemble.")
     citation = "Park et al., TRAK: Attributing Model Behavior at Scale, ICML 2023"

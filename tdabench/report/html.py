@@ -1,6 +1,7 @@
 """The leaderboard as one self-contained HTML page: inline CSS and vanilla JavaScript, nothing fetched.
 
-Content, top to bottom: header and legend; a table of contents; filters (one task, estimator names);
+Content, top to bottom: header and legend; a table of contents; filters (one task, what the estimators
+were given (`tdabench.estimators.inputs`; each table also ranks within each input), estimator names);
 one cross-task summary per gold-standard mode (mean rank per estimator per horizon band,
 `text.mean_rank_grid`, over `tables.summary_groups`); one section per table (ids from `anchors`) with its gold standard, links to its results files and task spec,
 its one table (`text.summary_cells`: every horizon with its interval, best horizon, LDS, LOO, cost,
@@ -18,9 +19,10 @@ import re
 from collections import Counter
 from html import escape
 
+from tdabench.estimators.inputs import INPUT_LABELS, input_label
 from tdabench.report.methods import Method, base_name, method_of
 from tdabench.report.tables import Table, summary_groups
-from tdabench.report.text import (Cell, gold_line, header_lines, legend_lines, mean_rank_grid,
+from tdabench.report.text import (GIVEN, Cell, gold_line, header_lines, legend_lines, mean_rank_grid,
                                   mean_rank_note, summary_cells, summary_heading, table_notes)
 from tdabench.truths.names import REMOVAL
 
@@ -93,19 +95,23 @@ _JS = """
   });
   var taskSelect = document.getElementById("task-filter");
   var nameInput = document.getElementById("estimator-filter");
+  var usesSelect = document.getElementById("uses-filter");
   function applyFilters() {
     var task = taskSelect.value;
     var text = nameInput.value.trim().toLowerCase();
+    var uses = usesSelect.value;
     Array.prototype.forEach.call(document.querySelectorAll("section.task"), function (s) {
       s.hidden = task !== "" && s.getAttribute("data-task") !== task;
     });
     Array.prototype.forEach.call(document.querySelectorAll("table.filterable tbody tr"),
       function (tr) {
         var name = (tr.getAttribute("data-estimator") || "").toLowerCase();
-        tr.hidden = text !== "" && name.indexOf(text) === -1;
+        var given = tr.getAttribute("data-uses") || "";
+        tr.hidden = (text !== "" && name.indexOf(text) === -1) || (uses !== "" && given !== uses);
       });
   }
   taskSelect.addEventListener("change", applyFilters);
+  usesSelect.addEventListener("change", applyFilters);
   nameInput.addEventListener("input", applyFilters);
   applyFilters();
 })();
@@ -162,17 +168,17 @@ def _name_cell(estimator: str, label: str) -> str:
 def _task_table(table: Table) -> list[str]:
     """The task's one sortable, filterable table; the noise ceiling in the footer."""
     head, body = summary_cells(table)
-    numeric = [False] + [True] * (len(head) - 1)
-    # agreement columns (horizons, LDS, LOO) sort best-first descending; best, cost, rank ascending
-    n_h = len(table.horizons)
+    text = {"estimator", GIVEN}
+    # agreement columns (horizons, LDS, LOO) sort best-first descending; names, best, cost, ranks ascending
     lower_better = {"fit + score (s)", "peak MB", f"best {table.gold['horizon_unit']}"}
-    desc = [False] + [True] * n_h + [h not in lower_better and not h.startswith("rank")
-                                     for h in head[1 + n_h:]]
+    numeric = [h not in text for h in head]
+    desc = [h not in text and h not in lower_better and not h.startswith("rank") for h in head]
     lines = ['<table class="sortable filterable task-table">', _header(head, numeric, desc), "<tbody>"]
     for row, cells in zip(table.rows, body[:-1]):
-        tds = [_name_cell(row.estimator, row.label)] + [f'<td class="num"{_value(c)}>{escape(c.text)}</td>'
-                                                        for c in cells[1:]]
-        lines.append(f'<tr data-estimator="{escape(row.label)}">' + "".join(tds) + "</tr>")
+        tds = [_name_cell(row.estimator, row.label), f"<td>{escape(cells[1].text)}</td>"] + [
+            f'<td class="num"{_value(c)}>{escape(c.text)}</td>' for c in cells[2:]]
+        lines.append(f'<tr data-estimator="{escape(row.label)}" data-uses="{escape(row.uses or "")}">'
+                     + "".join(tds) + "</tr>")
     ceiling = body[-1]
     lines += ["</tbody>", "<tfoot><tr>" + f"<td>{escape(ceiling[0].text)}</td>"
               + "".join(f'<td class="num">{escape(c.text)}</td>' for c in ceiling[1:]) + "</tr></tfoot>",
@@ -211,7 +217,8 @@ def _summary(mode: str, tables: list[Table]) -> list[str]:
              _header(head, [False] + [True] * (len(head) - 1), [False] * len(head)), "<tbody>"]
     for cells in body:
         name = cells[0].text
-        lines.append(f'<tr data-estimator="{escape(name)}">' + _name_cell(name, name)
+        uses = method_of(name).uses or ""
+        lines.append(f'<tr data-estimator="{escape(name)}" data-uses="{escape(uses)}">' + _name_cell(name, name)
                      + "".join(f'<td class="num"{_value(c)}>{escape(c.text)}</td>' for c in cells[1:])
                      + "</tr>")
     return lines + ["</tbody>", "</table>", "</section>"]
@@ -226,11 +233,13 @@ def _methods(names: list[str]) -> list[str]:
              "target at test point j). Adapters compute a native estimator with the library that made "
              "it known.</p>",
              '<table class="sortable filterable methods-table">',
-             _header(["estimator", "family", "what it computes", "citation"], [False] * 4, [False] * 4),
+             _header(["estimator", "family", GIVEN, "what it computes", "citation"], [False] * 5, [False] * 5),
              "<tbody>"]
     for m in methods:
-        lines.append(f'<tr id="{_method_anchor(m.name)}" data-estimator="{escape(m.name)}">'
-                     f"<td>{escape(m.name)}</td><td>{escape(m.family)}</td><td>{escape(_what(m))}</td>"
+        lines.append(f'<tr id="{_method_anchor(m.name)}" data-estimator="{escape(m.name)}" '
+                     f'data-uses="{escape(m.uses or "")}">'
+                     f"<td>{escape(m.name)}</td><td>{escape(m.family)}</td><td>{escape(input_label(m.uses))}</td>"
+                     f"<td>{escape(_what(m))}</td>"
                      f"<td>{escape(m.citation or '—')}</td></tr>")
     return lines + ["</tbody>", "</table>", "</section>"]
 
@@ -274,8 +283,11 @@ def _filters(tables: list[Table]) -> list[str]:
     tasks = sorted({t.task for t in tables})
     options = ['<option value="">all tasks</option>'] + [
         f'<option value="{escape(t)}">{escape(t)}</option>' for t in tasks]
+    given = ['<option value="">any input</option>'] + [
+        f'<option value="{escape(v)}">{escape(label)}</option>' for v, label in INPUT_LABELS.items()]
     return ['<div class="filters">',
             '<label>Task: <select id="task-filter">' + "".join(options) + "</select></label>",
+            '<label>Given: <select id="uses-filter">' + "".join(given) + "</select></label>",
             '<label>Estimator name contains: <input id="estimator-filter" type="search" '
             'placeholder="e.g. if-"></label>', "</div>"]
 

@@ -1,6 +1,6 @@
-"""What the reports say about each estimator: its family, one-line summary and citation.
+"""What the reports say about each estimator: its family, one-line summary, citation and input.
 
-These are read from the estimator's class (`Estimator.family`, `summary`, `citation`), the one place
+These are read from the estimator's class (`Estimator.family`, `summary`, `citation`, `uses`), the one place
 they are written; an estimator name that is not registered here (a plugin that is not installed,
 a renamed estimator in an old results file) gets family "other" and empty texts.
 """
@@ -23,6 +23,7 @@ class Method:
     summary: str = ""
     citation: str = ""
     adapter_of: str | None = None
+    uses: str | None = None  # what the class declares it reads (tdabench.estimators.inputs), None if unknown
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -44,7 +45,7 @@ def method_of(name: str) -> Method:
         return Method(name)
     family = getattr(cls, "family", "other")
     return Method(name, family if family in FAMILIES else "other", getattr(cls, "summary", ""),
-                  getattr(cls, "citation", ""), getattr(cls, "adapter_of", None))
+                  getattr(cls, "citation", ""), getattr(cls, "adapter_of", None), getattr(cls, "uses", None))
 
 
 def builtin_names() -> list[str]:

@@ -20,7 +20,7 @@ from statistics import NormalDist
 
 from tdabench.errors import UnknownNameError
 from tdabench.scoring.metrics import METRICS
-from tdabench.report.methods import base_name
+from tdabench.report.methods import base_name, method_of
 from tdabench.results import Record, Results, params_json
 from tdabench.scoring.stats import BOOTSTRAP_LEVEL, shared_ranks
 from tdabench.truths.names import FURTHER_TRAINING, LDS, LDS_METRIC, LOO, REMOVAL
@@ -34,7 +34,9 @@ class Row:
     """One estimator with one param set; `cells` maps horizon → its further-training record.
 
     `loo`/`lds`: its leave-one-out (table metric) and LDS records, None when absent; `cost`: its
-    entry of the results file's cost["estimators"] ({"fit_s", "score_s", "peak_mem_mb", ...}) or None.
+    entry of the results file's cost["estimators"] ({"fit_s", "score_s", "peak_mem_mb", ...}) or None;
+    `uses`: what the estimator read (tdabench.estimators.inputs): as its records say, else as its
+    class declares, else None.
     """
 
     label: str
@@ -44,6 +46,7 @@ class Row:
     loo: Record | None = None
     lds: Record | None = None
     cost: dict | None = None
+    uses: str | None = None
 
     @property
     def best_horizon(self) -> int | None:
@@ -99,6 +102,19 @@ class Table:
     def ranks(self) -> list[int | None]:
         """Per row, `ranks_at` the longest horizon."""
         return self.ranks_at(self.horizons[-1]) if self.horizons else [None] * len(self.rows)
+
+    @property
+    def group_ranks(self) -> list[int | None]:
+        """Per row, its shared rank at the longest horizon among the rows with the same `uses` (what
+        the estimators were given: final model only, checkpoints, the recipe…)."""
+        last = self.horizons[-1] if self.horizons else None
+        out: list[int | None] = [None] * len(self.rows)
+        for group in {row.uses for row in self.rows}:
+            members = [k for k, row in enumerate(self.rows) if row.uses == group]
+            ranks = _ranks([self.rows[k].cells.get(last) if last is not None else None for k in members])
+            for k, rank in zip(members, ranks):
+                out[k] = rank
+        return out
 
     def ranks_at(self, horizon: int) -> list[int | None]:
         """Per row, `stats.shared_ranks` at `horizon`; None for a row without a mean there. A cell's
@@ -171,8 +187,10 @@ def _rows(ft: _Found, extras: dict[str, _Found], horizons: list[int]) -> list[Ro
         cells = {r.horizon: r for r in parts.get(FURTHER_TRAINING, ([], None))[0]}
         extra = {gt: max(parts[gt][0], key=lambda r: r.horizon) for gt in (LOO, LDS) if gt in parts}
         source = next(parts[gt][1] for gt in (FURTHER_TRAINING, LOO, LDS) if gt in parts)
+        recorded = [r.uses for r in [*cells.values(), *extra.values()] if r.uses is not None]
         rows.append(Row(_label(est, json.loads(pk), counts[est] > 1), est, json.loads(pk), cells,
-                        extra.get(LOO), extra.get(LDS), _cost(source, est)))
+                        extra.get(LOO), extra.get(LDS), _cost(source, est),
+                        recorded[0] if recorded else method_of(est).uses))
     return _row_order(rows, horizons)
 
 

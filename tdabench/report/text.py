@@ -12,15 +12,18 @@ import io
 import textwrap
 from dataclasses import dataclass
 
+from tdabench.estimators.inputs import input_label
 from tdabench.report.tables import (BANDS, NORMAL_Z, Row, Table, band_horizons, build_leaderboard, mean_ranks,
                                     summary_groups)
 from tdabench.results import Record, Results, csv_cell, params_json
 from tdabench.scoring.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
 
 DASH = "—"
+GIVEN = "given"  # the column of what an estimator read (tdabench.estimators.inputs)
+RANK_IN_GROUP = "rank, same input"
 CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon", "metric",
                "mean", "sem", "n_test", "n_skipped", "horizon_unit", "gold_mode", "gold_seeds",
-               "ground_truth", "ci_low", "ci_high")
+               "ground_truth", "ci_low", "ci_high", "uses")
 
 
 def format_cell(mean: float | None, sem: float | None) -> str:
@@ -68,29 +71,35 @@ def _cost_cells(cost: dict | None) -> list[Cell]:
     return [seconds, Cell(f"{peak:.0f}", float(peak)) if has_peak else Cell(DASH)]
 
 
-def _summary_row(row: Row, rank: int | None, hs: list[int], with_loo: bool) -> list[Cell]:
-    """One estimator's line of `summary_cells`."""
+def _rank_cell(rank: int | None) -> Cell:
+    return Cell(DASH) if rank is None else Cell(str(rank), rank)
+
+
+def _summary_row(row: Row, ranks: tuple[int | None, int | None], hs: list[int], with_loo: bool) -> list[Cell]:
+    """One estimator's line of `summary_cells`; `ranks`: (rank, rank among the same input)."""
     best = row.best_horizon
-    return ([Cell(row.label)] + [_record_cell(row.cells.get(h)) for h in hs]
+    return ([Cell(row.label), Cell(input_label(row.uses))] + [_record_cell(row.cells.get(h)) for h in hs]
             + [Cell(DASH) if best is None else Cell(str(best), best), _record_cell(row.lds)]
             + ([_record_cell(row.loo)] if with_loo else [])
-            + _cost_cells(row.cost) + [Cell(DASH) if rank is None else Cell(str(rank), rank)])
+            + _cost_cells(row.cost) + [_rank_cell(r) for r in ranks])
 
 
 def summary_cells(table: Table) -> tuple[list[str], list[list[Cell]]]:
     """The task's one table: header and body (rows in table order, then the noise ceiling).
 
-    Columns: estimator; mean [interval] at every horizon; best horizon (among those columns); LDS;
-    LOO (only when some row has it); fit + score seconds; peak MB; shared rank at the longest horizon.
+    Columns: estimator; what it was given (GIVEN); mean [interval] at every horizon; best horizon
+    (among those columns); LDS; LOO (only when some row has it); fit + score seconds; peak MB; shared
+    rank at the longest horizon, among all rows and among the rows given the same input.
     """
     unit, hs = table.gold["horizon_unit"], table.horizons
     with_loo = any(row.loo is not None for row in table.rows)
     last = hs[-1] if hs else None
-    head = (["estimator"] + [f"{unit} {h}" for h in hs] + [f"best {unit}", "LDS"]
+    head = (["estimator", GIVEN] + [f"{unit} {h}" for h in hs] + [f"best {unit}", "LDS"]
             + ([f"LOO ({table.metric})"] if with_loo else [])
-            + ["fit + score (s)", "peak MB", f"rank at {unit} {last}"])
-    body = [_summary_row(row, rank, hs, with_loo) for row, rank in zip(table.rows, table.ranks)]
-    ceiling = [Cell("noise ceiling")] + [Cell(format_cell(table.noise_ceiling.get(h), None),
+            + ["fit + score (s)", "peak MB", f"rank at {unit} {last}", RANK_IN_GROUP])
+    body = [_summary_row(row, ranks, hs, with_loo)
+            for row, ranks in zip(table.rows, zip(table.ranks, table.group_ranks))]
+    ceiling = [Cell("noise ceiling"), Cell("")] + [Cell(format_cell(table.noise_ceiling.get(h), None),
                                               table.noise_ceiling.get(h)) for h in hs]
     body.append(ceiling + [Cell("")] * (len(head) - len(ceiling)))
     return head, body
@@ -188,7 +197,10 @@ def legend_lines(metric: str) -> list[str]:
     return [f"Metric: {metric}. Cells: mean over test points [{level} percentile-bootstrap "
             f"interval, {BOOTSTRAP_RESAMPLES} resamples of the test points] (mean ± standard "
             "error where a results file has no interval).",
-            "Rows: by rank at the longest horizon, then by the mean over horizons. best: the "
+            "Rows: by rank at the longest horizon, then by the mean over horizons. given: what the "
+            "estimator read besides the data (the final model only, the training checkpoints, the "
+            "gold standard's further-training recipe, or retrained models); rank, same input: the "
+            "rank among the estimators given the same. best: the "
             "horizon with the highest mean. LDS: linear datamodeling score (mean "
             "Spearman over test points against retraining on random subsets). LOO: agreement "
             "with leave-one-out retraining from scratch. fit + score and peak MB: the "
@@ -245,7 +257,7 @@ def _csv_values(t: Table, row: Row, r: Record) -> tuple:
     """The CSV_COLUMNS values of one record of a row of a table."""
     return (t.task, t.task_version, t.spec_hash, row.estimator, params_json(row.params),
             r.horizon, r.metric, r.mean, r.sem, r.n_test, r.n_skipped, t.gold["horizon_unit"],
-            t.gold["mode"], t.gold["seeds"], r.ground_truth, r.ci_low, r.ci_high)
+            t.gold["mode"], t.gold["seeds"], r.ground_truth, r.ci_low, r.ci_high, row.uses)
 
 
 def leaderboard_csv(tables: list[Table]) -> str:
@@ -270,11 +282,12 @@ def _aligned(grid: tuple[list[str], list[list[str]]]) -> list[str]:
 
 
 def interval_grid(table: Table) -> tuple[list[str], list[list[str]]]:
-    """Every horizon: header and body, cells "mean [interval]" (`format_interval`), then the ceiling."""
+    """Every horizon: header and body (estimator, what it was given, one column per horizon), cells
+    "mean [interval]" (`format_interval`), then the ceiling."""
     hs = table.horizons
-    head = ["estimator"] + [f"{table.gold['horizon_unit']} {h}" for h in hs]
-    body = [[row.label] + [format_interval(row.cells.get(h)) for h in hs] for row in table.rows]
-    return head, body + [["noise ceiling"] + [format_cell(table.noise_ceiling.get(h), None) for h in hs]]
+    head = ["estimator", GIVEN] + [f"{table.gold['horizon_unit']} {h}" for h in hs]
+    body = [[row.label, input_label(row.uses)] + [format_interval(row.cells.get(h)) for h in hs] for row in table.rows]
+    return head, body + [["noise ceiling", ""] + [format_cell(table.noise_ceiling.get(h), None) for h in hs]]
 
 
 def _number(cost: dict, key: str, fmt) -> str:

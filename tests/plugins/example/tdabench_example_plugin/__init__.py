@@ -16,6 +16,7 @@ from tdabench.errors import TdabenchError
 
 class LastLayerGradDot(Estimator):
     """Grad-Dot on the last `n_tensors` parameter tensors (default 2: weight and bias)."""
+    uses = "final-model"
 
     def __init__(self, n_tensors: int = 2) -> None:
         self.n_tensors = n_tensors
