@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -94,7 +95,8 @@ def main() -> None:
                "speedup": round(min(best[adapter_name]) / min(best[native_name]), 2),
                "pearson": round(agreement(adapter_scores, native_scores, "pearson").mean, 6),
                "max_relative_difference": float(np.abs(adapter_scores - native_scores).max()
-                                                / np.abs(native_scores).max())}
+                                                / np.abs(native_scores).max()),
+               "load_average_1min": round(os.getloadavg()[0], 2)}
         report["pairs"].append(row)
         print(json.dumps(row), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
