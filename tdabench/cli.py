@@ -258,7 +258,8 @@ def _run_suite(args: argparse.Namespace, executor: Executor) -> None:
     from tdabench.suite import check_entry, load_suite, run_entries, settings, staleness, supports_retraining
 
     resolve_device(args.device)  # a bad or absent device fails before any comparison
-    if executor.name == RAY and args.device != "cpu":
+
+    if executor.name == RAY and resolve_device(args.device).type != "cpu":
         raise TdabenchError(f"--executor ray runs the comparisons on the workers' CPUs; it goes with --device cpu "
                             f"(got '{args.device}')")
     suite = load_suite(args.suite)

@@ -93,9 +93,7 @@ class CompareOptions:
         check_executor_args(self.executor, self.ray_address)
         if isinstance(self.executor, Executor) and self.unit_threads is not None:
             raise TdabenchError("unit_threads goes with an executor name; an Executor has its own threads")
-        if _executor_name(self.executor) == RAY and self.device != "cpu":
-            raise TdabenchError(f"--executor ray runs the work units on the workers' CPUs; it goes with --device cpu "
-                                f"(got '{self.device}')")
+
         _check_positive_int("final_models", self.final_models)
         if self.horizons is not None:
             check_horizons(self.horizons)
@@ -109,7 +107,10 @@ class CompareOptions:
         if len(set(self.retraining)) != len(self.retraining):
             raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(self.retraining)}")
         check_retraining_counts(self.retraining_seeds, self.lds_subsets)
-        resolve_device(self.device)  # a malformed or absent device fails before anything is trained
+        device = resolve_device(self.device)  # a malformed or absent device fails before anything is trained
+        if _executor_name(self.executor) == RAY and device.type != "cpu":
+            raise TdabenchError(f"--executor ray runs the work units on the workers' CPUs; it goes with --device cpu "
+                                f"(got '{self.device}')")
         if not (isinstance(self.robust_threshold, (int, float)) and self.robust_threshold > 0):
             raise TdabenchError(f"robust_threshold must be positive, got {self.robust_threshold!r}")
 

@@ -271,12 +271,14 @@ def compare_entry(options: CompareOptions) -> Results:
 def run_entries(plan: list[tuple[SuiteEntry, dict[str, Any]]], out_dir: str | Path, executor: Executor,
                 **common: Any) -> Iterator[tuple[SuiteEntry, Path]]:
     """Run each (entry, wanted settings) of `plan`, writing its results as soon as it is done;
-    yields (entry, results.json path) in the order they finish. `executor` in this process: one entry
-    after another (`run_entry`), its work units on `executor`; outside it: one unit per entry (see
-    the module docstring; progress bars off on the workers)."""
+    yields (entry, results.json path) in the order they finish. Each entry is one unit of `executor`
+    (its torch threads apply to the whole comparison); in this process, one entry after another
+    (`run_entry`), its own work units on `executor` too; outside it, see the module docstring
+    (progress bars off on the workers)."""
     if executor.in_process:
-        for entry, wanted in plan:
-            yield entry, run_entry(entry, wanted, out_dir, executor=executor, **common)
+        run = lambda item: run_entry(item[0], item[1], out_dir, executor=executor, **common)
+        for i, path in executor.map_unordered(run, plan):
+            yield plan[i][0], path
         return
     options = [compare_options(entry, **(common | {"progress": False})) for entry, _ in plan]
     for i, results in executor.map_unordered(compare_entry, options):

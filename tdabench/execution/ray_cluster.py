@@ -98,11 +98,11 @@ class RayExecutor(Executor):
                 raise TdabenchError("num_cpus sizes a local Ray instance; a cluster at an address has its own")
 
     def start(self) -> RayExecutor:
+        if self.address is not None:
+            check_reachable(self.address)
         ray = import_ray()
         if ray.is_initialized():
             return self
-        if self.address is not None:
-            check_reachable(self.address)
         try:
             ray.init(address=self.address, num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
         except ConnectionError as err:
