@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,8 +76,10 @@ def test_a_comparison_across_two_nodes(tmp_path):
     pytest.importorskip("ray")
     if not RAY.exists():
         pytest.skip(f"no ray command at {RAY}")
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}  # a private test cluster
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",  # a private test cluster
+           "RAY_TMPDIR": ray_tmp}  # its sessions and its address file apart from any other Ray on the machine
     port = free_port()
     address = f"127.0.0.1:{port}"
     spec = write_small_spec(tmp_path)
@@ -105,6 +109,7 @@ def test_a_comparison_across_two_nodes(tmp_path):
     finally:
         for node in reversed(nodes):
             stop_node(node)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert all(node.poll() is not None for node in nodes)
     start = time.perf_counter()
     compare(spec, tmp_path / "local", tmp_path / "cache-local", env)

@@ -104,7 +104,8 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return self
         try:
-            ray.init(address=self.address, num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(address=self.address or "local",  # "local": a new instance, even where `ray start` ran
+                     num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
         except ConnectionError as err:
             raise TdabenchError(f"cannot connect to the Ray cluster at {self.address}: {err}") from None
         self._connected_here = True
