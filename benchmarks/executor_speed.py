@@ -4,8 +4,9 @@ Three measurements on this machine, Ray as one local instance of `--cpus` CPUs (
 unit), the local executor with this process's torch threads:
 
 - `per_unit`: `--units` trivial units (a 3-element tensor back) through each executor, after a
-  warm-up; Ray's overhead per unit = (Ray wall − local wall) / units. Also Ray's start-up and
-  shutdown seconds (paid once per process).
+  warm-up; Ray's overhead per unit = (Ray wall − local wall) / units (units in flight together),
+  and its latency: one unit at a time, 20 times. Also Ray's start-up and shutdown seconds (paid
+  once per process).
 - `compare`: one `tdabench compare` (gold-standard seeds + LOO seeds as units, estimators here).
 - `suite`: `tdabench leaderboard --suite` with two entries (each entry one Ray task).
 - `memory`: a fresh Ray worker's peak resident memory once it holds the task context, and after
@@ -42,7 +43,7 @@ from tdabench.task import build_context, find_spec
 from tdabench.truths.further import GoldSeed, auto_chunk_size, config_from_spec
 
 TASKS = ("breast-cancer-mlp", "diabetes-mlp")
-ESTIMATORS = "grad-dot,if-explicit"
+ESTIMATORS = "grad-dot"  # cheap, so the timed work is the units (if-explicit's Hessian would dominate)
 
 
 def trivial_unit(i: int) -> torch.Tensor:
@@ -80,13 +81,25 @@ def per_unit(executor: Executor, units: int) -> float:
     return time.perf_counter() - start
 
 
+def latency(executor: Executor, repeats: int = 20) -> float:
+    """Mean wall seconds of one trivial unit submitted alone and waited for."""
+    start = time.perf_counter()
+    for i in range(repeats):
+        list(executor.map_unordered(trivial_unit, [i]))
+    return (time.perf_counter() - start) / repeats
+
+
 def timed_cli(args: list[str]) -> float:
     """Wall seconds of one `tdabench ...` command run in this process (its output swallowed)."""
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         code = cli(args)
     assert code == 0, f"tdabench {' '.join(args)} exited with {code}"
+    loads.append(round(os.getloadavg()[0], 2))
     return time.perf_counter() - start
+
+
+loads: list[float] = []  # the machine's 1-minute load average after each timed command (it is shared)
 
 
 def main() -> None:
@@ -113,6 +126,7 @@ def main() -> None:
         memory: dict[str, Any] = {"worker_with_context_mb": round(context_mb), "after_one_gold_seed_mb": round(seed_mb),
                                   "chunk_size": unit.cfg.chunk_size, "n_params": unit.ctx.n_params}
         local_units_s, ray_units_s = per_unit(LocalExecutor(), args.units), per_unit(RayExecutor(), args.units)
+        local_latency_s, ray_latency_s = latency(LocalExecutor()), latency(RayExecutor())
 
         common = ["--no-progress", "--estimators", ESTIMATORS, "--seeds", str(args.seeds),
                   "--n-train", str(args.n_train), "--n-test", str(args.n_test), "--retraining", "loo",
@@ -142,6 +156,7 @@ def main() -> None:
                     "torch_threads_local": torch.get_num_threads(), "ray_cpus": args.cpus, "torch": torch.__version__},
         "per_unit": {"units": args.units, "local_s": round(local_units_s, 4), "ray_s": round(ray_units_s, 4),
                      "ray_overhead_ms_per_unit": round(1000 * (ray_units_s - local_units_s) / args.units, 3),
+                     "ray_latency_ms": round(1000 * (ray_latency_s - local_latency_s), 2),
                      "ray_start_s": round(ray_start_s, 2), "ray_shutdown_s": round(ray_stop_s, 2)},
         "compare": {"task": TASKS[0], "seeds": args.seeds, "retraining": "loo (2 seeds)", "estimators": ESTIMATORS,
                     "n_train": args.n_train, "n_test": args.n_test,
@@ -151,6 +166,8 @@ def main() -> None:
                   **{f"{k}_s": round(v, 2) for k, v in walls["suite"].items()},
                   "speedup": round(walls["suite"]["local"] / walls["suite"]["ray"], 2)},
         "memory": memory,
+        "load_average_after_each_command": {"order": "compare local, suite local, compare ray, suite ray",
+                                            "values": loads},
         "note": "Ray's start-up is paid once per process and not in the compare/suite figures; the suite's "
                 "entries run as one Ray task each, the comparison's gold-standard and LOO seeds as one task each.",
     }

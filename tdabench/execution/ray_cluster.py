@@ -117,10 +117,6 @@ class RayExecutor(Executor):
             import_ray().shutdown()
             self._connected_here = False
 
-    def nodes(self) -> int:
-        """How many distinct nodes the finished units ran on."""
-        return len({p.node for p in self.placements})
-
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
         self.start()
         ray = import_ray()
