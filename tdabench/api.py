@@ -139,7 +139,8 @@ def _requests(estimators: Sequence[str] | str | None) -> tuple[EstimatorRequest,
 def compare(task: UserTask | str | Path, *, estimators: Sequence[str] | str | None = None,
             out: str | Path | None = None, metric: str = "pearson", **options: Any) -> Results:
     """Run the comparison (CompareOptions' fields as keyword arguments: seeds, horizons, n_train,
-    target, retraining, cache_dir, progress, …) and, with `out`, write results.json, results.csv and
+    target, retraining, cache_dir, progress, executor="ray" and ray_address for the work units on a
+    Ray cluster, …) and, with `out`, write results.json, results.csv and
     the decay plots there, as `tdabench compare --out` does. `cache_dir` and `out` may be str or
     Path. Returns the Results."""
     if out is not None:

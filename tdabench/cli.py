@@ -17,6 +17,7 @@ from tdabench.task.packages import MissingPackageError
 from tdabench.truths.names import GOLD_MODES
 
 if TYPE_CHECKING:
+    from tdabench.execution import Executor
     from tdabench.results import Results
 
 
@@ -52,6 +53,16 @@ class _Parser(argparse.ArgumentParser):
             text = text.replace("{METRICS}", ", ".join(METRICS)).replace(
                 "{DEFAULT_HORIZONS}", f"{horizons} for {DEFAULT_TASK}")
         return text
+
+
+def _add_executor_args(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--executor", default="local",
+                        help=f"where {what} run: local (this process, default) or ray (tasks of a Ray cluster)")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --executor ray: the address of an existing Ray cluster, e.g. 10.0.0.1:6379 "
+                             "(default: start a local Ray instance)")
+    parser.add_argument("--unit-threads", type=int, default=None,
+                        help="torch threads per work unit (default: 1 on Ray, unchanged locally)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
                           "benchmarks/precision.py showed it reproduces the agreement figures (tdabench/precision.py)")
     cmp.add_argument("--device", default="cpu",
                      help="auto, cpu (default) or cuda[:k]: where the gold standard, retraining and estimators run")
+    _add_executor_args(cmp, "the gold-standard and retraining seeds")
     board = sub.add_parser("leaderboard", help="Markdown, CSV and HTML leaderboard from results files")
     board.set_defaults(handler=cmd_leaderboard)
     source = board.add_mutually_exclusive_group()
@@ -134,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--no-progress", action="store_true", help="no progress bars")
     board.add_argument("--device", default="cpu",
                        help="with --suite: auto, cpu (default) or cuda[:k] for the comparisons it runs")
+    _add_executor_args(board, "the suite's comparisons (with ray: one task per stale entry)")
     _add_downstream(sub)
     return parser
 
@@ -223,6 +236,7 @@ def _declared_input(name: str) -> str | None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from tdabench.compare import CompareOptions, headline, run_compare
+    from tdabench.execution import executor_from_name
     from tdabench.report import render_terminal_table
     from tdabench.results import check_writable_folder, write_results
     from tdabench.scoring.metrics import check_metric
@@ -231,6 +245,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     check_metric(args.metric)
     check_writable_folder(args.out)  # before the comparison runs, so its results can be written
+    executor = executor_from_name(args.executor, address=args.ray_address, threads=args.unit_threads)
     options = CompareOptions(
         task=args.task or DEFAULT_TASK,
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
@@ -240,14 +255,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         retraining=args.retraining, retraining_seeds=args.retraining_seeds, lds_subsets=args.lds_subsets,
         final_models=args.final_models, device=args.device, dtype=args.dtype,
         against_removal=args.against_removal, tuned=args.tuned, n_validation=args.n_validation,
-        tuning_metric=args.metric)
-    results = run_compare(options)
+        tuning_metric=args.metric, executor=executor)
+    with executor:  # a Ray cluster is reached (or started) before anything is trained
+        results = run_compare(options)
     json_path, csv_path = write_results(results, args.out)
     print(headline(results))
     print(render_terminal_table(results, args.metric))
     print(f"\nwrote {json_path} and {csv_path}")
+    _print_placements(executor)
     _write_decay_plots(results, args.metric, args.out)
     return 0
+
+
+def _print_placements(executor: Executor) -> None:
+    """One line on where the work units ran, for an executor outside this process."""
+    if not executor.in_process and executor.placements:
+        nodes = sorted({p.node for p in executor.placements})
+        seconds = sum(p.seconds for p in executor.placements)
+        print(f"{executor.name}: {len(executor.placements)} work units on {len(nodes)} node(s) "
+              f"({', '.join(n[:8] for n in nodes)}), {seconds:.1f} s inside the units")
 
 
 def _write_decay_plots(results: Results, metric: str, out: Path) -> None:
@@ -279,12 +305,17 @@ def _leaderboard_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def _run_suite(args: argparse.Namespace) -> None:
-    """Run the suite's stale comparisons (every check first, then the runs)."""
+def _run_suite(args: argparse.Namespace, executor: Executor) -> None:
+    """Run the suite's stale comparisons on `executor` (every check first, then the runs)."""
     from tdabench.compare import default_requests
-    from tdabench.suite import check_entry, load_suite, run_entry, settings, staleness, supports_retraining
+    from tdabench.execution import RAY
+    from tdabench.suite import check_entry, load_suite, run_entries, settings, staleness, supports_retraining
 
     resolve_device(args.device)  # a bad or absent device fails before any comparison
+
+    if executor.name == RAY and resolve_device(args.device).type != "cpu":
+        raise TdabenchError(f"--executor ray runs the comparisons on the workers' CPUs; it goes with --device cpu "
+                            f"(got '{args.device}')")
     suite = load_suite(args.suite)
     entries = suite.select(args.tasks.split(",") if args.tasks else None)
     for entry in entries:
@@ -300,19 +331,28 @@ def _run_suite(args: argparse.Namespace) -> None:
             plan.append((entry, wanted))
         if entry.retraining and not retraining:
             print(f"{entry.task}: note: this tdabench cannot run retraining {list(entry.retraining)}; skipped")
-    for entry, wanted in plan:
-        print(f"{entry.task}: running compare ({entry.seeds} seeds)")
-        path = run_entry(entry, wanted, args.out, cache_dir=args.cache_dir, progress=not args.no_progress,
-                         device=args.device)
-        print(f"{entry.task}: wrote {path}")
+    if not plan:
+        return
+    with executor:  # a Ray cluster is reached (or started) before anything is trained
+        where = "in this process" if executor.in_process else f"as {len(plan)} {executor.name} tasks"
+        print(f"running {len(plan)} comparison(s) {where}: {', '.join(e.task for e, _ in plan)}")
+        for entry, path in run_entries(plan, args.out, executor, cache_dir=args.cache_dir,
+                                       progress=not args.no_progress, device=args.device):
+            print(f"{entry.task}: wrote {path}")
+    _print_placements(executor)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from tdabench.execution import LOCAL, executor_from_name
     from tdabench.report import build_leaderboard, read_relative, results_files, write_leaderboard
     from tdabench.results import check_writable_folder
     from tdabench.scoring.metrics import check_metric
 
     check_metric(args.metric)
+    executor = executor_from_name(args.executor, address=args.ray_address, threads=args.unit_threads)
+    if (args.executor != LOCAL or args.unit_threads is not None) and not (args.suite and not args.rebuild_only):
+        raise TdabenchError("--executor and --unit-threads say where a suite's comparisons run; they go with "
+                            "--suite (and not --rebuild-only)")
     if args.rebuild_only and args.results:
         raise TdabenchError("--rebuild-only rebuilds from OUT/results; it does not go with --results")
     if args.tasks and not args.suite:
@@ -321,7 +361,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise TdabenchError("give --results FILES, --suite FILE or --rebuild-only")
     check_writable_folder(args.out)
     if args.suite and not args.rebuild_only:
-        _run_suite(args)
+        _run_suite(args, executor)
     paths = args.results or results_files(args.out / "results")
     if not paths:
         raise TdabenchError(f"no results files under {args.out / 'results'}; run with --suite first")

@@ -12,6 +12,10 @@ seed-noise analysis of tdabench.truths.seed_noise over that many final models
 (results.extra["seed_noise"]); `against_removal` (mode derivative) adds the removal gold standard on
 the spec's number of evaluated instances and its agreement with the derivative
 (results.extra["removal_vs_derivative"], truths/further/nonlinearity.py).
+
+Where the work units run (the gold standard's seeds, the retraining seeds) is `executor`: in this
+process, or as tasks of a Ray cluster (tdabench.execution); the final model and the estimators run
+here. No number depends on it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tdabench import __version__
 from tdabench.scoring.costs import measure
 from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.estimators.base import Estimator, is_positive_int
+from tdabench.execution import RAY, Executor, check_executor_args, open_executor
 from tdabench.scoring.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.precision import DtypeRequest, check_dtype
@@ -83,11 +88,18 @@ class CompareOptions:
     n_validation: int | None = None  # validation test points of the tuned track (None: every unscored one)
     tuning_metric: str = "pearson"  # the agreement the tuned track selects by
     search_spaces: dict[str, dict[str, list]] | None = None  # estimator name → its search space, replacing the class's
+    executor: str | Executor = "local"  # where the work units run: local | ray (tdabench.execution), or an Executor
+    ray_address: str | None = None  # executor "ray": the cluster's address (None: start a local Ray instance)
+    unit_threads: int | None = None  # torch threads per work unit (None: as set locally, 1 on Ray)
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot work, before anything is loaded or trained."""
-        for name in ("seeds", "n_train", "n_test", "chunk_size"):
+        for name in ("seeds", "n_train", "n_test", "chunk_size", "unit_threads"):
             _check_positive_int(name, getattr(self, name), optional=True)
+        check_executor_args(self.executor, self.ray_address)
+        if isinstance(self.executor, Executor) and self.unit_threads is not None:
+            raise TdabenchError("unit_threads goes with an executor name; an Executor has its own threads")
+
         _check_positive_int("final_models", self.final_models)
         if self.horizons is not None:
             check_horizons(self.horizons)
@@ -101,7 +113,10 @@ class CompareOptions:
         if len(set(self.retraining)) != len(self.retraining):
             raise TdabenchError(f"a retraining ground truth is listed twice: {', '.join(self.retraining)}")
         check_retraining_counts(self.retraining_seeds, self.lds_subsets)
-        resolve_device(self.device)  # a malformed or absent device fails before anything is trained
+        device = resolve_device(self.device)  # a malformed or absent device fails before anything is trained
+        if _executor_name(self.executor) == RAY and device.type != "cpu":
+            raise TdabenchError(f"--executor ray runs the work units on the workers' CPUs; it goes with --device cpu "
+                                f"(got '{self.device}')")
         _check_positive_int("n_validation", self.n_validation, optional=True)
         if self.tuning_metric not in METRICS:
             raise UnknownNameError("metric", self.tuning_metric, list(METRICS))
@@ -109,6 +124,10 @@ class CompareOptions:
             raise TdabenchError("n_validation and search_spaces go with tuned=True (--tuned)")
         if not (isinstance(self.robust_threshold, (int, float)) and self.robust_threshold > 0):
             raise TdabenchError(f"robust_threshold must be positive, got {self.robust_threshold!r}")
+
+
+def _executor_name(executor: str | Executor) -> str:
+    return executor.name if isinstance(executor, Executor) else executor
 
 
 def _check_positive_int(name: str, value: object, optional: bool = False) -> None:
@@ -254,11 +273,13 @@ def _score_every_instance(estimator: Estimator, cfg: GoldConfig, steps: list[int
     return scores, None
 
 
-def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions) -> Truths:
-    """The retraining ground truths asked for, on the gold standard's instances and test points."""
+def run_retraining(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions,
+                   executor: Executor | None = None) -> Truths:
+    """The retraining ground truths asked for, on the gold standard's instances and test points, their
+    seeds on `executor` (None: in this process)."""
     rcfg = RetrainingConfig(cfg.train_idx, cfg.test_idx, options.retraining_seeds, options.lds_subsets,
                             chunk_size=cfg.chunk_size)
-    return {name: RETRAINING[name].runner(ctx, rcfg, options.progress)
+    return {name: RETRAINING[name].runner(ctx, rcfg, options.progress, executor=executor)
             for name in options.retraining}
 
 
@@ -349,13 +370,11 @@ def _gold_time(seconds: float) -> str:
 def run_compare(options: CompareOptions) -> Results:
     """The whole comparison; the caller writes or prints the returned Results. With
     `options.progress`, the long steps inside it (final-model training, CG, LiSSA, Hessian columns)
-    show their own bars too (tdabench.progress)."""
-    with shown(options.progress):
-        return _run_compare(options)
-
-
-def _run_compare(options: CompareOptions) -> Results:
-    return run_prepared(*prepare(options), options)
+    show their own bars too (tdabench.progress). The executor is started (a Ray cluster reached)
+    before anything is trained, and closed after, unless `options.executor` is an Executor."""
+    with shown(options.progress), open_executor(options.executor, options.ray_address,
+                                                options.unit_threads) as executor:
+        return run_prepared(*prepare(options), options, executor)
 
 
 def comparison_context(ctx: TaskContext, options: CompareOptions) -> TaskContext:
@@ -365,16 +384,17 @@ def comparison_context(ctx: TaskContext, options: CompareOptions) -> TaskContext
 
 
 def run_prepared(ctx: TaskContext, cfg: GoldConfig, made: list[tuple[EstimatorRequest, Estimator]],
-                 options: CompareOptions) -> Results:
+                 options: CompareOptions, executor: Executor | None = None) -> Results:
     """Everything after `prepare`: the gold standard, the optional analyses and every estimator, on
-    `comparison_context`. Whether `options.dtype` is allowed is `prepare`'s check, not this one's
-    (benchmarks/precision.py runs the casts it measures through here)."""
+    `comparison_context`, the work units on `executor` (None: in this process). Whether
+    `options.dtype` is allowed is `prepare`'s check, not this one's (benchmarks/precision.py runs the
+    casts it measures through here)."""
     on_device = comparison_context(ctx, options)
-    gold = run_gold_standard(on_device, cfg, progress=options.progress)
+    gold = run_gold_standard(on_device, cfg, progress=options.progress, executor=executor)
     linearity = (removal_vs_derivative(on_device, gold, *removal_config(cfg, ctx.spec.gold_standard.n_train_evaluated),
-                                       centered=options.centered, progress=options.progress)
+                                       centered=options.centered, progress=options.progress, executor=executor)
                  if options.against_removal else None)
-    truths = run_retraining(on_device, cfg, options)
+    truths = run_retraining(on_device, cfg, options, executor)
     requests = [request for request, _ in made]
     records, costs, errors, truth_errors = [], {}, {}, {}
     bar = tqdm(total=len(made), desc="estimators", disable=not options.progress, leave=False)
@@ -401,7 +421,7 @@ def run_prepared(ctx: TaskContext, cfg: GoldConfig, made: list[tuple[EstimatorRe
                    {"gold_standard_s": round(gold.seconds, 3), "estimators": costs}
                    | ({"tuning": tuned.cost} if tuned else {}), errors,
                    __version__, git_hash(), now_iso(),
-                   extra=_extra(on_device, cfg, options, truths, truth_errors, requests)
+                   extra=_extra(on_device, cfg, options, truths, truth_errors, requests, executor)
                    | ({"removal_vs_derivative": linearity} if linearity is not None else {})
                    | ({TUNED_KEY: tuned.choices} if tuned else {}))
 
@@ -461,7 +481,7 @@ def _score_choice(request: EstimatorRequest, choice: TunedChoice, ctx: TaskConte
 
 
 def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: Truths,
-           truth_errors: dict[str, str], requests: list[EstimatorRequest]) -> dict:
+           truth_errors: dict[str, str], requests: list[EstimatorRequest], executor: Executor | None) -> dict:
     """results.extra: {"retraining": {...}} and {"seed_noise": {...}} when asked for; `ctx` is the
     context on the comparison's device (the seed-noise final models, gold standards and estimators
     run there)."""
@@ -473,6 +493,6 @@ def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: T
     if options.final_models >= 2:
         factories = [(r.label, lambda r=r: make_estimator(r.name, **r.params)) for r in requests]
         extra["seed_noise"] = run_seed_noise(ctx, cfg, factories, options.final_models, options.robust_threshold,
-                                             centered=options.centered,
-                                             progress=options.progress).summary()
+                                             centered=options.centered, progress=options.progress,
+                                             executor=executor).summary()
     return extra

@@ -12,6 +12,10 @@ gold-standard seed, a retraining seed, a final model), saved as one safetensors 
 is done; `run_units` computes only the missing ones, so an interrupted run resumes and ends with
 the same numbers. A unit file that cannot be read (truncated, corrupt, missing tensors) is moved
 aside as `<name>.safetensors.corrupt` with a warning and computed again.
+
+The missing units run on an executor (tdabench.execution: in this process, or as tasks of a Ray
+cluster); whichever it is, this process alone writes each result to the store as it arrives, so a
+distributed run resumes like a local one and workers need no shared filesystem.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from safetensors.torch import load, save_file
 from tqdm.auto import tqdm
 
 from tdabench.errors import CacheMismatchError, TdabenchError
+from tdabench.execution import Executor, LocalExecutor
 
 Tensors = dict[str, torch.Tensor]
 
@@ -189,8 +194,11 @@ def unit_seed(unit: str) -> int:
 
 def run_units(store: UnitStore, units: list[str], compute: Callable[[str], Tensors],
               before: Callable[[list[str]], None] | None = None,
-              after_unit: Callable[[str], None] | None = None) -> tuple[dict[str, Tensors], float]:
-    """Load every unit of `units` from `store`, computing (and saving, one by one) the missing ones.
+              after_unit: Callable[[str], None] | None = None,
+              executor: Executor | None = None) -> tuple[dict[str, Tensors], float]:
+    """Load every unit of `units` from `store`, computing (and saving, one by one as they finish) the
+    missing ones on `executor` (None: one after another in this process; outside it, `compute` must
+    pickle with cloudpickle).
 
     `before(missing)` is called once with the units to compute (e.g. to size a progress bar);
     `after_unit(u)` once unit u is on disk. Returns unit → tensors, and the seconds spent computing.
@@ -201,28 +209,52 @@ def run_units(store: UnitStore, units: list[str], compute: Callable[[str], Tenso
     if before is not None:
         before(missing)
     start = time.perf_counter()
-    for unit in missing:
-        done[unit] = compute(unit)
-        store.save(unit, done[unit])
+    for i, tensors in (executor or LocalExecutor()).map_unordered(compute, missing):
+        unit = missing[i]
+        done[unit] = tensors
+        store.save(unit, tensors)
         if after_unit is not None:
             after_unit(unit)
     return done, time.perf_counter() - start
 
 
+def _no_tick() -> None:
+    """The progress callback of a unit that runs outside this process (its bar advances on arrival)."""
+
+
+@dataclass(frozen=True)
+class SeedUnit:
+    """A per-seed computation as a unit function: unit name → `compute(seed, tick)`, ticks ignored."""
+
+    compute: Callable[[int, Callable[[], None]], Tensors]
+
+    def __call__(self, unit: str) -> Tensors:
+        return self.compute(unit_seed(unit), _no_tick)
+
+
 def run_seeds(store: UnitStore, seeds: int, compute: Callable[[int, Callable[[], None]], Tensors], *, what: str,
               ticks_per_seed: int, tick_unit: str, progress: bool = True,
-              after_seed: Callable[[int], None] | None = None) -> tuple[list[Tensors], float]:
+              after_seed: Callable[[int], None] | None = None,
+              executor: Executor | None = None) -> tuple[list[Tensors], float]:
     """`run_units` over seeds 0..seeds−1 (units `seed_unit(s)`): `compute(seed, tick)` makes a
     missing seed, calling `tick()` `ticks_per_seed` times, which advances one progress bar
-    "`what` (k seeds)" over the missing ones. Returns the seeds' tensors in order, and the seconds."""
+    "`what` (k seeds)" over the missing ones (on an executor outside this process, the bar advances
+    by a seed's ticks as each seed arrives). Returns the seeds' tensors in order, and the seconds."""
     bars: list[tqdm] = []
+    local = executor is None or executor.in_process
 
     def start(missing: list[str]) -> None:
         bars.append(tqdm(total=len(missing) * ticks_per_seed, desc=f"{what} ({len(missing)} seeds)",
                          unit=tick_unit, disable=not progress or not missing, leave=False))
 
+    def arrived(unit: str) -> None:
+        if not local:
+            bars[0].update(ticks_per_seed)
+        if after_seed is not None:
+            after_seed(unit_seed(unit))
+
     units = [seed_unit(s) for s in range(seeds)]
-    done, seconds = run_units(store, units, lambda u: compute(unit_seed(u), bars[0].update), before=start,
-                              after_unit=None if after_seed is None else lambda u: after_seed(unit_seed(u)))
+    unit_fn = (lambda u: compute(unit_seed(u), bars[0].update)) if local else SeedUnit(compute)
+    done, seconds = run_units(store, units, unit_fn, before=start, after_unit=arrived, executor=executor)
     bars[0].close()
     return [done[u] for u in units], seconds

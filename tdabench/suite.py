@@ -20,6 +20,13 @@ entry sets `mode`), which records the entry's
 settings (estimators resolved to labels) under the top-level key "suite_entry". An entry is stale
 when that file is missing, was made with other settings, or with another version of the task spec.
 Malformed files raise SpecError naming the file and the field.
+
+The stale entries run on an executor (tdabench.execution). In this process, one after another,
+each comparison's own work units on that executor. On a Ray cluster, each entry's whole comparison
+is one unit (`compare_entry`, with the local executor on the worker, so the cache it reads and
+writes is the worker's: `cache_dir` on shared storage lets the nodes share final models and gold
+standards); its Results come back and are written here as they arrive, so an interrupted suite
+resumes from the entries already written.
 """
 
 from __future__ import annotations
@@ -28,12 +35,13 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
 from tdabench.compare import CompareOptions, run_compare
 from tdabench.errors import SpecError, TdabenchError
+from tdabench.execution import Executor
 from tdabench.registry import make_estimator
 from tdabench.results import Results, read_results, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
@@ -253,6 +261,29 @@ def run_entry(entry: SuiteEntry, wanted: dict[str, Any], out_dir: str | Path,
 
     results = with_settings(run_compare(compare_options(entry, **common)), wanted)
     return write_results(results, results_dir(out_dir, entry))[0]
+
+
+def compare_entry(options: CompareOptions) -> Results:
+    """One entry's comparison, the unit an executor outside this process runs."""
+    return run_compare(options)
+
+
+def run_entries(plan: list[tuple[SuiteEntry, dict[str, Any]]], out_dir: str | Path, executor: Executor,
+                **common: Any) -> Iterator[tuple[SuiteEntry, Path]]:
+    """Run each (entry, wanted settings) of `plan`, writing its results as soon as it is done;
+    yields (entry, results.json path) in the order they finish. Each entry is one unit of `executor`
+    (its torch threads apply to the whole comparison); in this process, one entry after another
+    (`run_entry`), its own work units on `executor` too; outside it, see the module docstring
+    (progress bars off on the workers)."""
+    if executor.in_process:
+        run = lambda item: run_entry(item[0], item[1], out_dir, executor=executor, **common)
+        for i, path in executor.map_unordered(run, plan):
+            yield plan[i][0], path
+        return
+    options = [compare_options(entry, **(common | {"progress": False})) for entry, _ in plan]
+    for i, results in executor.map_unordered(compare_entry, options):
+        entry, wanted = plan[i]
+        yield entry, write_results(with_settings(results, wanted), results_dir(out_dir, entry))[0]
 
 
 def with_settings(results: Results, wanted: dict[str, Any]) -> Results:

@@ -77,6 +77,13 @@ COMPARE = [
     ("zero LDS subsets", ["--retraining", "lds", "--lds-subsets", "0"], "subsets"),
     ("zero final models", ["--final-models", "0"], "final_models must be a positive integer"),
     ("unknown metric", ["--metric", "accuracy"], "unknown metric 'accuracy'"),
+    ("unknown executor", ["--executor", "dask"], "valid executors: local, ray"),
+    ("Ray address without the Ray executor", ["--ray-address", "127.0.0.1:6379"],
+     "--ray-address goes with --executor ray"),
+    ("unreachable Ray address", ["--executor", "ray", "--ray-address", "127.0.0.1:1"],
+     "cannot reach a Ray cluster at 127.0.0.1:1"),
+    ("malformed Ray address", ["--executor", "ray", "--ray-address", "nowhere"], "not of the form host:port"),
+    ("zero threads per unit", ["--unit-threads", "0"], "must be a positive integer"),
     ("output folder that cannot be created", ["--out", "/proc/tdabench-x"], "cannot write to /proc/tdabench-x"),
     ("output path that is a file", ["--out", "{tmp}/file.txt"], "file.txt"),
     ("malformed spec", ["--task", "{tmp}/bad_lr.yaml"], "field 'training.lr': expected a number"),
@@ -95,6 +102,10 @@ LEADERBOARD = [
     ("tasks without a suite", ["--tasks", "a", "--rebuild-only"], "--tasks selects suite entries"),
     ("nothing to build from", [], "give --results FILES, --suite FILE or --rebuild-only"),
     ("missing suite", ["--suite", "{tmp}/no-suite.yaml"], "no-suite.yaml"),
+    ("unknown leaderboard executor", ["--executor", "dask", "--rebuild-only"], "valid executors: local, ray"),
+    ("executor without a suite", ["--executor", "ray", "--rebuild-only"], "they go with --suite"),
+    ("unreachable Ray address for a suite", ["--suite", "{tmp}/suite.yaml", "--executor", "ray", "--ray-address",
+                                             "127.0.0.1:1"], "cannot reach a Ray cluster"),
     ("unknown leaderboard metric", ["--metric", "accuracy", "--rebuild-only"], "accuracy"),
     ("leaderboard folder that cannot be written", ["--out", "/proc/tdabench-x", "--rebuild-only"],
      "/proc/tdabench-x"),
@@ -114,6 +125,7 @@ def make_files(tmp: Path) -> None:
     (tmp / "folder.yaml").mkdir()
     (tmp / "list.yaml").write_text("- 1\n- 2\n")
     (tmp / "file.txt").write_text("not a folder\n")
+    (tmp / "suite.yaml").write_text("tasks:\n  - {task: breast-cancer-mlp, seeds: 2, estimators: [grad-dot]}\n")
     (tmp / "not_json").mkdir()
     (tmp / "not_json" / "results.json").write_text("{ this is not json")
     (tmp / "schema99").mkdir()

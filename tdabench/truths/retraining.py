@@ -22,7 +22,9 @@ scores of *every* training instance, (n_test, n_train).
 Each seed of each ground truth is saved atomically under $TDABENCH_CACHE/retraining/ as soon as it
 is done, in an entry keyed by everything that determines its numbers (not the seed count nor the
 chunk size); an interrupted run resumes, and an entry holding other settings is refused
-(CacheMismatchError), exactly like the gold standard (truths/further/runner.py).
+(CacheMismatchError), exactly like the gold standard (truths/further/runner.py). The seeds are
+units of an executor (tdabench.execution): `LooSeed` and `LdsSeed` pickle, so they can run in
+another process.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 
 from tdabench.errors import TdabenchError
+from tdabench.execution import Executor
 from tdabench.scoring.metrics import METRICS, Summary, reliability, row_agreement, summarize
 from tdabench.storage import UnitStore, run_seeds, task_entry
 from tdabench.task.context import TaskContext
@@ -92,18 +95,26 @@ def retraining_entry(ctx: TaskContext, settings: dict[str, Any]) -> Path:
     return task_entry(ctx.cache_dir, "retraining", ctx.spec, settings["kind"], key, ctx.target_name)
 
 
+@dataclass(frozen=True)
+class AsTensors:
+    """`compute(seed, tick)`'s arrays as contiguous tensors (what the store saves)."""
+
+    compute: Callable[[int, Callable[[], None]], dict[str, np.ndarray]]
+
+    def __call__(self, seed: int, tick: Callable[[], None]) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.compute(seed, tick).items()}
+
+
 def _run_seeds(ctx: TaskContext, settings: dict[str, Any], seeds: int, epochs_per_seed: int,
                compute: Callable[[int, Callable[[], None]], dict[str, np.ndarray]],
-               progress: bool, after_seed: Callable[[int], None] | None) -> tuple[list[dict], float]:
-    """Compute the seeds missing on disk (`compute(seed, on_epoch)`), save each atomically, load all."""
+               progress: bool, after_seed: Callable[[int], None] | None,
+               executor: Executor | None) -> tuple[list[dict], float]:
+    """Compute the seeds missing on disk (`compute(seed, on_epoch)`) on `executor`, save each
+    atomically, load all."""
     store = UnitStore(retraining_entry(ctx, settings), settings)
-
-    def compute_seed(seed: int, tick: Callable[[], None]) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in compute(seed, tick).items()}
-
-    done, seconds = run_seeds(store, seeds, compute_seed, what=f"retraining {settings['kind']}",
+    done, seconds = run_seeds(store, seeds, AsTensors(compute), what=f"retraining {settings['kind']}",
                               ticks_per_seed=epochs_per_seed, tick_unit="epoch", progress=progress,
-                              after_seed=after_seed)
+                              after_seed=after_seed, executor=executor)
     return [{k: v.numpy() for k, v in tensors.items()} for tensors in done], seconds
 
 
@@ -141,14 +152,27 @@ class LeaveOneOut:
                 "seconds": round(self.seconds, 3)}
 
 
-def run_leave_one_out(ctx: TaskContext, cfg: RetrainingConfig, progress: bool = True, after_seed: Callable[[int], None] | None = None) -> LeaveOneOut:
-    """Compute (or resume) every seed of leave-one-out retraining of `cfg.train_idx`."""
-    def compute(seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
-        diff, reference = leave_one_out(ctx, cfg.train_idx, cfg.test_idx, seed, cfg.chunk_size, on_epoch)
+@dataclass(frozen=True)
+class LooSeed:
+    """One seed of leave-one-out retraining: {"diff", "reference"} arrays."""
+
+    ctx: TaskContext
+    cfg: RetrainingConfig
+
+    def __call__(self, seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
+        c = self.cfg
+        diff, reference = leave_one_out(self.ctx, c.train_idx, c.test_idx, seed, c.chunk_size, on_epoch)
         return {"diff": diff, "reference": reference}
+
+
+def run_leave_one_out(ctx: TaskContext, cfg: RetrainingConfig, progress: bool = True,
+                      after_seed: Callable[[int], None] | None = None,
+                      executor: Executor | None = None) -> LeaveOneOut:
+    """Compute (or resume) every seed of leave-one-out retraining of `cfg.train_idx`, the missing
+    seeds on `executor` (None: in this process)."""
     epochs = ctx.spec.training.epochs * n_chunks(len(cfg.train_idx) + 1, cfg.chunk_size)
-    loaded, seconds = _run_seeds(ctx, cfg.settings(LOO, ctx), cfg.seeds, epochs, compute, progress,
-                                 after_seed)
+    loaded, seconds = _run_seeds(ctx, cfg.settings(LOO, ctx), cfg.seeds, epochs, LooSeed(ctx, cfg), progress,
+                                 after_seed, executor)
     return LeaveOneOut(cfg, np.stack([d["diff"] for d in loaded]),
                        np.stack([d["reference"] for d in loaded]), seconds)
 
@@ -182,16 +206,28 @@ class SubsetRetraining:
                 "seeds": c.seeds, "n_test": len(c.test_idx), "seconds": round(self.seconds, 3)}
 
 
-def run_subset_retraining(ctx: TaskContext, cfg: RetrainingConfig, progress: bool = True,
-                          after_seed: Callable[[int], None] | None = None) -> SubsetRetraining:
-    """Compute (or resume) every seed of the LDS subset trainings."""
-    keep = random_subsets(len(ctx.train), cfg.subsets, cfg.fraction, cfg.subset_seed)
+@dataclass(frozen=True)
+class LdsSeed:
+    """One seed of the LDS subset trainings of `keep` (M, n): {"targets"} (M, n_test)."""
 
-    def compute(seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
-        return {"targets": train_chunked(ctx, keep, seed, cfg.test_idx, cfg.chunk_size, on_epoch)}
+    ctx: TaskContext
+    cfg: RetrainingConfig
+    keep: np.ndarray
+
+    def __call__(self, seed: int, on_epoch: Callable[[], None]) -> dict[str, np.ndarray]:
+        c = self.cfg
+        return {"targets": train_chunked(self.ctx, self.keep, seed, c.test_idx, c.chunk_size, on_epoch)}
+
+
+def run_subset_retraining(ctx: TaskContext, cfg: RetrainingConfig, progress: bool = True,
+                          after_seed: Callable[[int], None] | None = None,
+                          executor: Executor | None = None) -> SubsetRetraining:
+    """Compute (or resume) every seed of the LDS subset trainings, the missing seeds on `executor`
+    (None: in this process)."""
+    keep = random_subsets(len(ctx.train), cfg.subsets, cfg.fraction, cfg.subset_seed)
     epochs = ctx.spec.training.epochs * n_chunks(cfg.subsets, cfg.chunk_size)
-    loaded, seconds = _run_seeds(ctx, cfg.settings(LDS, ctx), cfg.seeds, epochs, compute, progress,
-                                 after_seed)
+    loaded, seconds = _run_seeds(ctx, cfg.settings(LDS, ctx), cfg.seeds, epochs, LdsSeed(ctx, cfg, keep), progress,
+                                 after_seed, executor)
     return SubsetRetraining(cfg, keep, np.stack([d["targets"] for d in loaded]), seconds)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import Estimator
+from tdabench.execution import Executor
 from tdabench.scoring.metrics import METRICS, Summary, agreement, row_agreement, seed_statistics, summarize
 from tdabench.task.context import TaskContext
 from tdabench.task.ensemble import member_context
@@ -147,8 +148,9 @@ def _estimator_scores(members: list[TaskContext], cfg: GoldConfig, make: Callabl
 
 def run_seed_noise(ctx: TaskContext, cfg: GoldConfig, estimators: Sequence[tuple[str, Callable[[], Estimator]]],
                    final_models: int, threshold: float = 2.0, min_columns: int = 3, centered: bool = False,
-                   progress: bool = True) -> SeedNoise:
-    """Gold standard and scores of every estimator (`(label, factory)`) on final models 0..F−1.
+                   progress: bool = True, executor: Executor | None = None) -> SeedNoise:
+    """Gold standard and scores of every estimator (`(label, factory)`) on final models 0..F−1
+    (the gold standards' seeds on `executor`, None: in this process).
 
     Final models and gold standards are cached in the context's cache (task/ensemble.py,
     truths/further/runner.py). An
@@ -157,7 +159,7 @@ def run_seed_noise(ctx: TaskContext, cfg: GoldConfig, estimators: Sequence[tuple
     if final_models < 2:
         raise TdabenchError(f"the seed-noise analysis needs at least 2 final models, got {final_models}")
     members = [member_context(ctx, m) for m in range(final_models)]
-    golds = [run_gold_standard(member, cfg, progress=progress) for member in members]
+    golds = [run_gold_standard(member, cfg, progress=progress, executor=executor) for member in members]
     gold = np.stack([[g.mean(h, centered) for h in range(len(cfg.horizons))] for g in golds])
     scores, errors = {}, {}
     for label, make in estimators:

@@ -10,10 +10,10 @@ from tdabench.truths.further.config import (DERIVATIVE, GOLD_MODES, GoldConfig, 
                                             config_from_spec, select_indices)
 from tdabench.truths.further.derivative import derivatives
 from tdabench.truths.further.memory import auto_chunk_size, bytes_per_copy
-from tdabench.truths.further.runner import GoldStandard, gold_entry, run_gold_standard
+from tdabench.truths.further.runner import GoldSeed, GoldStandard, gold_entry, run_gold_standard
 from tdabench.truths.further.sequential import paired_differences_sequential
 from tdabench.truths.further.vectorized import paired_differences
 
-__all__ = ["DERIVATIVE", "GOLD_MODES", "GoldConfig", "GoldStandard", "auto_chunk_size", "bytes_per_copy",
+__all__ = ["DERIVATIVE", "GOLD_MODES", "GoldConfig", "GoldSeed", "GoldStandard", "auto_chunk_size", "bytes_per_copy",
            "check_epsilon", "check_horizons", "derivatives", "config_from_spec", "gold_entry", "paired_differences",
            "paired_differences_sequential", "run_gold_standard", "select_indices"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tdabench.execution import Executor
 from tdabench.scoring.metrics import METRICS, agreement, reliability
 from tdabench.task.context import TaskContext
 from tdabench.truths.further.config import GoldConfig, select_indices
@@ -36,7 +37,8 @@ def removal_config(cfg: GoldConfig, n: int) -> tuple[GoldConfig, np.ndarray]:
 
 
 def removal_vs_derivative(ctx: TaskContext, derivative: GoldStandard, removal_cfg: GoldConfig,
-                          positions: np.ndarray, centered: bool = False, progress: bool = True) -> dict[str, Any]:
+                          positions: np.ndarray, centered: bool = False, progress: bool = True,
+                          executor: Executor | None = None) -> dict[str, Any]:
     """results.extra["removal_vs_derivative"]: the removal gold standard on `removal_cfg` (computed
     or read from the cache) against the derivative gold standard's columns `positions`.
 
@@ -46,7 +48,7 @@ def removal_vs_derivative(ctx: TaskContext, derivative: GoldStandard, removal_cf
     """
     if derivative.config.mode != DERIVATIVE:
         raise ValueError(f"expected a derivative-mode gold standard, got mode '{derivative.config.mode}'")
-    removal = run_gold_standard(ctx, removal_cfg, progress=progress)
+    removal = run_gold_standard(ctx, removal_cfg, progress=progress, executor=executor)
     rows, ceilings = [], []
     for h, horizon in enumerate(removal_cfg.horizons):
         d = derivative.per_seed[:, h][:, :, positions].mean(axis=0)

@@ -3,7 +3,8 @@ removal and downweight by vectorized.py, derivative by derivative.py).
 
 A run that is killed and started again loads the seeds already on disk and computes only the rest;
 since every seed is a pure function of (task, config, seed), it ends with the same numbers as an
-uninterrupted run. A folder holding seeds of other settings is refused (CacheMismatchError).
+uninterrupted run, wherever its seeds ran (an executor of tdabench.execution; `GoldSeed` is the
+unit shipped to it). A folder holding seeds of other settings is refused (CacheMismatchError).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from tdabench.execution import Executor
 from tdabench.storage import UnitStore, run_seeds, task_entry
 from tdabench.task.context import TaskContext
 from tdabench.truths.further.config import DERIVATIVE, GoldConfig
@@ -60,23 +62,33 @@ def gold_entry(ctx: TaskContext, cfg: GoldConfig) -> Path:
     return task_entry(ctx.cache_dir, "gold", ctx.spec, cfg.key(ctx.spec.spec_hash, cast_dtype(ctx)), ctx.target_name)
 
 
+@dataclass(frozen=True)
+class GoldSeed:
+    """One seed of the gold standard of `cfg` on `ctx`: {"diff", "reference"} tensors (the unit of
+    `run_gold_standard`; it pickles with cloudpickle, so it can run in another process)."""
+
+    ctx: TaskContext
+    cfg: GoldConfig
+
+    def __call__(self, seed: int, tick: Callable[[], None]) -> dict[str, torch.Tensor]:
+        seed_fn = derivatives if self.cfg.mode == DERIVATIVE else paired_differences
+        diff, reference = seed_fn(self.ctx, self.cfg, seed, on_step=tick)
+        return {"diff": torch.from_numpy(diff), "reference": torch.from_numpy(reference)}
+
+
 def run_gold_standard(ctx: TaskContext, cfg: GoldConfig, progress: bool = True,
-                      after_seed: Callable[[int], None] | None = None) -> GoldStandard:
+                      after_seed: Callable[[int], None] | None = None,
+                      executor: Executor | None = None) -> GoldStandard:
     """Compute (or resume) every seed of `cfg` in the context's cache (`ctx.cache_dir`, default
-    `cache_root()`); `after_seed(s)` is called once seed s is on disk."""
+    `cache_root()`), the missing seeds on `executor` (None: in this process); `after_seed(s)` is
+    called once seed s is on disk."""
     settings = cfg.settings(ctx.spec.spec_hash, cast_dtype(ctx)) | {"target": ctx.target_name}
     store = UnitStore(gold_entry(ctx, cfg), settings, keys=("diff", "reference"))
     if cfg.mode == DERIVATIVE:  # one forward run, then one reverse sweep per chunk of test points
         ticks = cfg.steps[-1] * (1 + n_sweeps(cfg, derivative_plan(ctx, cfg)[0]))
-        seed_fn = derivatives
     else:
-        ticks, seed_fn = cfg.steps[-1] * n_chunks(len(cfg.train_idx), cfg.chunk_size), paired_differences
-
-    def compute(seed: int, tick: Callable[[], None]) -> dict[str, torch.Tensor]:
-        diff, reference = seed_fn(ctx, cfg, seed, on_step=tick)
-        return {"diff": torch.from_numpy(diff), "reference": torch.from_numpy(reference)}
-
-    done, seconds = run_seeds(store, cfg.seeds, compute, what="gold standard", ticks_per_seed=ticks,
-                              tick_unit="step", progress=progress, after_seed=after_seed)
+        ticks = cfg.steps[-1] * n_chunks(len(cfg.train_idx), cfg.chunk_size)
+    done, seconds = run_seeds(store, cfg.seeds, GoldSeed(ctx, cfg), what="gold standard", ticks_per_seed=ticks,
+                              tick_unit="step", progress=progress, after_seed=after_seed, executor=executor)
     return GoldStandard(cfg, np.stack([t["diff"].numpy() for t in done]),
                         np.stack([t["reference"].numpy() for t in done]), seconds)
