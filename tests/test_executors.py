@@ -38,6 +38,8 @@ TIMING = ("seconds", "gold_standard_s", "fit_s", "score_s", "peak_mem_mb")
 
 
 class Raises(Estimator):
+    uses = "final-model"
+
     def _score(self, test_idx, train_idx):
         raise RuntimeError("boom")
 
