@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from tdabench.estimators.gradients import Tensors
-from tdabench.estimators.mlp_hessian import _activate, _output_derivatives, _slots
+from tdabench.estimators.mlp_hessian import Slot, _activate, _output_derivatives, _slots
 from tdabench.task.context import TaskContext
 from tdabench.task.linear_layers import Layer
 
@@ -31,56 +31,68 @@ from tdabench.task.linear_layers import Layer
 def mlp_products(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor,
                  y: torch.Tensor, vectors: torch.Tensor, gauss_newton: bool = False) -> torch.Tensor:
     """(∇² mean_i ℓ_i) V, or (mean_i J_iᵀ M_i J_i) V when `gauss_newton`, over the examples (x, y),
-    for V of shape (k, P) in the flat order of `params`; returns (k, P) float64."""
+    for V of shape (k, P) in the flat order of `params`; returns (k, P) float64.
+
+    The R-quantities are laid out example-major, (n, k, width), so that every product is one 2-D
+    GEMM: with W_l over n·k rows, with the V_l of all k vectors side by side over n rows."""
     k, n = len(vectors), len(x)
     slots = _slots(layers, params)
     weights = [params[layer.weight] for layer in layers]
-    biases = [params[layer.bias] if layer.bias else None for layer in layers]
     v_w = [vectors[:, s.weight:s.weight + s.out * s.inp].view(k, s.out, s.inp) for s in slots]
-    v_b = [None if s.bias is None else vectors[:, s.bias:s.bias + s.out] for s in slots]
 
-    h, inputs, slopes, curves = x.reshape(n, -1), [], [], []  # forward: h_{l-1}, σ'_l, σ''_l
-    for layer, w, b in zip(layers, weights, biases):
-        inputs.append(h)
-        h, slope, curve = _activate(layer.activation, h @ w.T if b is None else torch.addmm(b, h, w.T))
+    h, inputs, slopes, curves = x.reshape(n, -1), [], [], []  # forward: ã_{l-1} = (h_{l-1}, 1), σ'_l, σ''_l
+    for layer, s in zip(layers, slots):
+        inputs.append(h if s.bias is None else torch.cat([h, h.new_ones(n, 1)], 1))
+        h, slope, curve = _activate(layer.activation, inputs[-1] @ _augmented(params, layer).T)
         slopes.append(slope)
         curves.append(None if gauss_newton else curve)
     r, m = _output_derivatives(context, h, y)
 
-    rh: torch.Tensor | None = None  # R-forward: Rh_0 = 0; Rz_l, Rh_l of shape (k, n, out_l)
+    rh: torch.Tensor | None = None  # R-forward, (n, k, out_l): Rz_l = [V_l | v_b,l] ã_{l-1} + W_l Rh_{l-1}
     rzs, rhs = [], []
-    for l, (w, vw, vb) in enumerate(zip(weights, v_w, v_b)):
-        rz = torch.matmul(inputs[l], vw.transpose(1, 2))  # V_l h_{l-1}: (k, n, out)
+    for l, (w, s) in enumerate(zip(weights, slots)):
+        v_aug = _augmented_vectors(vectors, s)  # (k, out, in + 1 if bias)
+        rz = (inputs[l] @ v_aug.permute(2, 0, 1).reshape(-1, k * s.out)).view(n, k, s.out)
         if rh is not None:
-            rz.view(k * n, -1).addmm_(rh.view(k * n, -1), w.T)
-        if vb is not None:
-            rz += vb[:, None, :]
+            rz.view(n * k, s.out).addmm_(rh.view(n * k, s.inp), w.T)
         rhs.append(rh)
         rzs.append(rz)
-        rh = slopes[l] * rz
+        rh = rz * slopes[l][:, None, :]
 
-    delta = r  # (n, out_L), shared by the k vectors
-    r_delta = torch.einsum("icd,kid->kic", m, rzs[-1])  # M Rz_L
+    delta = r  # δ_l (n, out_l), shared by the k vectors
+    r_delta = torch.einsum("icd,ikd->ikc", m, rzs[-1])  # Rδ_L = M Rz_L
     out = torch.empty_like(vectors)
     for l in range(len(layers) - 1, -1, -1):
-        s, h_in = slots[l], inputs[l]
-        prod_w = (r_delta.transpose(1, 2).reshape(k * s.out, n) @ h_in).view(k, s.out, s.inp)
-        if not gauss_newton and rhs[l] is not None:  # δ_l Rh_{l-1}ᵀ
-            prod_w += torch.matmul(delta.T, rhs[l])
-        out[:, s.weight:s.weight + s.out * s.inp] = prod_w.view(k, -1)
+        s = slots[l]
+        prod = (r_delta.view(n, k * s.out).T @ inputs[l]).view(k, s.out, -1)  # Σ_i Rδ_l ã_{l-1}ᵀ
+        if not gauss_newton and rhs[l] is not None:  # + Σ_i δ_l Rh_{l-1}ᵀ (W only)
+            prod[:, :, :s.inp] += (delta.T @ rhs[l].view(n, k * s.inp)).view(s.out, k, s.inp).transpose(0, 1)
+        out[:, s.weight:s.weight + s.out * s.inp].view(k, s.out, s.inp).copy_(prod[:, :, :s.inp])
         if s.bias is not None:
-            out[:, s.bias:s.bias + s.out] = r_delta.sum(1)
+            out[:, s.bias:s.bias + s.out] = prod[:, :, s.inp]
         if l == 0:
             break
         w = weights[l]
-        r_g = (r_delta.reshape(k * n, s.out) @ w).view(k, n, s.inp)  # W_lᵀ Rδ_l
+        r_g = (r_delta.view(n * k, s.out) @ w).view(n, k, s.inp)  # W_lᵀ Rδ_l
+        if not gauss_newton:  # + V_lᵀ δ_l
+            r_g.view(n, k * s.inp).addmm_(delta, v_w[l].transpose(0, 1).reshape(s.out, k * s.inp))
+        r_delta = r_g.mul_(slopes[l - 1][:, None, :])
         if gauss_newton:
-            r_delta = slopes[l - 1] * r_g
             continue
-        r_g += torch.matmul(delta, v_w[l])  # V_lᵀ δ_l
         g = delta @ w
-        r_delta = slopes[l - 1] * r_g
         if curves[l - 1] is not None:
-            r_delta += (curves[l - 1] * g) * rzs[l - 1]
+            r_delta.addcmul_(rzs[l - 1], (curves[l - 1] * g)[:, None, :])
         delta = slopes[l - 1] * g
     return out / n
+
+
+def _augmented(params: Tensors, layer: Layer) -> torch.Tensor:
+    """[W_l | b_l] (out, in + 1), or W_l without a bias."""
+    w = params[layer.weight]
+    return w if layer.bias is None else torch.cat([w, params[layer.bias][:, None]], 1)
+
+
+def _augmented_vectors(vectors: torch.Tensor, s: Slot) -> torch.Tensor:
+    """[V_l | v_b,l] of the k vectors, (k, out, in + 1), or V_l (k, out, in) without a bias."""
+    v = vectors[:, s.weight:s.weight + s.out * s.inp].view(len(vectors), s.out, s.inp)
+    return v if s.bias is None else torch.cat([v, vectors[:, s.bias:s.bias + s.out, None]], 2)
