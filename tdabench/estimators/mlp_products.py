@@ -47,6 +47,7 @@ def mlp_products(context: TaskContext, layers: tuple[Layer, ...], params: Tensor
         slopes.append(slope)
         curves.append(None if gauss_newton else curve)
     r, m = _output_derivatives(context, h, y)
+    r, m = r / n, m / n  # the mean over the examples, folded into the loss derivatives
 
     rh: torch.Tensor | None = None  # R-forward, (n, k, out_l): Rz_l = [V_l | v_b,l] ã_{l-1} + W_l Rh_{l-1}
     rzs, rhs = [], []
@@ -83,7 +84,7 @@ def mlp_products(context: TaskContext, layers: tuple[Layer, ...], params: Tensor
         if curves[l - 1] is not None:
             r_delta.addcmul_(rzs[l - 1], (curves[l - 1] * g)[:, None, :])
         delta = slopes[l - 1] * g
-    return out / n
+    return out
 
 
 def _augmented(params: Tensors, layer: Layer) -> torch.Tensor:
