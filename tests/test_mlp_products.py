@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tdabench.estimators import curvature as curvature_module
+from tdabench.estimators import mlp_products
 from tdabench.estimators.curvature import CurvatureOperator
 from tdabench.estimators.dense_curvature import gauss_newton_matrix, hessian_matrix
 from test_mlp_hessian import mlp_context
@@ -40,7 +41,9 @@ def operators(ctx, curvature: str, **kwargs) -> tuple[CurvatureOperator, Curvatu
 
 @pytest.mark.parametrize("widths,activation,bias,loss", CASES)
 @pytest.mark.parametrize("curvature", ["hessian", "gauss-newton"])
-def test_structured_products_equal_generic_and_explicit(widths, activation, bias, loss, curvature):
+@pytest.mark.parametrize("pair", [False, True])  # layers 1-2 by the R-operator or through Q
+def test_structured_products_equal_generic_and_explicit(widths, activation, bias, loss, curvature, pair, monkeypatch):
+    monkeypatch.setattr(mlp_products, "_pair_is_cheaper", lambda n, k, d: pair)
     ctx = mlp_context(widths, activation, bias, loss, l2=0.1)
     fast, slow = operators(ctx, curvature)
     assert fast.layers_ is not None and slow.layers_ is None
@@ -54,6 +57,12 @@ def test_structured_products_equal_generic_and_explicit(widths, activation, bias
     assert_equal_to(fast.matvec(vectors, rows=rows), slow.matvec(vectors, rows=rows))
     single = fast.matvec(vectors[:1], rows=rows[:1])
     assert_equal_to(single, slow.matvec(vectors[:1], rows=rows[:1]))
+
+
+def test_pair_rule_on_breast_cancer_shapes():
+    """Q is used for many vectors on narrow inputs (breast-cancer-mlp: 30 features, 100 vectors),
+    not for one vector (power iteration)."""
+    assert mlp_products._pair_is_cheaper(256, 100, 31) and not mlp_products._pair_is_cheaper(256, 1, 31)
 
 
 def test_hessian_and_gauss_newton_differ_on_relu_stacks():

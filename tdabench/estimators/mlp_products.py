@@ -15,6 +15,12 @@ Gauss–Newton (G v = mean_i J_iᵀ M_i J_i v): the same forward, then Rδ_{l-1}
 (no V_lᵀ δ_l, σ'' or δ Rhᵀ terms). ReLU σ' = [z > 0] (torch's at 0), σ'' = 0; Tanh σ' = 1 − h²,
 σ'' = −2h(1 − h²). The products with the shared W_l are single GEMMs over k·n rows; the V_l terms
 are batched matmuls over the k vectors. The l2 term is not included (`CurvatureOperator` adds it).
+
+Layers 1 and 2 of the Hessian (Rh_0 = 0, so Rh_1 = σ'_1 ⊙ [V_1 | v_b,1] ã_0): with the k-independent
+Q[o, j, m] = Σ_i δ_2[i, o] σ'_1[i, j] ã_0[i, m] (the adjacent-layer block of `mlp_hessian`),
+Σ_i δ_2 Rh_1ᵀ [o, j] = Σ_m Q[o, j, m] [V_1 | v_b,1][j, m] and the V_2ᵀ δ_2 part of Rδ_1 contributes
+Σ_o V_2[o, j] Q[o, j, m] to (Hv)_{θ_1}[j, m]: n·out_2·in_2·(in_1 + 1) + 2k·out_2·in_2·(in_1 + 1)
+multiply-adds instead of 2n·k·out_2·in_2, when that is less (narrow inputs, many vectors).
 Memory: a few (k, n, width) float64 tensors per layer.
 """
 
@@ -63,11 +69,19 @@ def mlp_products(context: TaskContext, layers: tuple[Layer, ...], params: Tensor
     delta = r  # δ_l (n, out_l), shared by the k vectors
     r_delta = torch.einsum("icd,ikd->ikc", m, rzs[-1])  # Rδ_L = M Rz_L
     out = torch.empty_like(vectors)
+    pair = not gauss_newton and len(layers) > 1 and _pair_is_cheaper(n, k, inputs[0].shape[1])
     for l in range(len(layers) - 1, -1, -1):
         s = slots[l]
         prod = (r_delta.view(n, k * s.out).T @ inputs[l]).view(k, s.out, -1)  # Σ_i Rδ_l ã_{l-1}ᵀ
-        if not gauss_newton and rhs[l] is not None:  # + Σ_i δ_l Rh_{l-1}ᵀ (W only)
+        if pair and l == 1:  # the bilinear terms of layers 1 and 2 through Q (module docstring)
+            q = (delta.T @ (slopes[0][:, :, None] * inputs[0][:, None, :]).view(n, -1)).view(s.out, s.inp, -1)
+            q = q.transpose(0, 1)  # [j, o, m]
+            prod[:, :, :s.inp] += torch.bmm(q, _augmented_vectors(vectors, slots[0]).permute(1, 2, 0)).permute(2, 1, 0)
+            first = torch.bmm(v_w[1].permute(2, 0, 1), q).transpose(0, 1)  # Σ_o V_2[o, j] Q[o, j, m]
+        elif not gauss_newton and rhs[l] is not None:  # + Σ_i δ_l Rh_{l-1}ᵀ (W only)
             prod[:, :, :s.inp] += (delta.T @ rhs[l].view(n, k * s.inp)).view(s.out, k, s.inp).transpose(0, 1)
+        if pair and l == 0:
+            prod += first
         out[:, s.weight:s.weight + s.out * s.inp].view(k, s.out, s.inp).copy_(prod[:, :, :s.inp])
         if s.bias is not None:
             out[:, s.bias:s.bias + s.out] = prod[:, :, s.inp]
@@ -75,7 +89,7 @@ def mlp_products(context: TaskContext, layers: tuple[Layer, ...], params: Tensor
             break
         w = weights[l]
         r_g = (r_delta.view(n * k, s.out) @ w).view(n, k, s.inp)  # W_lᵀ Rδ_l
-        if not gauss_newton:  # + V_lᵀ δ_l
+        if not gauss_newton and not (pair and l == 1):  # + V_lᵀ δ_l
             r_g.view(n, k * s.inp).addmm_(delta, v_w[l].transpose(0, 1).reshape(s.out, k * s.inp))
         r_delta = r_g.mul_(slopes[l - 1][:, None, :])
         if gauss_newton:
@@ -85,6 +99,12 @@ def mlp_products(context: TaskContext, layers: tuple[Layer, ...], params: Tensor
             r_delta.addcmul_(rzs[l - 1], (curves[l - 1] * g)[:, None, :])
         delta = slopes[l - 1] * g
     return out
+
+
+def _pair_is_cheaper(n: int, k: int, d: int) -> bool:
+    """Whether Q (n·d multiply-adds per entry) and its two contractions with the k vectors (2k·d)
+    cost less than the two R-operator GEMMs they replace (2n·k), d = the input width (+ 1)."""
+    return d * (n + 2 * k) < 2 * n * k
 
 
 def _augmented(params: Tensors, layer: Layer) -> torch.Tensor:
