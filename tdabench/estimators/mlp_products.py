@@ -57,47 +57,47 @@ def mlp_products(context: TaskContext, layers: tuple[Layer, ...], params: Tensor
 
     rh: torch.Tensor | None = None  # R-forward, (n, k, out_l): Rz_l = [V_l | v_b,l] ã_{l-1} + W_l Rh_{l-1}
     rzs, rhs = [], []
-    for l, (w, s) in enumerate(zip(weights, slots)):
+    for at, (w, s) in enumerate(zip(weights, slots)):
         v_aug = _augmented_vectors(vectors, s)  # (k, out, in + 1 if bias)
-        rz = (inputs[l] @ v_aug.permute(2, 0, 1).reshape(-1, k * s.out)).view(n, k, s.out)
+        rz = (inputs[at] @ v_aug.permute(2, 0, 1).reshape(-1, k * s.out)).view(n, k, s.out)
         if rh is not None:
             rz.view(n * k, s.out).addmm_(rh.view(n * k, s.inp), w.T)
         rhs.append(rh)
         rzs.append(rz)
-        rh = rz * slopes[l][:, None, :]
+        rh = rz * slopes[at][:, None, :]
 
     delta = r  # δ_l (n, out_l), shared by the k vectors
     r_delta = torch.einsum("icd,ikd->ikc", m, rzs[-1])  # Rδ_L = M Rz_L
     out = torch.empty_like(vectors)
     pair = not gauss_newton and len(layers) > 1 and _pair_is_cheaper(n, k, inputs[0].shape[1])
-    for l in range(len(layers) - 1, -1, -1):
-        s = slots[l]
-        prod = (r_delta.view(n, k * s.out).T @ inputs[l]).view(k, s.out, -1)  # Σ_i Rδ_l ã_{l-1}ᵀ
-        if pair and l == 1:  # the bilinear terms of layers 1 and 2 through Q (module docstring)
+    for at in range(len(layers) - 1, -1, -1):
+        s = slots[at]
+        prod = (r_delta.view(n, k * s.out).T @ inputs[at]).view(k, s.out, -1)  # Σ_i Rδ_l ã_{l-1}ᵀ
+        if pair and at == 1:  # the bilinear terms of layers 1 and 2 through Q (module docstring)
             q = (delta.T @ (slopes[0][:, :, None] * inputs[0][:, None, :]).view(n, -1)).view(s.out, s.inp, -1)
             q = q.transpose(0, 1)  # [j, o, m]
             prod[:, :, :s.inp] += torch.bmm(q, _augmented_vectors(vectors, slots[0]).permute(1, 2, 0)).permute(2, 1, 0)
             first = torch.bmm(v_w[1].permute(2, 0, 1), q).transpose(0, 1)  # Σ_o V_2[o, j] Q[o, j, m]
-        elif not gauss_newton and rhs[l] is not None:  # + Σ_i δ_l Rh_{l-1}ᵀ (W only)
-            prod[:, :, :s.inp] += (delta.T @ rhs[l].view(n, k * s.inp)).view(s.out, k, s.inp).transpose(0, 1)
-        if pair and l == 0:
+        elif not gauss_newton and rhs[at] is not None:  # + Σ_i δ_l Rh_{l-1}ᵀ (W only)
+            prod[:, :, :s.inp] += (delta.T @ rhs[at].view(n, k * s.inp)).view(s.out, k, s.inp).transpose(0, 1)
+        if pair and at == 0:
             prod += first
         out[:, s.weight:s.weight + s.out * s.inp].view(k, s.out, s.inp).copy_(prod[:, :, :s.inp])
         if s.bias is not None:
             out[:, s.bias:s.bias + s.out] = prod[:, :, s.inp]
-        if l == 0:
+        if at == 0:
             break
-        w = weights[l]
+        w = weights[at]
         r_g = (r_delta.view(n * k, s.out) @ w).view(n, k, s.inp)  # W_lᵀ Rδ_l
-        if not gauss_newton and not (pair and l == 1):  # + V_lᵀ δ_l
-            r_g.view(n, k * s.inp).addmm_(delta, v_w[l].transpose(0, 1).reshape(s.out, k * s.inp))
-        r_delta = r_g.mul_(slopes[l - 1][:, None, :])
+        if not gauss_newton and not (pair and at == 1):  # + V_lᵀ δ_l
+            r_g.view(n, k * s.inp).addmm_(delta, v_w[at].transpose(0, 1).reshape(s.out, k * s.inp))
+        r_delta = r_g.mul_(slopes[at - 1][:, None, :])
         if gauss_newton:
             continue
         g = delta @ w
-        if curves[l - 1] is not None:
-            r_delta.addcmul_(rzs[l - 1], (curves[l - 1] * g)[:, None, :])
-        delta = slopes[l - 1] * g
+        if curves[at - 1] is not None:
+            r_delta.addcmul_(rzs[at - 1], (curves[at - 1] * g)[:, None, :])
+        delta = slopes[at - 1] * g
     return out
 
 
