@@ -65,6 +65,23 @@ def test_pair_rule_on_breast_cancer_shapes():
     assert mlp_products._pair_is_cheaper(256, 100, 31) and not mlp_products._pair_is_cheaper(256, 1, 31)
 
 
+def test_whole_set_factors_are_kept(monkeypatch):
+    """The forward factors of the whole set's batches are computed once; sampled rows each call."""
+    ctx = mlp_context([4, 6, 5, 3], "tanh")
+    fast, slow = operators(ctx, "hessian")
+    vectors = torch.randn(3, fast.dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    first = fast.matvec(vectors)
+    assert sorted(fast._factors) == [(0, 7), (7, 7), (14, 7), (21, 2)]
+    calls = []
+    factors = mlp_products.mlp_factors
+    monkeypatch.setattr(curvature_module, "mlp_factors", lambda *a, **k: calls.append(1) or factors(*a, **k))
+    assert torch.equal(fast.matvec(vectors), first)
+    assert calls == []
+    fast.matvec(vectors, rows=torch.arange(10))
+    assert len(calls) == 2 and len(fast._factors) == 4
+    assert_equal_to(fast.matvec(2 * vectors), slow.matvec(2 * vectors))
+
+
 def test_hessian_and_gauss_newton_differ_on_relu_stacks():
     """The R-operator's second-order terms (δ Rhᵀ, Vᵀδ) matter: H v ≠ G v for a ReLU MLP."""
     ctx = mlp_context([4, 6, 5, 3], "relu")

@@ -26,6 +26,8 @@ Memory: a few (k, n, width) float64 tensors per layer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from tdabench.estimators.gradients import Tensors
@@ -34,26 +36,45 @@ from tdabench.task.context import TaskContext
 from tdabench.task.linear_layers import Layer
 
 
-def mlp_products(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor,
-                 y: torch.Tensor, vectors: torch.Tensor, gauss_newton: bool = False) -> torch.Tensor:
-    """(∇² mean_i ℓ_i) V, or (mean_i J_iᵀ M_i J_i) V when `gauss_newton`, over the examples (x, y),
-    for V of shape (k, P) in the flat order of `params`; returns (k, P) float64.
+@dataclass
+class Factors:
+    """A batch's vector-independent factors: per layer `inputs` ã_{l-1} = (h_{l-1}, 1) (the 1 only with
+    a bias), `slopes` σ'_l, `curves` σ''_l (None where 0, or for Gauss–Newton); r and M / n."""
 
-    The R-quantities are laid out example-major, (n, k, width), so that every product is one 2-D
-    GEMM: with W_l over n·k rows, with the V_l of all k vectors side by side over n rows."""
-    k, n = len(vectors), len(x)
-    slots = _slots(layers, params)
-    weights = [params[layer.weight] for layer in layers]
-    v_w = [vectors[:, s.weight:s.weight + s.out * s.inp].view(k, s.out, s.inp) for s in slots]
+    inputs: list[torch.Tensor]
+    slopes: list[torch.Tensor]
+    curves: list[torch.Tensor | None]
+    r: torch.Tensor
+    m: torch.Tensor
 
-    h, inputs, slopes, curves = x.reshape(n, -1), [], [], []  # forward: ã_{l-1} = (h_{l-1}, 1), σ'_l, σ''_l
+
+def mlp_factors(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor,
+                y: torch.Tensor, gauss_newton: bool = False) -> Factors:
+    """The forward pass and the loss derivatives of the examples (x, y), for `mlp_products`."""
+    n, slots = len(x), _slots(layers, params)
+    h, inputs, slopes, curves = x.reshape(n, -1), [], [], []
     for layer, s in zip(layers, slots):
         inputs.append(h if s.bias is None else torch.cat([h, h.new_ones(n, 1)], 1))
         h, slope, curve = _activate(layer.activation, inputs[-1] @ _augmented(params, layer).T)
         slopes.append(slope)
         curves.append(None if gauss_newton else curve)
     r, m = _output_derivatives(context, h, y)
-    r, m = r / n, m / n  # the mean over the examples, folded into the loss derivatives
+    return Factors(inputs, slopes, curves, r / n, m / n)  # the mean over the examples, folded in
+
+
+def mlp_products(layers: tuple[Layer, ...], params: Tensors, f: Factors, vectors: torch.Tensor,
+                 gauss_newton: bool = False) -> torch.Tensor:
+    """(∇² mean_i ℓ_i) V, or (mean_i J_iᵀ M_i J_i) V when `gauss_newton`, over the examples of the
+    factors `f` (`mlp_factors`, same `gauss_newton`), for V of shape (k, P) in the flat order of
+    `params`; returns (k, P) float64.
+
+    The R-quantities are laid out example-major, (n, k, width), so that every product is one 2-D
+    GEMM: with W_l over n·k rows, with the V_l of all k vectors side by side over n rows."""
+    k, n = len(vectors), len(f.r)
+    slots = _slots(layers, params)
+    weights = [params[layer.weight] for layer in layers]
+    v_w = [vectors[:, s.weight:s.weight + s.out * s.inp].view(k, s.out, s.inp) for s in slots]
+    inputs, slopes, curves, r, m = f.inputs, f.slopes, f.curves, f.r, f.m
 
     rh: torch.Tensor | None = None  # R-forward, (n, k, out_l): Rz_l = [V_l | v_b,l] ã_{l-1} + W_l Rh_{l-1}
     rzs, rhs = [], []
