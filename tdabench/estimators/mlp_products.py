@@ -13,15 +13,15 @@ R-operator:
 
 Gauss–Newton (G v = mean_i J_iᵀ M_i J_i v): the same forward, then Rδ_{l-1} = σ' ⊙ W_lᵀ Rδ_l only
 (no V_lᵀ δ_l, σ'' or δ Rhᵀ terms). ReLU σ' = [z > 0] (torch's at 0), σ'' = 0; Tanh σ' = 1 − h²,
-σ'' = −2h(1 − h²). The products with the shared W_l are single GEMMs over k·n rows; the V_l terms
-are batched matmuls over the k vectors. The l2 term is not included (`CurvatureOperator` adds it).
+σ'' = −2h(1 − h²). The products with the shared W_l are single GEMMs over n·k rows; the V_l terms
+are single GEMMs with the k vectors side by side. The l2 term is not included (`CurvatureOperator` adds it).
 
 Layers 1 and 2 of the Hessian (Rh_0 = 0, so Rh_1 = σ'_1 ⊙ [V_1 | v_b,1] ã_0): with the k-independent
 Q[o, j, m] = Σ_i δ_2[i, o] σ'_1[i, j] ã_0[i, m] (the adjacent-layer block of `mlp_hessian`),
 Σ_i δ_2 Rh_1ᵀ [o, j] = Σ_m Q[o, j, m] [V_1 | v_b,1][j, m] and the V_2ᵀ δ_2 part of Rδ_1 contributes
 Σ_o V_2[o, j] Q[o, j, m] to (Hv)_{θ_1}[j, m]: n·out_2·in_2·(in_1 + 1) + 2k·out_2·in_2·(in_1 + 1)
 multiply-adds instead of 2n·k·out_2·in_2, when that is less (narrow inputs, many vectors).
-Memory: a few (k, n, width) float64 tensors per layer.
+Memory: a few (n, k, width) float64 tensors per layer.
 """
 
 from __future__ import annotations
