@@ -73,10 +73,14 @@ def test_curvature_operator_dense_equals_matrix_free(tiny_mlp_context, curvature
                           dtype=torch.float64)
     dense = CurvatureOperator(tiny_mlp_context, curvature, damping=0.3, batch_size=7)
     free = CurvatureOperator(tiny_mlp_context, curvature, damping=0.3, batch_size=7, dense_up_to=0)
+    generic = CurvatureOperator(tiny_mlp_context, curvature, damping=0.3, batch_size=7, dense_up_to=0,
+                                structured=False)  # the vmapped path, not the MLP's GEMMs
     assert_close(dense.matvec(vectors).numpy(), free.matvec(vectors).numpy(), 1e-12)
+    assert_close(dense.matvec(vectors).numpy(), generic.matvec(vectors).numpy(), 1e-12)
     assert dense._dense is not None and free._dense is None
     rows = torch.arange(0, len(tiny_mlp_context.train), 3)
     assert_close(dense.matvec(vectors, rows=rows).numpy(), free.matvec(vectors, rows=rows).numpy(), 1e-12)
+    assert_close(dense.matvec(vectors, rows=rows).numpy(), generic.matvec(vectors, rows=rows).numpy(), 1e-12)
 
 
 def test_cg_refuses_an_indefinite_curvature(tiny_mlp_context):

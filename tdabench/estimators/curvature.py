@@ -4,7 +4,9 @@
 float64, where C is the Hessian of the training risk R(θ) = mean_i ℓ(z_i; θ) + (l2/2)||θ||² at θᶠ
 (curvature "hessian") or its Gauss–Newton matrix G = mean_i J_iᵀ M_i J_i + l2·I ("gauss-newton",
 M_i = ∇²_out ℓ_i, J_i = ∂outputs_i/∂θ). Products are exact: forward-over-reverse (Hessian) or
-jvp → M → vjp (Gauss–Newton), vmapped over the k vectors and accumulated over training batches.
+jvp → M → vjp (Gauss–Newton), vmapped over the k vectors and accumulated over training batches;
+Linear stacks (`mlp_hessian.mlp_layers`) take Pearlmutter's R-operator as batched GEMMs instead
+(`mlp_products`; `structured=False` keeps them on the generic path).
 For small models (P <= `dense_up_to`) C is built once as an explicit matrix (`dense_curvature`) and
 later calls are a matmul: same numbers up to rounding, and far cheaper for the many products of CG,
 LiSSA and Lanczos. On mnist-cnn (P = 2,202, 1,000 images) one matrix-free Hessian product of 100
@@ -27,6 +29,8 @@ from torch.func import grad, jvp, vjp, vmap
 from tdabench.errors import TdabenchError
 from tdabench.estimators.dense_curvature import CURVATURES, MEMO_UP_TO, curvature_matrix
 from tdabench.estimators.gradients import as_float64, flatten, unflatten
+from tdabench.estimators.mlp_hessian import mlp_layers
+from tdabench.estimators.mlp_products import Factors, mlp_factors, mlp_products
 from tdabench.progress import bar
 from tdabench.task.context import TaskContext
 
@@ -41,13 +45,16 @@ class CurvatureOperator:
     damping: float = 0.0
     batch_size: int = 256
     dense_up_to: int = MEMO_UP_TO  # models with at most this many parameters build C once, then matmul
+    structured: bool = True  # Linear stacks: products by GEMMs (`mlp_products`); False: generic vmap path
     n_products: int = field(default=0, init=False)  # vectors multiplied so far (for cost reports)
     _dense: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _factors: dict[tuple[int, int], Factors] = field(default_factory=dict, init=False, repr=False)  # whole-set batches
 
     def __post_init__(self) -> None:
         if self.curvature not in CURVATURES:
             raise TdabenchError(f"curvature must be one of {', '.join(CURVATURES)}, got {self.curvature!r}")
         self.params_, self.x_, self.y_ = as_float64(self.context, self.context.train.x, self.context.train.y)
+        self.layers_ = mlp_layers(self.context) if self.structured else None
 
     @property
     def dim(self) -> int:
@@ -65,7 +72,7 @@ class CurvatureOperator:
             out = vectors @ self.dense()  # C is symmetric
         else:
             x, y = (self.x_, self.y_) if rows is None else (self.x_[rows], self.y_[rows])
-            out = self._products(vectors, x, y)
+            out = self._products(vectors, x, y, whole=rows is None)
         return out + (self.context.l2 + self.damping) * vectors
 
     def dense(self) -> torch.Tensor:
@@ -75,16 +82,32 @@ class CurvatureOperator:
             self._dense.diagonal().sub_(self.context.l2)
         return self._dense
 
-    def _products(self, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(mean over the examples (x, y) of the per-example curvature) V, matrix-free, in batches."""
+    def _products(self, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor, whole: bool = False) -> torch.Tensor:
+        """(mean over the examples (x, y) of the per-example curvature) V, matrix-free, in batches.
+        `whole`: (x, y) is the whole training set (a Linear stack's batch factors are kept)."""
         out = torch.zeros_like(vectors)
         product = self._hessian_batch if self.curvature == "hessian" else self._gauss_newton_batch
         with bar(len(x), f"curvature product ({len(vectors)} vectors)", "example") as examples:
             for lo in range(0, len(x), self.batch_size):
                 xb, yb = x[lo:lo + self.batch_size], y[lo:lo + self.batch_size]
-                out += product(xb, yb, vectors) * (len(xb) / len(x))
+                batch = (product(xb, yb, vectors) if self.layers_ is None
+                         else self._structured_batch(xb, yb, vectors, (lo, len(xb)) if whole else None))
+                out += batch * (len(xb) / len(x))
                 examples.update(len(xb))
         return out
+
+    def _structured_batch(self, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor,
+                          key: tuple[int, int] | None) -> torch.Tensor:
+        """The batch's mean curvature times V for a Linear stack, by GEMMs (`mlp_products`); the
+        batch's forward factors are kept under `key` (None: not kept)."""
+        assert self.layers_ is not None
+        gauss_newton = self.curvature == "gauss-newton"
+        factors = self._factors.get(key) if key is not None else None
+        if factors is None:
+            factors = mlp_factors(self.context, self.layers_, self.params_, x, y, gauss_newton)
+            if key is not None:
+                self._factors[key] = factors
+        return mlp_products(self.layers_, self.params_, factors, vectors, gauss_newton)
 
     def _hessian_batch(self, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
         """∇²(mean loss over the batch) V, by forward-over-reverse differentiation."""
