@@ -30,7 +30,7 @@ from tdabench.errors import TdabenchError
 from tdabench.estimators.dense_curvature import CURVATURES, MEMO_UP_TO, curvature_matrix
 from tdabench.estimators.gradients import as_float64, flatten, unflatten
 from tdabench.estimators.mlp_hessian import mlp_layers
-from tdabench.estimators.mlp_products import Factors, mlp_factors, mlp_products
+from tdabench.estimators.mlp_products import BatchFactors, mlp_factors, mlp_products
 from tdabench.progress import bar
 from tdabench.task.context import TaskContext
 
@@ -48,7 +48,7 @@ class CurvatureOperator:
     structured: bool = True  # Linear stacks: products by GEMMs (`mlp_products`); False: generic vmap path
     n_products: int = field(default=0, init=False)  # vectors multiplied so far (for cost reports)
     _dense: torch.Tensor | None = field(default=None, init=False, repr=False)
-    _factors: dict[tuple[int, int], Factors] = field(default_factory=dict, init=False, repr=False)  # whole-set batches
+    _factors: dict[tuple[int, int], BatchFactors] = field(default_factory=dict, init=False, repr=False)  # whole-set batches
 
     def __post_init__(self) -> None:
         if self.curvature not in CURVATURES:

@@ -74,7 +74,7 @@ def mlp_curvature(context: TaskContext, layers: tuple[Layer, ...], batch_size: i
     with bar(n_params, "Gauss-Newton columns" if gauss_newton else "Hessian columns", "column") as columns:
         for b, slot in enumerate(slots):
             for lo in range(0, len(x), batch_size):
-                f = _forward(context, layers, params, x[lo:lo + batch_size], y[lo:lo + batch_size], len(x), gauss_newton)
+                f = batch_factors(context, layers, params, x[lo:lo + batch_size], y[lo:lo + batch_size], len(x), gauss_newton)
                 delta, hz = _backward(layers, params, f, b)
                 transfers = _transfers(layers, params, f.slopes, b)
                 for a in range(b + 1):
@@ -93,7 +93,7 @@ def _slots(layers: tuple[Layer, ...], params: Tensors) -> list[Slot]:
 
 
 @dataclass
-class Forward:
+class BatchFactors:
     """A batch's per-example factors: per layer `inputs` ã_{l-1}, `slopes` σ'_l, `curves` σ''_l
     (None where 0, or for the Gauss–Newton matrix); r and M of the outputs, scaled by 1/n (so the
     blocks of all batches sum to the mean)."""
@@ -105,8 +105,10 @@ class Forward:
     m: torch.Tensor
 
 
-def _forward(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor,
-             y: torch.Tensor, n: int, gauss_newton: bool) -> Forward:
+def batch_factors(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor,
+                  y: torch.Tensor, n: int, gauss_newton: bool) -> BatchFactors:
+    """The forward pass of the examples (x, y) and their loss derivatives, r and M scaled by 1/n
+    (shared by the structured Hessian and the structured curvature products, mlp_products.py)."""
     h, inputs, slopes, curves = x.reshape(len(x), -1), [], [], []
     for layer in layers:
         bias = params[layer.bias] if layer.bias else None
@@ -115,10 +117,10 @@ def _forward(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x
         slopes.append(slope)
         curves.append(None if gauss_newton else curve)
     r, m = _output_derivatives(context, h, y)
-    return Forward(inputs, slopes, curves, r / n, m / n)
+    return BatchFactors(inputs, slopes, curves, r / n, m / n)
 
 
-def _backward(layers: tuple[Layer, ...], params: Tensors, f: Forward, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _backward(layers: tuple[Layer, ...], params: Tensors, f: BatchFactors, b: int) -> tuple[torch.Tensor, torch.Tensor]:
     """δ_b (n, out_b) and H_b (n, out_b, out_b), from δ_L = r and H_L = M."""
     delta, hz = f.r, f.m
     for k in range(len(layers) - 2, b - 1, -1):
@@ -159,7 +161,7 @@ def _transfers(layers: tuple[Layer, ...], params: Tensors, slopes: list[torch.Te
     return transfers
 
 
-def _add_pair(out: torch.Tensor, slots: list[Slot], f: Forward, delta: torch.Tensor, hz: torch.Tensor,
+def _add_pair(out: torch.Tensor, slots: list[Slot], f: BatchFactors, delta: torch.Tensor, hz: torch.Tensor,
               w_b: torch.Tensor, a: int, b: int, t: torch.Tensor | None, gauss_newton: bool) -> None:
     """out[θ_a, θ_b] += the block pair's two terms (module docstring), each as chunked GEMMs."""
     rows, cols = slots[a], slots[b]

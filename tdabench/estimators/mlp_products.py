@@ -26,43 +26,22 @@ Memory: a few (n, k, width) float64 tensors per layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from tdabench.estimators.gradients import Tensors
-from tdabench.estimators.mlp_hessian import Slot, _activate, _output_derivatives, _slots
+from tdabench.estimators.mlp_hessian import BatchFactors, Slot, _slots, batch_factors
 from tdabench.task.context import TaskContext
 from tdabench.task.linear_layers import Layer
 
 
-@dataclass
-class Factors:
-    """A batch's vector-independent factors: per layer `inputs` ã_{l-1} = (h_{l-1}, 1) (the 1 only with
-    a bias), `slopes` σ'_l, `curves` σ''_l (None where 0, or for Gauss–Newton); r and M / n."""
-
-    inputs: list[torch.Tensor]
-    slopes: list[torch.Tensor]
-    curves: list[torch.Tensor | None]
-    r: torch.Tensor
-    m: torch.Tensor
-
-
 def mlp_factors(context: TaskContext, layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor,
-                y: torch.Tensor, gauss_newton: bool = False) -> Factors:
-    """The forward pass and the loss derivatives of the examples (x, y), for `mlp_products`."""
-    n, slots = len(x), _slots(layers, params)
-    h, inputs, slopes, curves = x.reshape(n, -1), [], [], []
-    for layer, s in zip(layers, slots):
-        inputs.append(h if s.bias is None else torch.cat([h, h.new_ones(n, 1)], 1))
-        h, slope, curve = _activate(layer.activation, inputs[-1] @ _augmented(params, layer).T)
-        slopes.append(slope)
-        curves.append(None if gauss_newton else curve)
-    r, m = _output_derivatives(context, h, y)
-    return Factors(inputs, slopes, curves, r / n, m / n)  # the mean over the examples, folded in
+                y: torch.Tensor, gauss_newton: bool = False) -> BatchFactors:
+    """The forward pass and the loss derivatives of the examples (x, y), for `mlp_products`: the mean
+    over these examples is folded into r and M (`mlp_hessian.batch_factors` with n = len(x))."""
+    return batch_factors(context, layers, params, x, y, len(x), gauss_newton)
 
 
-def mlp_products(layers: tuple[Layer, ...], params: Tensors, f: Factors, vectors: torch.Tensor,
+def mlp_products(layers: tuple[Layer, ...], params: Tensors, f: BatchFactors, vectors: torch.Tensor,
                  gauss_newton: bool = False) -> torch.Tensor:
     """(∇² mean_i ℓ_i) V, or (mean_i J_iᵀ M_i J_i) V when `gauss_newton`, over the examples of the
     factors `f` (`mlp_factors`, same `gauss_newton`), for V of shape (k, P) in the flat order of
@@ -126,12 +105,6 @@ def _pair_is_cheaper(n: int, k: int, d: int) -> bool:
     """Whether Q (n·d multiply-adds per entry) and its two contractions with the k vectors (2k·d)
     cost less than the two R-operator GEMMs they replace (2n·k), d = the input width (+ 1)."""
     return d * (n + 2 * k) < 2 * n * k
-
-
-def _augmented(params: Tensors, layer: Layer) -> torch.Tensor:
-    """[W_l | b_l] (out, in + 1), or W_l without a bias."""
-    w = params[layer.weight]
-    return w if layer.bias is None else torch.cat([w, params[layer.bias][:, None]], 1)
 
 
 def _augmented_vectors(vectors: torch.Tensor, s: Slot) -> torch.Tensor:
