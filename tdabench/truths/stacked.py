@@ -15,6 +15,7 @@ from torch.func import vmap
 from tdabench.task.context import TaskContext
 from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import Batch
+from tdabench.task.spec import OptimizerSpec
 from tdabench.truths.linear_stack import linear_stack_gradients
 from tdabench.truths.linear_stack_sgd import linear_stack_sgd_step
 
@@ -50,6 +51,30 @@ def training_step_fn(ctx: TaskContext, optimizer: FunctionalOptimizer) -> Callab
         else:
             optimizer.step_(params, grads_of(params, x, y, w, m), state, active)
     return step_
+
+
+def train_to_marks(ctx: TaskContext, recipe: OptimizerSpec, params: Tensors,
+                   batches_of: Callable[[int], Iterable[Batch]], marks: tuple[int, ...],
+                   record: Callable[[Tensors], np.ndarray], on_step: Callable[[], None] | None = None) -> np.ndarray:
+    """Train the stacked copies `params` in place with `recipe`'s optimizer, epoch e's batches from
+    `batches_of(e)`, until the last of `marks` (strictly increasing step counts); after each step in
+    `marks`, `record(params)` (no gradients). Returns the records stacked, shape (len(marks), …)."""
+    optimizer = FunctionalOptimizer(recipe)
+    step_, state = training_step_fn(ctx, optimizer), optimizer.init(params)
+    out, step, epoch = [], 0, 0
+    while step < marks[-1]:
+        for x, y, w, m, active in epoch_tensors(ctx, batches_of(epoch)):
+            step_(params, state, x, y, w, m, active)
+            step += 1
+            if on_step is not None:
+                on_step()
+            if step in marks:
+                with torch.no_grad():
+                    out.append(record(params))
+            if step == marks[-1]:
+                break
+        epoch += 1
+    return np.stack(out)
 
 
 def vmapped_gradients_fn(ctx: TaskContext) -> Callable[..., Tensors]:

@@ -19,36 +19,20 @@ import torch
 from torch.func import vmap
 
 from tdabench.task.context import TaskContext
-from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import FURTHER_TRAINING_STREAM, epoch_permutation, subset_batches
 from tdabench.task.spec import OptimizerSpec
-from tdabench.truths.stacked import epoch_tensors, stack_copies, training_step_fn
+from tdabench.truths.stacked import stack_copies, train_to_marks
 
 
 def _train_chunk(ctx: TaskContext, recipe: OptimizerSpec, keep: np.ndarray, seed: int, steps: Sequence[int],
                  x: torch.Tensor, on_step: Callable[[], None] | None) -> np.ndarray:
     """Outputs (len(steps), K, n_eval, n_outputs) of the K = len(keep) copies (row 0 keeps all)."""
     n = len(ctx.train)
-    optimizer = FunctionalOptimizer(recipe)
-    step_ = training_step_fn(ctx, optimizer)
-    params = stack_copies(ctx.params, len(keep))
-    state = optimizer.init(params)
     outputs_of = vmap(lambda p: ctx.outputs(p, x))
-    marks, out, step, epoch = set(steps), [], 0, 0
-    while step < max(steps):
-        perm = epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM)
-        for xb, yb, w, m, active in epoch_tensors(ctx, subset_batches(perm, keep, recipe.batch_size)):
-            step_(params, state, xb, yb, w, m, active)
-            step += 1
-            if on_step is not None:
-                on_step()
-            if step in marks:
-                with torch.no_grad():
-                    out.append(outputs_of(params).double().cpu().numpy())
-            if step == max(steps):
-                break
-        epoch += 1
-    return np.stack(out)
+    batches_of = lambda epoch: subset_batches(epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM),  # noqa: E731
+                                              keep, recipe.batch_size)
+    return train_to_marks(ctx, recipe, stack_copies(ctx.params, len(keep)), batches_of, tuple(steps),
+                          lambda params: outputs_of(params).double().cpu().numpy(), on_step)
 
 
 def further_train_subsets(ctx: TaskContext, recipe: OptimizerSpec, keep: np.ndarray, seed: int,

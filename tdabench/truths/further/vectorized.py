@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from tdabench.task.context import TaskContext
-from tdabench.task.optim import FunctionalOptimizer
 from tdabench.task.schedule import FURTHER_TRAINING_STREAM, epoch_batches, epoch_permutation
 from tdabench.truths.further.config import GoldConfig
-from tdabench.truths.stacked import epoch_tensors, stack_copies, targets_fn, training_step_fn
+from tdabench.truths.stacked import stack_copies, targets_fn, train_to_marks
 
 
 def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarray,
@@ -32,27 +31,10 @@ def train_copies(ctx: TaskContext, cfg: GoldConfig, seed: int, removed: np.ndarr
     cfg.check_split(n)
     test_idx = torch.as_tensor(cfg.test_idx, device=ctx.test.x.device)
     evaluate = targets_fn(ctx, ctx.test.x[test_idx], ctx.test.y[test_idx])
-    optimizer = FunctionalOptimizer(cfg.recipe)
-    step_ = training_step_fn(ctx, optimizer)
-    params = stack_copies(ctx.params, len(removed))
-    state = optimizer.init(params)
-    marks = cfg.steps
-    out, step, epoch = [], 0, 0
-    while step < marks[-1]:
-        perm = epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM)
-        batches = epoch_tensors(ctx, epoch_batches(perm, removed, cfg.recipe.batch_size, cfg.mode, cfg.epsilon))
-        for x, y, w, m, active in batches:
-            step_(params, state, x, y, w, m, active)
-            step += 1
-            if on_step is not None:
-                on_step()
-            if step in marks:
-                with torch.no_grad():
-                    out.append(evaluate(params).double().cpu().numpy())
-            if step == marks[-1]:
-                break
-        epoch += 1
-    return np.stack(out)
+    batches_of = lambda epoch: epoch_batches(epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM),  # noqa: E731
+                                             removed, cfg.recipe.batch_size, cfg.mode, cfg.epsilon)
+    return train_to_marks(ctx, cfg.recipe, stack_copies(ctx.params, len(removed)), batches_of, tuple(cfg.steps),
+                          lambda params: evaluate(params).double().cpu().numpy(), on_step)
 
 
 def paired_differences(ctx: TaskContext, cfg: GoldConfig, seed: int,
