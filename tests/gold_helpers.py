@@ -7,9 +7,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 import yaml
 
 from tdabench.task import TaskContext, build_context, parse_spec
+from tdabench.task.models import build_model
+from tdabench.task.objective import l2_penalty, per_example_loss
+from tdabench.task.optim import torch_optimizer
+from tdabench.task.schedule import TRAINING_STREAM, epoch_permutation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +56,23 @@ def write_small_spec(folder: Path, name: str = "small-bc", **overrides: Any) -> 
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def sequential_subset_model(ctx: TaskContext, keep_row: np.ndarray, seed: int) -> torch.nn.Module:
+    """The plain reference of retraining on a subset: one model trained from a fresh initialisation
+    by torch.optim with the final model's recipe, on the shared order restricted to the kept
+    instances (`keep_row`, bool (n,)), batch mean + l2."""
+    recipe, loss_fn = ctx.spec.training, per_example_loss(ctx.spec.objective)
+    model = build_model(ctx.spec.model, ctx.train.x.shape[1], ctx.data.n_outputs, ctx.dtype)
+    optimizer = torch_optimizer(recipe, model.parameters())
+    for epoch in range(recipe.epochs):
+        order = epoch_permutation(len(ctx.train), recipe.seed + seed, epoch, TRAINING_STREAM)
+        order = order[keep_row[order]]
+        for start in range(0, len(order), recipe.batch_size):
+            idx = torch.as_tensor(order[start:start + recipe.batch_size])
+            loss = loss_fn(model(ctx.train.x[idx]), ctx.train.y[idx]).mean()
+            loss = loss + l2_penalty(dict(model.named_parameters()), ctx.l2)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model

@@ -9,17 +9,15 @@ import pytest
 import torch
 
 from conftest import tiny_spec
-from gold_helpers import in_cache, write_small_spec
+from gold_helpers import in_cache, sequential_subset_model, write_small_spec
 from tdabench.compare import CompareOptions, run_compare
 from tdabench.errors import CacheMismatchError, TdabenchError, UnknownNameError
 from tdabench.scoring.metrics import METRICS
 from tdabench.results import read_results, write_results
 from tdabench.task import build_context, parse_spec
 from tdabench.task.models import build_model
-from tdabench.task.objective import l2_penalty, per_example_loss
 from tdabench.selection import parse_estimators
-from tdabench.task.optim import torch_optimizer
-from tdabench.task.schedule import TRAINING_STREAM, epoch_batches, epoch_permutation
+from tdabench.task.schedule import TRAINING_STREAM, epoch_batches
 from tdabench.task.training import train_module
 from tdabench.truths.further import run_gold_standard
 from tdabench.truths.names import GROUND_TRUTHS, RETRAINING_GROUND_TRUTHS
@@ -94,19 +92,7 @@ def test_one_removal_batches_equal_epoch_batches():
 
 def _sequential_subset(ctx, keep_row, seed, test_idx) -> np.ndarray:
     """A plain torch.optim loop on the shared order restricted to the subset, batch mean + l2."""
-    recipe, loss_fn = ctx.spec.training, per_example_loss(ctx.spec.objective)
-    model = build_model(ctx.spec.model, ctx.train.x.shape[1], ctx.data.n_outputs, ctx.dtype)
-    optimizer = torch_optimizer(recipe, model.parameters())
-    for epoch in range(recipe.epochs):
-        order = epoch_permutation(len(ctx.train), recipe.seed + seed, epoch, TRAINING_STREAM)
-        order = order[keep_row[order]]
-        for start in range(0, len(order), recipe.batch_size):
-            idx = torch.as_tensor(order[start:start + recipe.batch_size])
-            loss = loss_fn(model(ctx.train.x[idx]), ctx.train.y[idx]).mean()
-            loss = loss + l2_penalty(dict(model.named_parameters()), ctx.l2)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    model = sequential_subset_model(ctx, keep_row, seed)
     return _target(ctx, model, test_idx)
 
 

@@ -8,14 +8,10 @@ import pytest
 import torch
 
 from tdabench.downstream.brittleness import random_order, retrained_flips
-from tdabench.task.models import build_model
-from tdabench.task.objective import l2_penalty, per_example_loss
-from tdabench.task.optim import torch_optimizer
-from tdabench.task.schedule import TRAINING_STREAM, epoch_permutation
 from tdabench.truths.retraining import random_subsets
 from tdabench.truths.scratch import scratch_outputs, train_from_scratch
 
-from gold_helpers import small_context
+from gold_helpers import sequential_subset_model, small_context
 
 TRAINING = {"training.optimizer": "sgd", "training.lr": 0.1, "training.momentum": 0.9, "training.batch_size": 8,
             "training.epochs": 4, "training.seed": 2}
@@ -28,19 +24,7 @@ def ctx(tmp_path_factory):
 
 def _plain_loop(ctx, keep_row: np.ndarray, seed: int, test_idx) -> np.ndarray:
     """One model, torch.optim, the training order restricted to the kept instances, batch mean + l2."""
-    recipe, loss_fn = ctx.spec.training, per_example_loss(ctx.spec.objective)
-    model = build_model(ctx.spec.model, ctx.train.x.shape[1], ctx.data.n_outputs, ctx.dtype)
-    optimizer = torch_optimizer(recipe, model.parameters())
-    for epoch in range(recipe.epochs):
-        order = epoch_permutation(len(ctx.train), recipe.seed + seed, epoch, TRAINING_STREAM)
-        order = order[keep_row[order]]
-        for start in range(0, len(order), recipe.batch_size):
-            idx = torch.as_tensor(order[start:start + recipe.batch_size])
-            loss = loss_fn(model(ctx.train.x[idx]), ctx.train.y[idx]).mean()
-            loss = loss + l2_penalty(dict(model.named_parameters()), ctx.l2)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    model = sequential_subset_model(ctx, keep_row, seed)
     with torch.no_grad():
         return model(ctx.test.x[torch.as_tensor(test_idx)]).numpy()
 
