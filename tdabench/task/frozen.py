@@ -18,13 +18,16 @@ import torch
 
 from tdabench.storage import UnitStore, run_units
 from tdabench.task.data import Dataset
-from tdabench.task.spec import TaskSpec
+from tdabench.task.spec import TaskSpec, canonical_settings
 
 FEATURES_FORMAT = 2  # 2: mean-pooled sentence embeddings (1 took the [CLS] state)
 
 
 def _settings(spec: TaskSpec) -> dict:
-    return {"format": FEATURES_FORMAT, "data": json.loads(json.dumps(dataclasses.asdict(spec.data))),
+    """What the frozen features depend on. Data fields added to the spec later enter only when they
+    differ from their defaults (`canonical_settings`), so a new field does not recompute the features."""
+    data = canonical_settings({"data": dataclasses.asdict(spec.data)})["data"]
+    return {"format": FEATURES_FORMAT, "data": data,
             "frozen_layers": 6 - spec.model.trainable_layers, "dtype": spec.dtype}
 
 
