@@ -18,7 +18,7 @@ from tdabench.estimators import (ArnoldiInfluence, ConjugateGradientInfluence, E
                                  HorizonLissa, LissaInfluence, TracIn, Trak)
 from tdabench.estimators.curvature import CurvatureOperator
 from tdabench.estimators.gradients import flat_per_sample_grads
-from tdabench.estimators.trak import RandomProjection
+from tdabench.estimators.trak import CachedProjection, RandomProjection
 from tdabench.task import TaskContext, build_context, parse_spec
 from tdabench.task.context import Checkpoint
 from tdabench.task.ensemble import member_context
@@ -264,6 +264,17 @@ def test_projection_is_seeded_and_near_isometric():
     rademacher = RandomProjection(3000, 64, "rademacher", seed=3).chunk(2)
     assert set(np.unique(rademacher.numpy() * 8).tolist()) == {-1.0, 1.0} and rademacher.shape == (952, 64)
     assert not torch.equal(RandomProjection(3000, 64, seed=4).chunk(0), RandomProjection(3000, 64, seed=3).chunk(0))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "rademacher"])
+def test_cached_projection_equals_the_chunk_by_chunk_product(kind):
+    """Π held whole and Π regenerated per call (max_bytes=0) are the same matrix, so x Π agrees."""
+    proj = RandomProjection(2500, 70, kind, seed=1)
+    x = torch.randn(4, 2500, dtype=torch.float64)
+    held, regenerated = CachedProjection(proj, torch.float64), CachedProjection(proj, torch.float64, max_bytes=0)
+    assert held.matrix is not None and regenerated.matrix is None
+    assert_close(held(x).numpy(), regenerated(x).numpy(), 1e-12)
+    assert_close(held(x).numpy(), (x @ torch.cat([proj.chunk(c) for c in range(3)])).numpy(), 1e-12)
 
 
 def test_trak_ensemble_averages_members(tiny_logreg_context):
