@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--n-test", type=int, default=None,
                      help="test points scored (default: the spec's gold_standard.n_test; all if fewer)")
     cmp.add_argument("--target", default=None,
-                     help="attribution target: loss, margin, logit:K or probe:LAYER (default: the spec's)")
+                     help="attribution target: loss, margin, logit:K, probe:LAYER or interaction:S (S: 1-4 "
+                          "feature indices or token positions, e.g. interaction:0,1) (default: the spec's)")
     cmp.add_argument("--centered", action="store_true",
                      help="subtract, per test point and horizon, the gold standard's mean over the evaluated instances")
     cmp.add_argument("--chunk-size", type=int, default=None,
