@@ -183,7 +183,10 @@ def test_salient_interactions_agree_with_the_target(tmp_path, tiny_mlp_context):
         assert state["sparsity"]["threshold"] == pytest.approx(0.05 * magnitudes[0])
 
 
+@pytest.mark.slow
 def test_cli_interactions_and_bad_target(tmp_path):
+    """End to end in subprocesses (about 20 s on 2 idle cores): `tdabench interactions`, a bad
+    interaction target (exit 2 before training) and `compare --target interaction:3,0`."""
     spec = write_small_spec(tmp_path)
     run = lambda *args: subprocess.run([sys.executable, "-m", "tdabench.cli", *args], capture_output=True,  # noqa: E731
                                        text=True, env=scrubbed_environment(), timeout=300)
@@ -193,3 +196,10 @@ def test_cli_interactions_and_bad_target(tmp_path):
     assert "test point 0" in proc.stdout and json.loads((tmp_path / "out" / "interactions.json").read_text())
     proc = run("compare", "--task", str(spec), "--target", "interaction:0,31", "--out", str(tmp_path / "c"))
     assert proc.returncode == 2 and "out of range" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("compare", "--task", str(spec), "--target", "interaction:3,0", "--estimators", "grad-dot",
+               "--out", str(tmp_path / "c"), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert results["task"]["target"] == "interaction:3,0" and results["task"]["interaction"]["features"] == [3, 0]
+    assert len(results["task"]["interaction"]["baseline"]) == 30 and not results.get("errors")
+    assert {r["estimator"] for r in results["records"]} == {"grad-dot"}
