@@ -1,4 +1,4 @@
-"""The command line: `tdabench list`, `tdabench compare`, `tdabench leaderboard`, `tdabench downstream`.
+"""The command line: `tdabench list`, `compare`, `leaderboard`, `downstream`, `interactions`.
 
 User errors (unknown names, malformed specs, impossible settings) print one line and exit with 2.
 """
@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--n-test", type=int, default=None,
                      help="test points scored (default: the spec's gold_standard.n_test; all if fewer)")
     cmp.add_argument("--target", default=None,
-                     help="attribution target: loss, margin, logit:K or probe:LAYER (default: the spec's)")
+                     help="attribution target: loss, margin, logit:K, probe:LAYER or interaction:S (S: 1-4 "
+                          "feature indices or token positions, e.g. interaction:0,1) (default: the spec's)")
     cmp.add_argument("--centered", action="store_true",
                      help="subtract, per test point and horizon, the gold standard's mean over the evaluated instances")
     cmp.add_argument("--chunk-size", type=int, default=None,
@@ -148,7 +149,30 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --suite: auto, cpu (default) or cuda[:k] for the comparisons it runs")
     _add_executor_args(board, "the suite's comparisons (with ray: one task per stale entry)")
     _add_downstream(sub)
+    _add_interactions(sub)
     return parser
+
+
+def _add_interactions(sub) -> None:
+    """`tdabench interactions`: the final model's salient Harsanyi interactions (tdabench/interactions/)."""
+    inter = sub.add_parser("interactions", help="the most salient Harsanyi interactions of the final model on "
+                           "test points, and their sparsity, before and after further training")
+    inter.set_defaults(handler=cmd_interactions)
+    inter.add_argument("--task", default=None, help="task name or spec file (default: breast-cancer-mlp)")
+    inter.add_argument("--test-index", type=_int_list, default=(0,),
+                       help="comma-separated indices into the test split (default 0)")
+    inter.add_argument("--max-order", type=int, default=3, help="largest |S| (default %(default)s)")
+    inter.add_argument("--threshold", type=float, default=None,
+                       help="sparsity: |I(S)| above this counts (default: --relative of the largest |I|)")
+    inter.add_argument("--relative", type=float, default=0.05,
+                       help="sparsity threshold as a share of the largest |I| (default %(default)s)")
+    inter.add_argument("--horizons", type=_int_list, default=None,
+                       help="further-training horizons in the spec's unit (default: the spec's)")
+    inter.add_argument("--seed", type=int, default=0, help="reference seed of further training (default 0)")
+    inter.add_argument("--top", type=int, default=15, help="interactions listed per test point (default 15)")
+    inter.add_argument("--out", type=Path, default=Path("runs/interactions"), help="folder of interactions.json")
+    inter.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
+    inter.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _add_downstream(sub) -> None:
@@ -390,6 +414,22 @@ def cmd_downstream(args: argparse.Namespace) -> int:
     print(render_table(payload))
     print(f"\nwrote {write_downstream(payload, args.out)}")
     _write_downstream_plot(payload, args.out, compared, args.compare_metric)
+    return 0
+
+
+def cmd_interactions(args: argparse.Namespace) -> int:
+    from tdabench.interactions import InteractionOptions, render_interactions, salient_interactions, write_interactions
+    from tdabench.results import check_writable_folder
+    from tdabench.task import DEFAULT_TASK
+
+    check_writable_folder(args.out)
+    options = InteractionOptions(task=args.task or DEFAULT_TASK, test_indices=tuple(args.test_index),
+                                 max_order=args.max_order, threshold=args.threshold, relative=args.relative,
+                                 horizons=args.horizons, seed=args.seed, cache_dir=args.cache_dir,
+                                 progress=not args.no_progress)
+    payload = salient_interactions(options)
+    print(render_interactions(payload, args.top))
+    print(f"\nwrote {write_interactions(payload, args.out)}")
     return 0
 
 

@@ -44,8 +44,9 @@ from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
 from tdabench.task.device import context_as, context_on, resolve_device
+from tdabench.task.interaction import make_interaction
 from tdabench.task.spec import TaskSpec
-from tdabench.task.targets import check_target_name
+from tdabench.task.targets import check_target_name, is_interaction
 from tdabench.task.user_task import UserTask
 from tdabench.truths.further import (GOLD_MODES, GoldConfig, GoldStandard, auto_chunk_size, check_epsilon,
                                      check_horizons, config_from_spec, run_gold_standard)
@@ -202,6 +203,8 @@ def check_target(name: str, spec: TaskSpec, data: Dataset) -> None:
     """An unknown target raises before training (a probe's layer is checked by `build_context`,
     on the model it builds, before it trains)."""
     check_target_name(name, spec.objective, data.n_outputs, spec.concept)
+    if is_interaction(name):  # its features against the data, and the task's inputs
+        make_interaction(name, spec, data)
 
 
 def _check_scores(scores: np.ndarray, expected: tuple[int, ...]) -> None:
@@ -347,6 +350,8 @@ def task_info(ctx: TaskContext, cfg: GoldConfig) -> TaskInfo:
     if ctx.probe is not None:
         details["probe"] = {"layer": ctx.probe.layer, "concept": ctx.probe.concept,
                             "train_accuracy": ctx.probe.train_accuracy}
+    if ctx.interaction is not None:
+        details["interaction"] = ctx.interaction.describe()
     return TaskInfo(spec.name, spec.version, spec.spec_hash, details)
 
 

@@ -160,10 +160,12 @@ def linear_blocks_or_none(context: TaskContext) -> list[LinearBlock] | None:
 
 def gradient_factors(context: TaskContext, blocks: list[LinearBlock], fn: GradFn, x: torch.Tensor,
                      y: torch.Tensor, params: Tensors) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer (ã (b, width), d (b, out)): example i's gradient of fn w.r.t. the layer is d_i ã_iᵀ.
+    """Per layer (ã (b·m, width), d (b·m, out)): example i's gradient of fn w.r.t. the layer is
+    Σ_r d_{i,r} ã_{i,r}ᵀ over its m consecutive rows (m = 1 but for a target that runs the model on
+    m inputs per example, such as an interaction target's 2^|S| masked copies).
 
-    d is the gradient of Σ_i fn(z_i) w.r.t. the layer's probe: examples are independent, so row i
-    holds example i's own gradient.
+    d is the gradient of Σ_i fn(z_i) w.r.t. the layer's probe: examples are independent, so the rows
+    of example i hold its own gradient.
     """
     per_example = per_example_function(context, fn)
     with probed(blocks) as (inputs, probes), torch.enable_grad():
@@ -208,6 +210,8 @@ def gradient_gram(context: TaskContext, left: tuple[Split, np.ndarray, GradFn],
                                        params, batch_size).double() for split, idx, fn in (left, right)]
         return grads[0] @ grads[1].T
     sides = [_stacked_factors(context, blocks, side, params, batch_size) for side in (left, right)]
-    for (a_l, d_l), (a_r, d_r) in zip(*sides):
-        gram += (d_l @ d_r.T) * (a_l @ a_r.T)
+    n_l, n_r = gram.shape
+    for (a_l, d_l), (a_r, d_r) in zip(*sides):  # rows per example: m_l = len(a_l) / n_l (`gradient_factors`)
+        rows = (d_l @ d_r.T) * (a_l @ a_r.T)
+        gram += rows.reshape(n_l, len(a_l) // n_l, n_r, len(a_r) // n_r).sum(dim=(1, 3))
     return gram

@@ -21,11 +21,12 @@ from tdabench.progress import bar
 from tdabench.storage import UnitStore, cache_root, task_entry
 from tdabench.task.content import with_content
 from tdabench.task.data import Dataset, Split, load_dataset
+from tdabench.task.interaction import Interaction, make_interaction
 from tdabench.task.models import model_for_data
 from tdabench.task.objective import OutputFn, l2_penalty, margin, per_example_loss
 from tdabench.task.probe import Probe, check_probe_layer, fit_probe, layer_activation
 from tdabench.task.spec import TaskSpec, canonical_settings
-from tdabench.task.targets import is_probe, make_target
+from tdabench.task.targets import is_interaction, is_probe, make_target
 from tdabench.task.training import evaluate, train_module
 from tdabench.task.user_models import attributed_names, load_weights, read_weights
 
@@ -67,6 +68,7 @@ class TaskContext:
     cache_dir: Path | None = None  # where the final model is cached (None: cache_root())
     probe: Probe | None = None  # the frozen concept probe of a 'probe:LAYER' target
     init_model: Callable[[], nn.Module] | None = field(default=None, repr=False, compare=False)
+    interaction: Interaction | None = None  # the S, baseline and v of an 'interaction:S' target
     # What estimators compute once per context and share (dense_curvature.curvature_matrix); a
     # context made by dataclasses.replace starts empty.
     memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -120,7 +122,9 @@ class TaskContext:
         return self._loss_fn(self.outputs(params, x), y)
 
     def target(self, params: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-example attribution target f(z; θ), shape (B,) (targets.py, probe.py)."""
+        """Per-example attribution target f(z; θ), shape (B,) (targets.py, probe.py, interaction.py)."""
+        if self.interaction is not None:
+            return self.interaction.evaluate(lambda masked: self.outputs(params, masked), x, y)
         if self.probe is not None:
             return self.probe.logit(layer_activation(self.model, params, self.buffers, x, self.probe.layer))
         return self._target_fn(self.outputs(params, x), y)
@@ -153,21 +157,25 @@ class TaskContext:
 
     def with_target(self, name: str) -> "TaskContext":
         """The same context attributing target `name` (a probe is fitted on the final model)."""
-        fn, probe = _target_parts(name, self.spec, self.model, self.params, self.buffers, self.data, self._loss_fn)
-        return replace(self, target_name=name, _target_fn=fn, probe=probe)
+        fn, probe, interaction = _target_parts(name, self.spec, self.model, self.params, self.buffers, self.data,
+                                               self._loss_fn)
+        return replace(self, target_name=name, _target_fn=fn, probe=probe, interaction=interaction)
 
 
 def _target_parts(name: str, spec: TaskSpec, model: nn.Module, params: Tensors, buffers: Tensors,
-                  data: Dataset, loss_fn: OutputFn) -> tuple[OutputFn, Probe | None]:
-    """(output function, probe): a probe target fits its probe; others have no probe."""
+                  data: Dataset, loss_fn: OutputFn) -> tuple[OutputFn, Probe | None, Interaction | None]:
+    """(output function, probe, interaction): a probe target fits its probe, an interaction target
+    takes its baseline from the data; others have neither (the output function is unused then)."""
     if name == "loss":
-        return loss_fn, None
+        return loss_fn, None, None
+    if is_interaction(name):
+        return loss_fn, None, make_interaction(name, spec, data)
     if not is_probe(name):
-        return make_target(name, spec.objective, data.n_outputs), None
+        return make_target(name, spec.objective, data.n_outputs), None, None
     if spec.concept is None:
         raise TdabenchError(f"target '{name}': task '{spec.name}' names no `concept` to probe for")
     probe = fit_probe(model, params, buffers, data.train, name.partition(":")[2], spec.concept)
-    return loss_fn, probe
+    return loss_fn, probe, None
 
 
 def final_model_settings(spec: TaskSpec) -> dict[str, Any]:
@@ -311,6 +319,6 @@ def build_context(spec: TaskSpec, cache_dir: Path | None = None, target: str | N
     metrics = {"train": evaluate(model, data.train, spec.objective, loss_fn),
                "test": evaluate(model, data.test, spec.objective, loss_fn)}
     params, buffers, saved = _split_parameters(model, spec, checkpoints)
-    target_fn, probe = _target_parts(target, spec, model, params, buffers, data, loss_fn)
+    target_fn, probe, interaction = _target_parts(target, spec, model, params, buffers, data, loss_fn)
     return TaskContext(spec, model, params, buffers, data, metrics, target, target_fn, loss_fn, saved,
-                       cache_dir, probe, init_model)
+                       cache_dir, probe, init_model, interaction)

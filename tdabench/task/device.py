@@ -76,15 +76,20 @@ def _map_splits(data: Dataset, convert: Convert) -> Dataset:
 
 def _map_context(ctx: TaskContext, convert: Convert, module_to: torch.device | torch.dtype, data: Dataset,
                  init_model: Callable[[], nn.Module] | None) -> TaskContext:
-    """`ctx` with `convert` applied to its parameters, buffers, checkpoints and probe, a copy of its
+    """`ctx` with `convert` applied to its parameters, buffers, checkpoints, probe and interaction
+    baseline, a copy of its
     model moved by `nn.Module.to(module_to)`, and the given data and model initialiser."""
     tensors = lambda named: {k: convert(v) for k, v in named.items()}  # noqa: E731
     checkpoints = tuple(Checkpoint(c.epoch, tensors(c.params), c.lr) for c in ctx.checkpoints)
     probe = ctx.probe and dataclasses.replace(ctx.probe, weight=convert(ctx.probe.weight),
                                               mean=convert(ctx.probe.mean), std=convert(ctx.probe.std))
+    interaction = ctx.interaction
+    if interaction is not None and interaction.masker.baseline is not None:
+        masker = dataclasses.replace(interaction.masker, baseline=convert(interaction.masker.baseline))
+        interaction = dataclasses.replace(interaction, masker=masker)
     return dataclasses.replace(ctx, model=copy.deepcopy(ctx.model).to(module_to), params=tensors(ctx.params),
                                buffers=tensors(ctx.buffers), data=data, checkpoints=checkpoints, probe=probe,
-                               init_model=init_model)
+                               init_model=init_model, interaction=interaction)
 
 
 def dataset_on(data: Dataset, device: torch.device) -> Dataset:
