@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from tdabench.report.plots import _matplotlib, _render, estimator_style
+from tdabench.report.plots import estimator_style, matplotlib_module, render_figure
 from tdabench.results import Results
 from tdabench.storage import atomic_write_bytes
 from tdabench.truths.names import FURTHER_TRAINING
@@ -83,7 +83,7 @@ def _err(point: Point) -> list[list[float]] | None:
 
 def downstream_figure(payload: dict[str, Any], results: Results | None = None, metric: str = "pearson") -> Any:
     """The figure (matplotlib Figure, off-screen): one panel per downstream score."""
-    mpl = _matplotlib()
+    mpl = matplotlib_module()
     scores = downstream_scores(payload)
     xs = agreement_points(results, metric) if results is not None else None
     cols = min(3, max(len(scores), 1))
@@ -118,6 +118,6 @@ def write_downstream_plot(payload: dict[str, Any], out_dir: str | Path, results:
     paths = []
     for fmt in ("png", "svg"):
         path = Path(out_dir) / f"downstream.{fmt}"
-        atomic_write_bytes(path, _render(fig, fmt))
+        atomic_write_bytes(path, render_figure(fig, fmt))
         paths.append(path)
     return paths
