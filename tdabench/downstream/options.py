@@ -78,19 +78,32 @@ class DownstreamOptions:
         return {**out, "checks": list(self.checks), "ks": list(self.ks)}
 
 
+def task_mismatch(spec: TaskSpec, checks: tuple[str, ...]) -> str | None:
+    """Why some of `checks` do not fit the task (one line), or None: the classification checks need the
+    cross-entropy loss, shortcut an image task."""
+    wants = [c for c in checks if c in CLASSIFICATION_CHECKS]
+    if wants and spec.objective.loss != "cross-entropy":
+        return f"{', '.join(wants)} need a classification task; '{spec.name}' uses the {spec.objective.loss} loss"
+    if "shortcut" in checks and spec.modality != "image":
+        return f"shortcut needs an image task; '{spec.name}' is {spec.modality}"
+    return None
+
+
+def fitting_checks(spec: TaskSpec) -> tuple[str, ...]:
+    """Every check that fits the task, in CHECKS order (what a suite's `downstream: true` runs)."""
+    return tuple(c for c in CHECKS if task_mismatch(spec, (c,)) is None)
+
+
 def check_task(spec: TaskSpec, options: DownstreamOptions, data: Dataset) -> None:
     """Refuse checks that do not fit the task, a k grid larger than its training split, and a
     shortcut class the task does not have."""
     n_train = len(data.train)
-    wants = [c for c in options.checks if c in CLASSIFICATION_CHECKS]
-    if wants and spec.objective.loss != "cross-entropy":
-        raise TdabenchError(f"{', '.join(wants)} need a classification task; '{spec.name}' uses the "
-                            f"{spec.objective.loss} loss")
+    mismatch = task_mismatch(spec, options.checks)
+    if mismatch:
+        raise TdabenchError(mismatch)
     if "brittleness" in options.checks and options.ks[-1] > n_train:
         raise TdabenchError(f"ks go up to {options.ks[-1]}, but the task has {n_train} training instances")
     if {"cardinality", "shortcut"} & set(options.checks) and options.top_k > n_train:
         raise TdabenchError(f"top_k={options.top_k} exceeds the {n_train} training instances")
-    if "shortcut" in options.checks and spec.modality != "image":
-        raise TdabenchError(f"shortcut needs an image task; '{spec.name}' is {spec.modality}")
     if "shortcut" in options.checks and options.shortcut_class >= data.n_outputs:
         raise TdabenchError(f"shortcut_class={options.shortcut_class}, but the task has {data.n_outputs} classes")
