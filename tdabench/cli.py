@@ -169,6 +169,9 @@ def _add_downstream(sub) -> None:
                       help="top-k removal: further-training horizon in the spec's unit (default: its longest)")
     down.add_argument("--retrain", action="store_true",
                       help="top-k removal also by retraining from scratch without the removed set (small tasks)")
+    down.add_argument("--retrain-budget", type=int, default=None,
+                      help="--retrain refuses more than this many n_train × models retrained from scratch "
+                           "(default: downstream.options.RETRAIN_BUDGET, 1e6)")
     down.add_argument("--noise", type=float, default=0.1, help="fraction of training labels flipped (mislabel)")
     down.add_argument("--gold-seeds", type=int, default=1, help="seeds of the gold self-influence")
     down.add_argument("--gold-instances", type=int, default=200,
@@ -417,6 +420,7 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         task=args.task or DEFAULT_TASK, checks=tuple(args.checks),
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
         n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, retrain=args.retrain,
+        **({} if args.retrain_budget is None else {"retrain_budget": args.retrain_budget}),
         noise=args.noise, gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, shortcut=args.shortcut,
         shortcut_class=args.shortcut_class, cache_dir=args.cache_dir, progress=not args.no_progress)
     compared = _compare_results_for(options.task, args.compare_results, args.compare_metric)

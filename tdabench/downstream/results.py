@@ -5,6 +5,7 @@ Layout (schema version 1)::
     {"schema_version": 1, "kind": "tdabench-downstream", "tdabench_version": ..., "git_hash": ...,
      "date": ..., "task": {"name", "version", "spec_hash"}, "settings": {...},
      "checks": {"mislabel": {"task": {...noisy variant...}, "n_flipped", "estimators": {label: detection},
+                             "not_applicable": {label: why} (e.g. a constant self-influence: no AUC),
                              "gold": [{"horizon": h, ...detection}]},
                 "randomization": {label: {"mean", "sem", "ci_low", "ci_high", "n", "n_skipped"}},
                 "cardinality": {label: {"k", "distinct", "n_test", "n_train"}},
@@ -93,6 +94,8 @@ def render_table(payload: dict[str, Any]) -> str:
         rows.append(row("random removal", None, None, None, brit["random"]))
     if cut:
         rows.append(row("shortcut chance", None, None, None, None, cut["n_planted"] / cut["n_train"]))
+    for label, why in mis.get("not_applicable", {}).items():
+        rows.append(f"note: {label} mislabel: {why}")
     for label, errors in payload.get("errors", {}).items():
         rows += [f"error: {label} {check}: {msg}" for check, msg in errors.items()]
     return "\n".join(rows)

@@ -16,7 +16,7 @@ from tdabench.downstream.common import Errors, task_info
 from tdabench.downstream.final_checks import final_model_checks
 from tdabench.downstream.mislabel import noisy_spec
 from tdabench.downstream.mislabel_check import mislabel_check
-from tdabench.downstream.options import CHECKS, DownstreamOptions, check_task
+from tdabench.downstream.options import CHECKS, DownstreamOptions, check_retrain_size, check_task
 from tdabench.downstream.shortcut import shortcut_spec
 from tdabench.downstream.shortcut_check import shortcut_check
 from tdabench.downstream.results import DOWNSTREAM_SCHEMA_VERSION, KIND
@@ -43,6 +43,7 @@ def run_downstream(options: DownstreamOptions) -> dict[str, Any]:
     noisy = noisy_spec(spec, options.noise, options.noise_seed) if "mislabel" in options.checks else None
     data = load_task_data(spec, options.cache_dir)
     check_task(spec, options, data)  # before the final model is trained
+    check_retrain_size(options, len(data.train), len(made))
     planted = _shortcut_variant(spec, options)
     errors: Errors = {}
     with shown(options.progress):
