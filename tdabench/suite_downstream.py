@@ -2,7 +2,8 @@
 
 An entry that asks for them gets `tdabench downstream` on its task, with its estimators (default:
 every native one) and the checks it names (`true`: every check that fits the task,
-`downstream.options.fitting_checks`), all other settings at their defaults. The payload is written
+`downstream.options.fitting_checks`), the settings its `downstream` mapping gives (suite.DOWNSTREAM_KEYS)
+and all others at their defaults. The payload is written
 as `downstream.json` next to the entry's `results.json` (`suite.results_dir`), with the resolved
 settings stored under the top-level key "suite_entry"; like a comparison, it is stale when the file
 is missing, was made with other settings, or with another version of the task spec. The pages read
@@ -41,7 +42,8 @@ def check_downstream(suite: Suite, entry: SuiteEntry) -> None:
 
 def downstream_options(entry: SuiteEntry, **common: Any) -> DownstreamOptions:
     """The DownstreamOptions of an entry that asks for downstream checks; `common`: cache_dir, progress."""
-    return DownstreamOptions(task=entry.task, estimators=entry.estimators, checks=entry_checks(entry), **common)
+    return DownstreamOptions(task=entry.task, estimators=entry.estimators, checks=entry_checks(entry),
+                             **dict(entry.downstream_options), **common)
 
 
 def downstream_settings(options: DownstreamOptions, default_labels: list[str]) -> dict[str, Any]:

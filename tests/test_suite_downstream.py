@@ -48,6 +48,31 @@ def test_the_downstream_field_is_parsed_and_validated(tmp_path: Path) -> None:
     assert "shortcut" in entry_checks(SuiteEntry("digits-mlp", 2, downstream=True))
 
 
+def test_a_downstream_mapping_sets_checks_and_options(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, "tasks:\n  - {task: breast-cancer-mlp, seeds: 2, downstream: "
+                                       "{checks: [mislabel, brittleness], horizon: 10, ks: [1, 5]}}\n"
+                                       "  - {task: digits-mlp, seeds: 2, downstream: {n_test: 5}}\n"))
+    first, second = suite.entries
+    assert first.downstream == ("mislabel", "brittleness")
+    assert first.downstream_options == (("horizon", 10), ("ks", (1, 5)))
+    options = downstream_options(first, progress=False)
+    assert (options.checks, options.horizon, options.ks, options.n_test) == (("mislabel", "brittleness"), 10, (1, 5), 20)
+    assert second.downstream is True and downstream_options(second).n_test == 5
+    assert downstream_settings(options, ["grad-dot"])["horizon"] == 10
+
+
+@pytest.mark.parametrize("value, field, expected", [
+    ("{horizon: 0}", "tasks[0].downstream", "horizon must be a positive integer"),
+    ("{seeds: 3}", "tasks[0].downstream.seeds", "one of the keys checks, n_test"),
+    ("{checks: [nope]}", "tasks[0].downstream.checks", "a list of distinct checks"),
+])
+def test_a_bad_downstream_mapping_names_the_field(tmp_path: Path, value: str, field: str, expected: str) -> None:
+    path = write(tmp_path, f"tasks:\n  - {{task: breast-cancer-mlp, seeds: 2, downstream: {value}}}\n")
+    with pytest.raises(SpecError) as err:
+        load_suite(path)
+    assert err.value.field == field and expected in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
 @pytest.mark.parametrize("value", ["[mislabel, nope]", "[]", "sometimes", "[mislabel, mislabel]"])
 def test_a_bad_downstream_field_is_one_line_naming_the_field(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, f"tasks:\n  - {{task: breast-cancer-mlp, seeds: 2, downstream: {value}}}\n")
@@ -126,3 +151,12 @@ def test_the_suite_runs_stale_downstream_checks_and_the_pages_show_them(
     assert ran == ["breast-cancer-mlp"] and "downstream up to date" in capsys.readouterr().out
     assert main(["leaderboard", "--suite", "suite.yaml", "--out", "board", "--rebuild-only"]) == 0
     assert {p: p.read_bytes() for p in Path("board").rglob("*") if p.is_file()} == before
+
+
+def test_the_repository_suites_downstream_entries_fit_their_tasks() -> None:
+    suite = load_suite(Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_suite.yaml")
+    asking = [e for e in suite.entries if entry_checks(e)]
+    assert {e.task for e in asking} >= {"breast-cancer-logreg", "breast-cancer-mlp"}
+    for entry in asking:
+        check_downstream(suite, entry)
+        downstream_options(entry)  # its settings are valid together
