@@ -15,7 +15,8 @@ Layout (schema version 1)::
                              "patch_effect": {"clean", "patched", "n"},
                              "estimators": {label: {"k", "share", "share_low", "share_high", "chance",
                                                     "auc", "auc_low", "auc_high"}}}},
-     "errors": {label: {check: "what went wrong"}}}
+     "errors": {label: {check: "what went wrong"}},
+     "cost": {"final_model_checks_s", "mislabel_s", "shortcut_s": wall-clock seconds of each part}}
 
 Fields may be added; none is renamed or removed without raising DOWNSTREAM_SCHEMA_VERSION, and a
 file of another version is refused on reading. No NaN or Infinity is written (None → null).

@@ -84,7 +84,10 @@ def settings_line(payload: dict[str, Any]) -> str:
         c = checks["shortcut"]
         parts.append(f"shortcut detection on {c['task']['name']} ({c['n_planted']} of {c['n_train']} training "
                      f"images patched, class {c['class']}, {len(c['test_idx'])} patched test images)")
-    return "Checks: " + "; ".join(parts) + "."
+    cost = payload.get("cost") or {}
+    took = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s" for k, v in cost.items()
+                     if isinstance(v, (int, float)))
+    return "Checks: " + "; ".join(parts) + "." + (f" Wall-clock time of the run: {took}." if took else "")
 
 
 def _reference(payload: dict[str, Any], scores: list[Score]) -> list[list[Cell]]:
