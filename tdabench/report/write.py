@@ -66,11 +66,11 @@ def _write_plots(tables: list[Table], names: list[str], folder: Path, keep: Sequ
 
 
 def downstream_sections(payloads: list[dict], tables: list[Table], plots: bool = True) -> list[Section]:
-    """One Section per payload, sorted by task name then origin; plot stems "<task>_downstream"."""
-    ordered = sorted(payloads, key=lambda p: (p["task"]["name"], p.get("origin") or ""))
-    stems = [re.sub(r"[^A-Za-z0-9_.-]", "-", p["task"]["name"]) + "_downstream" for p in ordered]
+    """One Section per payload, in their order; plot stems "<task>_downstream" ("-<k>" after a stem that
+    two payloads share: k = the payload's position)."""
+    stems = [re.sub(r"[^A-Za-z0-9_.-]", "-", p["task"]["name"]) + "_downstream" for p in payloads]
     stems = [s if stems.count(s) == 1 else f"{s}-{k}" for k, s in enumerate(stems)]
-    return [build_section(p, tables, stem if plots else None) for p, stem in zip(ordered, stems)]
+    return [build_section(p, tables, stem if plots else None) for p, stem in zip(payloads, stems)]
 
 
 def _write_downstream_plots(sections: list[Section], payloads: list[dict], folder: Path) -> list[Path]:
@@ -93,7 +93,7 @@ def write_leaderboard(tables: list[Table], out_dir: str | Path, command: str | N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = plot_names(tables) if plots else None
-    payloads = sorted(downstream or [], key=lambda p: (p["task"]["name"], p.get("origin") or ""))
+    payloads = sorted(downstream or [], key=lambda p: (p["task"]["name"], p.get("origin") or ""))  # input order free
     sections = downstream_sections(payloads, tables, plots)
     paths = [out / "README.md", out / "leaderboard.csv", out / "index.html"]
     markdown = leaderboard_markdown(tables, command, names)
