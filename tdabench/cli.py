@@ -193,6 +193,9 @@ def _add_downstream(sub) -> None:
                       help="top-k removal: further-training horizon in the spec's unit (default: its longest)")
     down.add_argument("--retrain", action="store_true",
                       help="top-k removal also by retraining from scratch without the removed set (small tasks)")
+    down.add_argument("--retrain-budget", type=int, default=None,
+                      help="--retrain refuses more than this many n_train × models retrained from scratch "
+                           "(default: downstream.options.RETRAIN_BUDGET, 1e6)")
     down.add_argument("--noise", type=float, default=0.1, help="fraction of training labels flipped (mislabel)")
     down.add_argument("--gold-seeds", type=int, default=1, help="seeds of the gold self-influence")
     down.add_argument("--gold-instances", type=int, default=200,
@@ -333,7 +336,8 @@ def _run_suite(args: argparse.Namespace, executor: Executor) -> None:
     """Run the suite's stale comparisons on `executor` (every check first, then the runs)."""
     from tdabench.compare import default_requests
     from tdabench.execution import RAY
-    from tdabench.suite import check_entry, load_suite, run_entries, settings, staleness, supports_retraining
+    from tdabench.suite import check_entry, load_suite, settings, staleness, supports_retraining
+    from tdabench.suite_downstream import check_downstream
 
     resolve_device(args.device)  # a bad or absent device fails before any comparison
 
@@ -344,6 +348,7 @@ def _run_suite(args: argparse.Namespace, executor: Executor) -> None:
     entries = suite.select(args.tasks.split(",") if args.tasks else None)
     for entry in entries:
         check_entry(suite, entry)
+        check_downstream(suite, entry)
     retraining = supports_retraining()
     defaults = [r.label for r in default_requests()]
     plan = []
@@ -355,8 +360,16 @@ def _run_suite(args: argparse.Namespace, executor: Executor) -> None:
             plan.append((entry, wanted))
         if entry.retraining and not retraining:
             print(f"{entry.task}: note: this tdabench cannot run retraining {list(entry.retraining)}; skipped")
-    if not plan:
-        return
+    down = _downstream_plan(entries, args.out, defaults, cache_dir=args.cache_dir, progress=not args.no_progress)
+    if plan:
+        _run_comparisons(plan, args, executor)
+    _run_downstream_plan(down, args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
+
+
+def _run_comparisons(plan: list, args: argparse.Namespace, executor: Executor) -> None:
+    """The stale comparisons of a suite on `executor`, each results file written as it arrives."""
+    from tdabench.suite import run_entries
+
     with executor:  # a Ray cluster is reached (or started) before anything is trained
         where = "in this process" if executor.in_process else f"as {len(plan)} {executor.name} tasks"
         print(f"running {len(plan)} comparison(s) {where}: {', '.join(e.task for e, _ in plan)}")
@@ -366,11 +379,34 @@ def _run_suite(args: argparse.Namespace, executor: Executor) -> None:
     _print_placements(executor)
 
 
+def _downstream_plan(entries: tuple, out: Path, defaults: list[str], **common: object) -> list:
+    """(entry, wanted settings) of the entries whose downstream checks are missing or stale (printed)."""
+    from tdabench.suite_downstream import downstream_status
+
+    plan = []
+    for entry, wanted, reason in downstream_status(entries, out, defaults, **common):
+        print(f"{entry.task}: downstream {'up to date' if reason is None else reason}")
+        plan += [] if reason is None else [(entry, wanted)]
+    return plan
+
+
+def _run_downstream_plan(plan: list, out: Path, **common: object) -> None:
+    """The stale downstream checks of a suite, in this process, each file written when done."""
+    from tdabench.suite_downstream import run_downstream_entries
+
+    if plan:
+        print(f"running the downstream checks of {len(plan)} task(s) in this process: "
+              + ", ".join(e.task for e, _ in plan))
+    for entry, path in run_downstream_entries(plan, out, **common):
+        print(f"{entry.task}: wrote {path}")
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from tdabench.execution import LOCAL, executor_from_name
     from tdabench.report import build_leaderboard, read_relative, results_files, write_leaderboard
     from tdabench.results import check_writable_folder
     from tdabench.scoring.metrics import check_metric
+    from tdabench.suite_downstream import downstream_payloads
 
     check_metric(args.metric)
     executor = executor_from_name(args.executor, address=args.ray_address, threads=args.unit_threads)
@@ -390,7 +426,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not paths:
         raise TdabenchError(f"no results files under {args.out / 'results'}; run with --suite first")
     tables = build_leaderboard(read_relative(paths, args.out), args.metric)
-    written = write_leaderboard(tables, args.out, _leaderboard_command(args))
+    written = write_leaderboard(tables, args.out, _leaderboard_command(args),
+                                downstream=downstream_payloads(paths, args.out))
     print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written[:3]) + ", plots/")
     return 0
 
@@ -407,6 +444,7 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         task=args.task or DEFAULT_TASK, checks=tuple(args.checks),
         estimators=tuple(parse_estimators(args.estimators)) if args.estimators else None,
         n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, retrain=args.retrain,
+        **({} if args.retrain_budget is None else {"retrain_budget": args.retrain_budget}),
         noise=args.noise, gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, shortcut=args.shortcut,
         shortcut_class=args.shortcut_class, cache_dir=args.cache_dir, progress=not args.no_progress)
     compared = _compare_results_for(options.task, args.compare_results, args.compare_metric)

@@ -14,6 +14,11 @@ entries:
         retraining: [loo, lds]         # optional secondary ground truths (default none)
         mode: derivative               # optional gold-standard mode (default: the spec's)
         against_removal: true          # optional, mode derivative: removal's agreement with it
+        downstream: true               # optional: also `tdabench downstream` (true: every check that fits
+                                       # the task; or a list such as [mislabel, randomization]; or a
+                                       # mapping {checks: true or a list, and any of DOWNSTREAM_KEYS,
+                                       # e.g. horizon: 10}); its downstream.json sits next to
+                                       # results.json (suite_downstream.py)
 
 The results of an entry live in `<out>/results/<task>/results.json` (`<task>-<mode>` when the
 entry sets `mode`), which records the entry's
@@ -40,6 +45,7 @@ from typing import Any, Iterator
 import yaml
 
 from tdabench.compare import CompareOptions, run_compare
+from tdabench.downstream.options import CHECKS, DownstreamOptions
 from tdabench.errors import SpecError, TdabenchError
 from tdabench.execution import Executor
 from tdabench.registry import make_estimator
@@ -50,7 +56,9 @@ from tdabench.truths.names import GOLD_MODES, RETRAINING_GROUND_TRUTHS
 
 SUITE_KEY = "suite_entry"
 _ENTRY_KEYS = ("task", "seeds", "estimators", "n_train", "n_test", "horizons", "target", "retraining", "mode",
-               "against_removal")
+               "against_removal", "downstream")
+# The DownstreamOptions fields a suite entry's `downstream` mapping may set (the rest keep their defaults).
+DOWNSTREAM_KEYS = ("n_test", "top_k", "ks", "horizon", "gold_instances", "gold_seeds", "noise", "retrain")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -68,6 +76,8 @@ class SuiteEntry:
     retraining: tuple[str, ...] = ()
     mode: str | None = None
     against_removal: bool = False
+    downstream: bool | tuple[str, ...] = False  # True: every check that fits the task; or these checks
+    downstream_options: tuple[tuple[str, Any], ...] = ()  # (DownstreamOptions field, value) overrides
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,34 @@ def _entry(raw: Any, path: str, i: int) -> SuiteEntry:
     estimators = raw.get("estimators")
     return SuiteEntry(task, seeds,
                       None if estimators is None else _estimators(estimators, path, f"{where}.estimators"),
-                      n_train, n_test, horizons, target, tuple(retraining), mode, against_removal)
+                      n_train, n_test, horizons, target, tuple(retraining), mode, against_removal,
+                      *_downstream(raw.get("downstream", False), path, f"{where}.downstream"))
+
+
+def _checks(value: Any, path: str, where: str) -> bool | tuple[str, ...]:
+    """true/false, or a non-empty list of distinct downstream check names."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, list) or not value or any(c not in CHECKS for c in value) \
+            or len(set(value)) != len(value):
+        raise SpecError(path, where, "true, false or a list of distinct checks from " + ", ".join(CHECKS), value)
+    return tuple(value)
+
+
+def _downstream(value: Any, path: str, where: str) -> tuple[bool | tuple[str, ...], tuple[tuple[str, Any], ...]]:
+    """(checks, option overrides) of the `downstream` field: checks alone, or a mapping of `checks` and
+    DOWNSTREAM_KEYS, each value checked by DownstreamOptions (lists become tuples)."""
+    if not isinstance(value, dict):
+        return _checks(value, path, where), ()
+    unknown = sorted(set(map(str, value)) - {"checks", *DOWNSTREAM_KEYS})
+    if unknown:
+        raise SpecError(path, f"{where}.{unknown[0]}", "one of the keys checks, " + ", ".join(DOWNSTREAM_KEYS))
+    overrides = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(value.items()) if k != "checks")
+    try:
+        DownstreamOptions(task="suite-entry", **dict(overrides))
+    except TdabenchError as err:
+        raise SpecError(path, where, f"valid downstream settings ({err})", value) from None
+    return _checks(value.get("checks", True), path, f"{where}.checks"), overrides
 
 
 def parse_suite(raw: Any, path: str) -> Suite:

@@ -25,8 +25,9 @@ def test_downstream_writes_a_versioned_file_with_every_check(tmp_path, capsys):
     checks = payload["checks"]
     assert checks["mislabel"]["task"]["name"] == "small-bc@noisy" and checks["mislabel"]["n_flipped"] == 4
     assert checks["mislabel"]["task"]["spec_hash"] != payload["task"]["spec_hash"]
+    assert 0 <= checks["mislabel"]["estimators"]["grad-dot"]["auc"] <= 1
+    assert "grad-cos" in checks["mislabel"]["not_applicable"]  # cos(g, g) = 1: no AUC
     for label in ("grad-dot", "grad-cos"):
-        assert 0 <= checks["mislabel"]["estimators"][label]["auc"] <= 1
         assert -1 <= checks["randomization"][label]["mean"] <= 1
         assert 3 <= checks["cardinality"][label]["distinct"] <= 18
         assert len(checks["brittleness"]["estimators"][label]["share"]) == 2
@@ -49,6 +50,8 @@ def test_downstream_writes_a_versioned_file_with_every_check(tmp_path, capsys):
     (["--checks", "shortcut"], "shortcut needs an image task"),
     (["--checks", "mislabel", "--retrain"], "retrain applies to the brittleness check"),
     (["--shortcut", "0"], "shortcut must lie in (0, 1]"),
+    (["--retrain", "--ks", "1,5", "--retrain-budget", "1000"], "--retrain would train"),
+    (["--retrain-budget", "0"], "retrain_budget must be a positive integer"),
 ])
 def test_bad_input_is_one_line_exit_2_before_any_training(tmp_path, capsys, extra, message):
     spec = write_small_spec(tmp_path)

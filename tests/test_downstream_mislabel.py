@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from tdabench.downstream.mislabel import detection, flipped_mask, noisy_spec
-from tdabench.downstream.selfinfluence import estimator_self_influence, gold_self_influence, self_context
+from tdabench.downstream import selfinfluence
+from tdabench.downstream.selfinfluence import (estimator_self_influence, gold_entry_and_settings, gold_self_influence,
+                                               self_context)
 from tdabench.errors import TdabenchError
 from tdabench.registry import make_estimator
 from tdabench.task import find_spec, parse_spec
 from tdabench.truths.further import GoldConfig, paired_differences_sequential
 
-from gold_helpers import small_context, spec_dict
+from gold_helpers import in_cache, small_context, spec_dict
 
 NOISY = {"data.label_noise": 0.05, "training.epochs": 20}  # 2 of 40 training labels flipped
 
@@ -67,3 +69,27 @@ def test_gold_self_influence_equals_the_sequential_loop_on_its_own_loss(noisy_ct
 def test_a_negative_label_noise_is_refused_by_the_spec():
     with pytest.raises(TdabenchError):
         parse_spec(spec_dict(**{"data.label_noise": -0.1}))
+
+
+def test_gold_self_influence_is_kept_per_seed_in_the_unit_store(noisy_ctx, tmp_path, monkeypatch):
+    ctx = in_cache(noisy_ctx, tmp_path)
+    recipe = ctx.spec.gold_standard.further_training
+    calls = []
+    real = selfinfluence.paired_differences
+
+    def counted(sctx, cfg, seed, on_step=None):
+        calls.append(seed)
+        return real(sctx, cfg, seed, on_step=on_step)
+    monkeypatch.setattr(selfinfluence, "paired_differences", counted)
+    idx = (3, ctx.data.flipped[0], 17)
+    first = gold_self_influence(ctx, recipe, idx, (1, 2), seeds=1, progress=False)
+    again = gold_self_influence(ctx, recipe, idx, (1, 2), seeds=1, progress=False)
+    more = gold_self_influence(ctx, recipe, idx, (1, 2), seeds=2, progress=False)
+    assert calls == [0, 1]  # the second call trains nothing, the third only seed 1
+    np.testing.assert_array_equal(first, again)
+    entry, settings = gold_entry_and_settings(ctx, GoldConfig(recipe, idx, idx, (1, 2), n_train=len(ctx.train)))
+    assert (entry / "seed_0000.safetensors").is_file() and settings["target"] == "self-influence"
+    assert "self-influence" in entry.name
+    want = np.mean([np.diagonal(paired_differences_sequential(self_context(ctx), GoldConfig(
+        recipe, idx, idx, (1, 2), seeds=2, n_train=len(ctx.train)), s)[0], axis1=1, axis2=2) for s in range(2)], axis=0)
+    np.testing.assert_allclose(more, want, rtol=1e-6, atol=1e-12)

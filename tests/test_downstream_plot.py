@@ -33,7 +33,7 @@ def _payload() -> dict:
 
 def test_scores_and_agreement_are_read_from_the_right_fields():
     scores = downstream_scores(_payload())
-    assert list(scores) == ["mislabel AUC", "randomisation Spearman", "top-k cardinality"]
+    assert list(scores) == ["mislabel AUC", "randomisation ρ", "top-k cardinality"]
     assert scores["mislabel AUC"]["trak"] == pytest.approx((0.7, 0.6, 0.8))
     assert scores["top-k cardinality"]["ekfac"] == (6.0, None, None)
     points = agreement_points(_results())
@@ -45,13 +45,14 @@ def test_order_spearman_is_one_for_the_same_order_and_minus_one_reversed():
     xs = agreement_points(_results())
     scores = downstream_scores(_payload())
     assert order_spearman(xs, scores["mislabel AUC"]) == pytest.approx(1.0)
-    assert order_spearman(xs, scores["randomisation Spearman"]) == pytest.approx(-1.0)
+    assert order_spearman(xs, scores["randomisation ρ"]) == pytest.approx(-1.0)
     assert order_spearman({"a": (1, None, None)}, {"a": (2, None, None)}) is None
 
 
 def test_one_panel_per_score_with_each_estimator_at_its_coordinates(tmp_path):
     fig = downstream_figure(_payload(), _results())
     assert len(fig.axes) == 3 and "order ρ = 1.00" in fig.axes[0].get_title()
+    assert "order ρ = 1.00" in fig.axes[1].get_title()  # randomisation: lower is better, so its order is negated
     drawn = {c.get_label(): (float(c.lines[0].get_xdata()[0]), float(c.lines[0].get_ydata()[0]))
              for c in fig.axes[0].containers}
     assert set(drawn) == set(NAMES)

@@ -58,6 +58,21 @@ def detection(scores: np.ndarray, flipped: np.ndarray) -> Detection:
     return Detection(auc(scores, flipped), precision_at_k(scores, flipped, int(flipped.sum())), len(flipped))
 
 
+CONSTANT_RTOL = 1e-9  # self-influences closer than this (relative to the largest |value|) are one value
+
+
+def constant_reason(scores: np.ndarray) -> str | None:
+    """Why `scores` cannot rank instances, or None: they are all equal up to rounding, max − min <=
+    CONSTANT_RTOL · max |s| (grad-cos self-influence is cos(g_i, g_i) = 1 for every instance, so an
+    AUC of it would only order rounding errors)."""
+    s = np.asarray(scores, dtype=np.float64)
+    scale = float(np.abs(s).max()) if s.size else 0.0
+    if s.size and float(s.max() - s.min()) <= CONSTANT_RTOL * scale:
+        return (f"self-influence is the same for every instance ({float(s.mean()):.6g} up to rounding; grad-cos is "
+                "the cosine of a gradient with itself), so it cannot rank them: no AUC")
+    return None
+
+
 def flipped_mask(n_train: int, flipped: tuple[int, ...] | np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Boolean (len(idx),): which of the training instances `idx` had their label flipped."""
     mask = np.zeros(n_train, dtype=bool)

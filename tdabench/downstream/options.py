@@ -23,6 +23,10 @@ from tdabench.truths.further import check_horizons
 CHECKS = ("mislabel", "randomization", "brittleness", "cardinality", "shortcut")
 DEFAULT_CHECKS = ("mislabel", "randomization", "brittleness", "cardinality")  # shortcut: image tasks, asked for
 CLASSIFICATION_CHECKS = ("mislabel", "brittleness", "shortcut")
+# --retrain trains (1 + n_test · len(ks)) models from scratch per order (each estimator and the random
+# control); the guard refuses more than this many n_train × models (breast-cancer-logreg, 398 training
+# instances, with the 12 native estimators, n_test 20 and 5 ks: 398 × 13 × 101 ≈ 5.2e5 passes).
+RETRAIN_BUDGET = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class DownstreamOptions:
     ks: tuple[int, ...] = (1, 5, 10, 20, 50)  # brittleness grid
     horizon: int | None = None  # brittleness horizon, in the spec's unit (None: the spec's longest)
     retrain: bool = False  # brittleness also by retraining from scratch (small tasks)
+    retrain_budget: int = RETRAIN_BUDGET  # most n_train × models retrained from scratch (`check_retrain_size`)
     noise: float = DEFAULT_NOISE
     noise_seed: int = 0
     gold_seeds: int = 1
@@ -53,7 +58,7 @@ class DownstreamOptions:
         unknown = [c for c in self.checks if c not in CHECKS]
         if unknown or not self.checks:
             raise UnknownNameError("check", unknown[0] if unknown else "", list(CHECKS))
-        for name in ("n_test", "top_k", "gold_seeds", "gold_instances"):
+        for name in ("n_test", "top_k", "gold_seeds", "gold_instances", "retrain_budget"):
             if not is_positive_int(getattr(self, name)):
                 raise TdabenchError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not self.ks or list(self.ks) != sorted(set(self.ks)) or not all(is_positive_int(k) for k in self.ks):
@@ -74,23 +79,52 @@ class DownstreamOptions:
     def settings(self) -> dict:
         """The settings as JSON values, as downstream.json records them (no estimators, cache or task)."""
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
-               if k not in ("estimators", "cache_dir", "progress", "task")}
+               if k not in ("estimators", "cache_dir", "progress", "task", "retrain_budget")}
         return {**out, "checks": list(self.checks), "ks": list(self.ks)}
+
+
+def task_mismatch(spec: TaskSpec, checks: tuple[str, ...]) -> str | None:
+    """Why some of `checks` do not fit the task (one line), or None: the classification checks need the
+    cross-entropy loss, shortcut an image task."""
+    wants = [c for c in checks if c in CLASSIFICATION_CHECKS]
+    if wants and spec.objective.loss != "cross-entropy":
+        return f"{', '.join(wants)} need a classification task; '{spec.name}' uses the {spec.objective.loss} loss"
+    if "shortcut" in checks and spec.modality != "image":
+        return f"shortcut needs an image task; '{spec.name}' is {spec.modality}"
+    return None
+
+
+def fitting_checks(spec: TaskSpec) -> tuple[str, ...]:
+    """Every check that fits the task, in CHECKS order (what a suite's `downstream: true` runs)."""
+    return tuple(c for c in CHECKS if task_mismatch(spec, (c,)) is None)
+
+
+def retrain_size(options: DownstreamOptions, n_train: int, n_estimators: int) -> int:
+    """n_train × the models `--retrain` trains from scratch: (1 + n_test · len(ks)) per order, one order per
+    estimator and one for the random control (n_test bounds the correctly classified test points)."""
+    return n_train * (n_estimators + 1) * (1 + options.n_test * len(options.ks))
+
+
+def check_retrain_size(options: DownstreamOptions, n_train: int, n_estimators: int) -> None:
+    """Refuse `retrain` when `retrain_size` exceeds `options.retrain_budget` (before anything trains)."""
+    size = retrain_size(options, n_train, n_estimators)
+    if options.retrain and size > options.retrain_budget:
+        models = size // n_train
+        raise TdabenchError(f"--retrain would train {models:,} models from scratch on {n_train:,} instances "
+                            f"({size:,} instance-models > the budget {options.retrain_budget:,}); lower --n-test, "
+                            f"--ks or the estimators, or raise --retrain-budget")
 
 
 def check_task(spec: TaskSpec, options: DownstreamOptions, data: Dataset) -> None:
     """Refuse checks that do not fit the task, a k grid larger than its training split, and a
     shortcut class the task does not have."""
     n_train = len(data.train)
-    wants = [c for c in options.checks if c in CLASSIFICATION_CHECKS]
-    if wants and spec.objective.loss != "cross-entropy":
-        raise TdabenchError(f"{', '.join(wants)} need a classification task; '{spec.name}' uses the "
-                            f"{spec.objective.loss} loss")
+    mismatch = task_mismatch(spec, options.checks)
+    if mismatch:
+        raise TdabenchError(mismatch)
     if "brittleness" in options.checks and options.ks[-1] > n_train:
         raise TdabenchError(f"ks go up to {options.ks[-1]}, but the task has {n_train} training instances")
     if {"cardinality", "shortcut"} & set(options.checks) and options.top_k > n_train:
         raise TdabenchError(f"top_k={options.top_k} exceeds the {n_train} training instances")
-    if "shortcut" in options.checks and spec.modality != "image":
-        raise TdabenchError(f"shortcut needs an image task; '{spec.name}' is {spec.modality}")
     if "shortcut" in options.checks and options.shortcut_class >= data.n_outputs:
         raise TdabenchError(f"shortcut_class={options.shortcut_class}, but the task has {data.n_outputs} classes")

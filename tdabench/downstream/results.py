@@ -5,6 +5,7 @@ Layout (schema version 1)::
     {"schema_version": 1, "kind": "tdabench-downstream", "tdabench_version": ..., "git_hash": ...,
      "date": ..., "task": {"name", "version", "spec_hash"}, "settings": {...},
      "checks": {"mislabel": {"task": {...noisy variant...}, "n_flipped", "estimators": {label: detection},
+                             "not_applicable": {label: why} (e.g. a constant self-influence: no AUC),
                              "gold": [{"horizon": h, ...detection}]},
                 "randomization": {label: {"mean", "sem", "ci_low", "ci_high", "n", "n_skipped"}},
                 "cardinality": {label: {"k", "distinct", "n_test", "n_train"}},
@@ -14,7 +15,8 @@ Layout (schema version 1)::
                              "patch_effect": {"clean", "patched", "n"},
                              "estimators": {label: {"k", "share", "share_low", "share_high", "chance",
                                                     "auc", "auc_low", "auc_high"}}}},
-     "errors": {label: {check: "what went wrong"}}}
+     "errors": {label: {check: "what went wrong"}},
+     "cost": {"final_model_checks_s", "mislabel_s", "shortcut_s": wall-clock seconds of each part}}
 
 Fields may be added; none is renamed or removed without raising DOWNSTREAM_SCHEMA_VERSION, and a
 file of another version is refused on reading. No NaN or Infinity is written (None → null).
@@ -93,6 +95,8 @@ def render_table(payload: dict[str, Any]) -> str:
         rows.append(row("random removal", None, None, None, brit["random"]))
     if cut:
         rows.append(row("shortcut chance", None, None, None, None, cut["n_planted"] / cut["n_train"]))
+    for label, why in mis.get("not_applicable", {}).items():
+        rows.append(f"note: {label} mislabel: {why}")
     for label, errors in payload.get("errors", {}).items():
         rows += [f"error: {label} {check}: {msg}" for check, msg in errors.items()]
     return "\n".join(rows)

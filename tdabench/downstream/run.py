@@ -8,7 +8,9 @@ variant's final model → shortcut detection (shortcut_check.py) → one payload
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from tdabench import __version__
 from tdabench.compare import default_requests
@@ -16,7 +18,7 @@ from tdabench.downstream.common import Errors, task_info
 from tdabench.downstream.final_checks import final_model_checks
 from tdabench.downstream.mislabel import noisy_spec
 from tdabench.downstream.mislabel_check import mislabel_check
-from tdabench.downstream.options import CHECKS, DownstreamOptions, check_task
+from tdabench.downstream.options import CHECKS, DownstreamOptions, check_retrain_size, check_task
 from tdabench.downstream.shortcut import shortcut_spec
 from tdabench.downstream.shortcut_check import shortcut_check
 from tdabench.downstream.results import DOWNSTREAM_SCHEMA_VERSION, KIND
@@ -43,19 +45,35 @@ def run_downstream(options: DownstreamOptions) -> dict[str, Any]:
     noisy = noisy_spec(spec, options.noise, options.noise_seed) if "mislabel" in options.checks else None
     data = load_task_data(spec, options.cache_dir)
     check_task(spec, options, data)  # before the final model is trained
+    check_retrain_size(options, len(data.train), len(made))
     planted = _shortcut_variant(spec, options)
     errors: Errors = {}
+    cost: dict[str, float] = {}
     with shown(options.progress):
-        ctx = build_context(spec, options.cache_dir, data=data)
-        checks = final_model_checks(ctx, made, options, errors)
+        with timed(cost, "final_model_checks_s"):
+            ctx = build_context(spec, options.cache_dir, data=data)
+            checks = final_model_checks(ctx, made, options, errors)
         if noisy is not None:
-            checks["mislabel"] = mislabel_check(build_context(noisy, options.cache_dir), made, options, errors)
+            with timed(cost, "mislabel_s"):
+                checks["mislabel"] = mislabel_check(build_context(noisy, options.cache_dir), made, options, errors)
         if planted is not None:
-            checks["shortcut"] = shortcut_check(build_context(planted[0], options.cache_dir, data=planted[1]), made,
-                                                options, errors)
+            with timed(cost, "shortcut_s"):
+                checks["shortcut"] = shortcut_check(build_context(planted[0], options.cache_dir, data=planted[1]),
+                                                    made, options, errors)
     return {"schema_version": DOWNSTREAM_SCHEMA_VERSION, "kind": KIND, "tdabench_version": __version__,
             "git_hash": git_hash(), "date": now_iso(), "task": task_info(spec),
-            "settings": {**options.settings(), "estimators": labels}, "checks": checks, "errors": errors}
+            "settings": {**options.settings(), "estimators": labels}, "checks": checks, "errors": errors,
+            "cost": cost}
+
+
+@contextmanager
+def timed(cost: dict[str, float], key: str) -> Iterator[None]:
+    """cost[key] = wall-clock seconds of the block (final models trained in it included)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        cost[key] = round(time.perf_counter() - start, 3)
 
 
 def _shortcut_variant(spec: TaskSpec, options: DownstreamOptions) -> tuple[TaskSpec, Dataset] | None:

@@ -4,7 +4,8 @@ Inputs are plain data: a downstream payload (downstream.json, as tdabench/downst
 reads it) and, optionally, a compare Results of the same task. x: the estimator's agreement with the
 further-training gold standard (`metric`, at the longest horizon with a record), with its bootstrap
 interval; y: the downstream score with its interval where it has one. Each panel's title gives the
-Spearman ρ between the two orders of the estimators drawn in it (None with fewer than 3). Without
+Spearman ρ between the two orders of the estimators drawn in it (None with fewer than 3), each in its
+better direction (randomisation ρ negated, as in the leaderboard's downstream notes). Without
 a compare file the estimators are placed side by side on a categorical x axis. Styles follow
 `plots.estimator_style`, so an estimator looks the same in every tdabench plot.
 """
@@ -14,35 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from scipy.stats import spearmanr
-
-from tdabench.report.plots import _matplotlib, _render, estimator_style
+from tdabench.report.downstream_table import Point, order_spearman, oriented, scores_of
+from tdabench.report.plots import estimator_style, matplotlib_module, render_figure
 from tdabench.results import Results
 from tdabench.storage import atomic_write_bytes
 from tdabench.truths.names import FURTHER_TRAINING
 
-Point = tuple[float, float | None, float | None]  # value, interval low, interval high
+__all__ = ["agreement_points", "downstream_figure", "downstream_scores", "order_spearman", "write_downstream_plot"]
 
 
 def downstream_scores(payload: dict[str, Any]) -> dict[str, dict[str, Point]]:
-    """Panel title → estimator label → (value, low, high) for each downstream score in the payload."""
-    checks, out = payload["checks"], {}
-    pick = {
-        "mislabel AUC": (checks.get("mislabel", {}).get("estimators", {}), "auc", "auc_low", "auc_high"),
-        "randomisation Spearman": (checks.get("randomization", {}), "mean", "ci_low", "ci_high"),
-        "shortcut share@k": (checks.get("shortcut", {}).get("estimators", {}), "share", "share_low", "share_high"),
-    }
-    for title, (entries, v, lo, hi) in pick.items():
-        out[title] = {label: (e[v], e[lo], e[hi]) for label, e in entries.items() if e.get(v) is not None}
-    out["top-k cardinality"] = {label: (float(e["distinct"]), None, None)
-                                for label, e in checks.get("cardinality", {}).items()}
-    brittle = checks.get("brittleness", {}).get("estimators", {})
-    for title, key in (("flip share at largest k", None), ("flip share at largest k, retrained", "retrained")):
-        flips = {label: (e.get(key) if key else e) for label, e in brittle.items()}
-        out[title] = {label: (f["share"][-1], f["share_low"][-1], f["share_high"][-1]) for label, f in flips.items()
-                      if f}
-    return {title: points for title, points in out.items() if points}
+    """Panel title → estimator label → (value, low, high) for each downstream score in the payload
+    (`downstream_table.scores_of`)."""
+    return {s.title: s.points(payload) for s in scores_of(payload)}
 
 
 def agreement_points(results: Results, metric: str = "pearson") -> dict[str, Point]:
@@ -63,34 +48,24 @@ def agreement_points(results: Results, metric: str = "pearson") -> dict[str, Poi
     return {**points, **{n: p for n, (label, p) in zip(names, points.items()) if names.count(n) == 1}}
 
 
-def order_spearman(xs: dict[str, Point], ys: dict[str, Point]) -> float | None:
-    """Spearman ρ between the estimators' orders by x and by y (those in both; None below 3 or when
-    either is constant)."""
-    common = sorted(set(xs) & set(ys))
-    if len(common) < 3:
-        return None
-    a, b = [xs[k][0] for k in common], [ys[k][0] for k in common]
-    if len(set(a)) < 2 or len(set(b)) < 2:  # a constant order: ρ is undefined
-        return None
-    rho = spearmanr(a, b).statistic
-    return None if np.isnan(rho) else float(rho)
-
-
 def _err(point: Point) -> list[list[float]] | None:
     value, low, high = point
     return None if low is None or high is None else [[value - low], [high - value]]
 
 
-def downstream_figure(payload: dict[str, Any], results: Results | None = None, metric: str = "pearson") -> Any:
-    """The figure (matplotlib Figure, off-screen): one panel per downstream score."""
-    mpl = _matplotlib()
+def downstream_figure(payload: dict[str, Any], results: Results | None = None, metric: str = "pearson",
+                      xs: dict[str, Point] | None = None) -> Any:
+    """The figure (matplotlib Figure, off-screen): one panel per downstream score. x: `xs` when given
+    (label → further-training agreement in `metric`), else `agreement_points(results, metric)`, else
+    the estimators side by side."""
+    mpl = matplotlib_module()
     scores = downstream_scores(payload)
-    xs = agreement_points(results, metric) if results is not None else None
+    xs = xs if xs is not None else agreement_points(results, metric) if results is not None else None
     cols = min(3, max(len(scores), 1))
     rows = -(-max(len(scores), 1) // cols)
     fig = mpl.figure.Figure(figsize=(4.2 * cols, 3.6 * rows))
     fig.subplots_adjust(hspace=0.45, wspace=0.3)
-    for n, (title, ys) in enumerate(scores.items()):
+    for n, (score, (title, ys)) in enumerate(zip(scores_of(payload), scores.items())):
         ax = fig.add_subplot(rows, cols, n + 1)
         labels = [k for k in ys if xs is None or k in xs]
         for i, label in enumerate(labels):
@@ -98,7 +73,7 @@ def downstream_figure(payload: dict[str, Any], results: Results | None = None, m
             x = xs[label] if xs is not None else (float(i), None, None)
             ax.errorbar([x[0]], [ys[label][0]], xerr=_err(x), yerr=_err(ys[label]), color=style.color,
                         marker=style.marker, linestyle="none", capsize=2, label=label)
-        rho = order_spearman(xs, ys) if xs is not None else None
+        rho = order_spearman(xs, oriented(score, ys)) if xs is not None else None
         ax.set_title(title + ("" if rho is None else f"  (order ρ = {rho:.2f})"), fontsize=9)
         if xs is None:
             ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
@@ -112,12 +87,13 @@ def downstream_figure(payload: dict[str, Any], results: Results | None = None, m
 
 
 def write_downstream_plot(payload: dict[str, Any], out_dir: str | Path, results: Results | None = None,
-                          metric: str = "pearson") -> list[Path]:
-    """`out_dir/downstream.png` and `.svg` (atomically); returns both paths."""
-    fig = downstream_figure(payload, results, metric)
+                          metric: str = "pearson", xs: dict[str, Point] | None = None,
+                          stem: str = "downstream") -> list[Path]:
+    """`out_dir/<stem>.png` and `.svg` (atomically; the figure of `downstream_figure`); returns both paths."""
+    fig = downstream_figure(payload, results, metric, xs)
     paths = []
     for fmt in ("png", "svg"):
-        path = Path(out_dir) / f"downstream.{fmt}"
-        atomic_write_bytes(path, _render(fig, fmt))
+        path = Path(out_dir) / f"{stem}.{fmt}"
+        atomic_write_bytes(path, render_figure(fig, fmt))
         paths.append(path)
     return paths

@@ -272,9 +272,12 @@ regenerated <code>leaderboard/</code>; never edit the pages by hand.</li>
 """.strip()
 
 
-def _toc(tables: list[Table], ids: list[str], modes: list[str]) -> list[str]:
+def _toc(tables: list[Table], ids: list[str], modes: list[str], extra: list[str]) -> list[str]:
     items = [f'<li><a href="#{summary_anchor(mode)}">{escape(summary_heading(mode))}</a></li>' for mode in modes]
     items += [f'<li><a href="#{aid}">{escape(t.title)}</a></li>' for t, aid in zip(tables, ids)]
+    found = re.match(r'<section id="([^"]+)">', extra[0]) if extra else None
+    if found and len(extra) > 1:  # the extra section's heading, without its tags
+        items.append(f'<li><a href="#{found.group(1)}">{re.sub("<[^>]+>", "", extra[1])}</a></li>')
     items += ['<li><a href="#methods">Methods</a></li>', '<li><a href="#submit">Submit your estimator</a></li>']
     return ['<nav id="contents">', "<h2>Contents</h2>", "<ul>", *items, "</ul>", "</nav>"]
 
@@ -293,9 +296,12 @@ def _filters(tables: list[Table]) -> list[str]:
 
 
 def leaderboard_html(tables: list[Table], command: str | None = None,
-                     plots: list[str] | None = None, specs: dict[str, str] | None = None) -> str:
+                     plots: list[str] | None = None, specs: dict[str, str] | None = None,
+                     extra: list[str] | None = None) -> str:
     """The index.html text; `plots` are `report.plots.plot_names(tables)` (no images when None),
-    `specs` maps a task name to the link of its spec file (no link for a task not in it)."""
+    `specs` maps a task name to the link of its spec file (no link for a task not in it); `extra`:
+    HTML lines of one more section (its first line `<section id="...">`, its second an <h2>) placed
+    after the task sections and listed in the contents (the downstream evaluations)."""
     metric = tables[0].metric if tables else "pearson"
     specs = specs or {}
     lines = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -309,11 +315,12 @@ def leaderboard_html(tables: list[Table], command: str | None = None,
     lines += [f"<p>{escape(text)}</p>" for text in header_lines(tables)]
     lines += [f'<p class="note">{escape(text)}</p>' for text in legend_lines(metric)]
     ids, groups = anchors(tables), summary_groups(tables)
-    lines += _toc(tables, ids, [mode for mode, _ in groups]) + _filters(tables)
+    lines += _toc(tables, ids, [mode for mode, _ in groups], extra or []) + _filters(tables)
     for mode, group in groups:
         lines += _summary(mode, group)
     for table, aid, plot in zip(tables, ids, plots or [None] * len(tables)):
         lines += _section(table, aid, plot, specs.get(table.task))
+    lines += extra or []
     names = sorted({base_name(row.estimator) for t in tables for row in t.rows})
     lines += _methods(names) + [_SUBMIT, f"<script>\n{_JS}\n</script>"]
     return "\n".join(lines + ["</body>", "</html>"]) + "\n"

@@ -83,7 +83,7 @@ def plot_names(tables: list[Table]) -> list[str]:
     return names
 
 
-def _matplotlib() -> Any:
+def matplotlib_module() -> Any:
     """matplotlib with the submodules used here; MissingPackageError if it is not installed."""
     try:
         import matplotlib
@@ -231,7 +231,7 @@ def _suptitle(table: Table) -> str:
 
 def decay_figure(table: Table) -> Any:
     """A matplotlib Figure of the table's decay curves (see the module docstring)."""
-    mpl = _matplotlib()
+    mpl = matplotlib_module()
     hs = table.horizons
     rows = [row for row in table.rows if _band(row, hs)[0]]
     groups = panels(rows) if rows else [(None, [])]
@@ -264,9 +264,9 @@ def decay_figure(table: Table) -> Any:
     return fig
 
 
-def _render(fig: Any, fmt: str) -> bytes:
+def render_figure(fig: Any, fmt: str) -> bytes:
     """The figure's bytes in `fmt` ("png" or "svg"), without a date, cropped to what is drawn."""
-    mpl = _matplotlib()
+    mpl = matplotlib_module()
     mpl.backends.backend_agg.FigureCanvasAgg(fig)
     buf = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else None
@@ -283,7 +283,7 @@ def write_decay_plot(table: Table, stem: str | Path) -> list[Path]:
     paths = []
     for fmt in ("png", "svg"):
         path = stem.parent / f"{stem.name}.{fmt}"
-        atomic_write_bytes(path, _render(fig, fmt))
+        atomic_write_bytes(path, render_figure(fig, fmt))
         paths.append(path)
     return paths
 
