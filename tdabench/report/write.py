@@ -1,5 +1,6 @@
 """Writing the leaderboard pages: finding and reading results files relative to the pages' folder,
-then README.md, leaderboard.csv, index.html and the decay plots, each written atomically.
+then README.md, leaderboard.csv, index.html, the decay plots and, for tables with a tuned track,
+best_damping.csv and the plot of the best damping per horizon against 1/(ηT), each written atomically.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from tdabench.report.damping_plot import DAMPING_PLOT, best_damping_csv, best_damping_rows, write_damping_plot
 from tdabench.report.html import leaderboard_html
 from tdabench.report.plots import plot_names, write_decay_plot
 from tdabench.report.tables import Table
@@ -47,14 +49,14 @@ def spec_links(tables: list[Table], out_dir: str | Path) -> dict[str, str]:
     return links
 
 
-def _write_plots(tables: list[Table], names: list[str], folder: Path) -> list[Path]:
-    """`folder/<name>.png/.svg` per table; other *.png/*.svg files in `folder` are removed."""
+def _write_plots(tables: list[Table], names: list[str], folder: Path, keep: list[Path]) -> list[Path]:
+    """`folder/<name>.png/.svg` per table; other *.png/*.svg files in `folder`, but `keep`, are removed."""
     folder.mkdir(exist_ok=True)
     paths: list[Path] = []
     for table, name in zip(tables, names):
         paths += write_decay_plot(table, folder / name)
     for old in sorted(folder.glob("*")):
-        if old.suffix in (".png", ".svg") and old not in paths:
+        if old.suffix in (".png", ".svg") and old not in paths + keep:
             old.unlink()
     return paths
 
@@ -62,15 +64,23 @@ def _write_plots(tables: list[Table], names: list[str], folder: Path) -> list[Pa
 def write_leaderboard(tables: list[Table], out_dir: str | Path, command: str | None = None,
                       plots: bool = True) -> list[Path]:
     """Write `README.md`, `leaderboard.csv`, `index.html` and (with `plots`) the decay plots
-    `plots/<name>.png/.svg` into `out_dir`, atomically; older *.png/*.svg files in `plots/` that
-    this build did not write are removed. Returns the paths written."""
+    `plots/<name>.png/.svg` into `out_dir`, atomically; with a tuned damping in some table, also
+    `best_damping.csv` and (with `plots`) `plots/best_damping.png/.svg`. Older *.png/*.svg files in
+    `plots/` that this build did not write are removed. Returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = plot_names(tables) if plots else None
+    damping = bool(best_damping_rows(tables))
+    figure = f"plots/{DAMPING_PLOT}" if damping and plots else None
     paths = [out / "README.md", out / "leaderboard.csv", out / "index.html"]
-    atomic_write_text(paths[0], leaderboard_markdown(tables, command, names))
+    atomic_write_text(paths[0], leaderboard_markdown(tables, command, names, figure))
     atomic_write_text(paths[1], leaderboard_csv(tables))
-    atomic_write_text(paths[2], leaderboard_html(tables, command, names, spec_links(tables, out)))
+    atomic_write_text(paths[2], leaderboard_html(tables, command, names, spec_links(tables, out), figure))
+    if damping:
+        paths.append(out / f"{DAMPING_PLOT}.csv")
+        atomic_write_text(paths[-1], best_damping_csv(tables))
     if names is not None:
-        paths += _write_plots(tables, names, out / "plots")
+        paths += _write_plots(tables, names, out / "plots", keep=[out / f"{figure}.{x}" for x in ("png", "svg")]
+                              if figure else [])
+        paths += write_damping_plot(tables, out / "plots") if figure else []
     return paths
