@@ -38,7 +38,7 @@ from tdabench.execution import RAY, Executor, check_executor_args, open_executor
 from tdabench.scoring.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.precision import DtypeRequest, check_dtype
-from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso, params_json
+from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
 from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
@@ -56,8 +56,7 @@ from tdabench.truths.registry import RETRAINING
 from tdabench.truths.retraining import (LeaveOneOut, RetrainingConfig, SubsetRetraining, check_retraining_counts,
                                         lds)
 from tdabench.truths.seed_noise import run_seed_noise
-from tdabench.tuning import (TUNED_KEY, TUNED_PER_HORIZON_SUFFIX, TUNED_SUFFIX, TunedChoice, search_space_of, sweep,
-                             validation_config)
+from tdabench.tuning import TUNED_KEY, run_tuned_track, search_space_of, validation_config
 
 
 @dataclass(frozen=True)
@@ -417,7 +416,9 @@ def run_prepared(ctx: TaskContext, cfg: GoldConfig, made: list[tuple[EstimatorRe
             errors[request.label] = outcome.error
         bar.update()
     bar.close()
-    tuned = run_tuned_track(on_device, gold, requests, options) if options.tuned else None
+    tuned = (run_tuned_track(on_device, gold, requests, run_estimator, n_validation=options.n_validation,
+                             metric=options.tuning_metric, search_spaces=options.search_spaces,
+                             centered=options.centered, progress=options.progress) if options.tuned else None)
     if tuned is not None:
         records, errors = records + tuned.records, errors | tuned.errors
         costs |= tuned.costs
@@ -429,60 +430,6 @@ def run_prepared(ctx: TaskContext, cfg: GoldConfig, made: list[tuple[EstimatorRe
                    extra=_extra(on_device, cfg, options, truths, truth_errors, requests, executor)
                    | ({"removal_vs_derivative": linearity} if linearity is not None else {})
                    | ({TUNED_KEY: tuned.choices} if tuned else {}))
-
-
-@dataclass
-class TunedTrack:
-    """The tuned track's records (labels + TUNED_SUFFIX / TUNED_PER_HORIZON_SUFFIX), costs (each with
-    the sweep's `search_s`), errors, TunedChoice dicts, and cost = {"validation_gold_standard_s", "n_validation"}."""
-
-    records: list[Record] = field(default_factory=list)
-    costs: dict = field(default_factory=dict)
-    errors: dict = field(default_factory=dict)
-    choices: list[dict] = field(default_factory=list)
-    cost: dict = field(default_factory=dict)
-
-
-def run_tuned_track(ctx: TaskContext, gold: GoldStandard, requests: list[EstimatorRequest],
-                    options: CompareOptions) -> TunedTrack:
-    """Sweep each estimator's search space on the validation gold standard (test points disjoint from
-    the scored ones), then score the chosen settings on the scored points like the default track."""
-    cfg = gold.config
-    vgold = run_gold_standard(ctx, validation_config(cfg, len(ctx.test), options.n_validation),
-                              progress=options.progress)
-    track = TunedTrack(cost={"validation_gold_standard_s": round(vgold.seconds, 3),
-                             "n_validation": len(vgold.config.test_idx), "metric": options.tuning_metric})
-    for request in requests:
-        space = search_space_of(request.name, (options.search_spaces or {}).get(request.name))
-        if space:
-            choice = sweep(request, space, ctx, vgold, options.tuning_metric, options.centered, tuple(cfg.test_idx))
-            track.choices.append(choice.to_json())
-            _score_choice(request, choice, ctx, gold, options.centered, track)
-    return track
-
-
-def _score_choice(request: EstimatorRequest, choice: TunedChoice, ctx: TaskContext, gold: GoldStandard,
-                  centered: bool, track: TunedTrack) -> None:
-    """Score the overall choice (label + TUNED_SUFFIX) and the per-horizon ones (+ TUNED_PER_HORIZON_SUFFIX)."""
-    settings = [p for p in [choice.overall, *choice.per_horizon.values()] if p is not None]
-    outcomes = {}
-    for params in {params_json(p): p for p in settings}.values():
-        tuned = EstimatorRequest(request.name, {**request.params, **params})
-        outcomes[params_json(params)] = run_estimator(tuned, make_estimator(tuned.name, **tuned.params), ctx, gold,
-                                                      centered)
-    if choice.overall is None:
-        track.errors[request.label + TUNED_SUFFIX] = "no candidate of the search space had a validation score"
-        return
-    best = outcomes[params_json(choice.overall)]
-    label = request.label + TUNED_SUFFIX
-    if best.error is not None:
-        track.errors[label] = best.error
-        return
-    track.records += [replace(r, estimator=label) for r in best.records]
-    track.costs[label] = best.cost | {"search_s": choice.search_s}
-    for h, params in choice.per_horizon.items():
-        track.records += [replace(r, estimator=request.label + TUNED_PER_HORIZON_SUFFIX)
-                          for r in outcomes[params_json(params)].records if r.horizon == h]
 
 
 def _extra(ctx: TaskContext, cfg: GoldConfig, options: CompareOptions, truths: Truths,

@@ -1,7 +1,7 @@
 """Leaderboard suites: which comparisons the leaderboard is built from, and keeping them current.
 
-A suite file (benchmarks/leaderboard_suite.yaml) is a mapping with one key, `tasks`, a list of
-entries:
+A suite file (benchmarks/leaderboard_suite.yaml) is a mapping with the key `tasks`, a list of
+entries, and optionally `tuned` and `search_spaces`, the defaults of every entry's:
 
     tasks:
       - task: breast-cancer-mlp        # a task name (required)
@@ -19,6 +19,9 @@ entries:
                                        # mapping {checks: true or a list, and any of DOWNSTREAM_KEYS,
                                        # e.g. horizon: 10}); its downstream.json sits next to
                                        # results.json (suite_downstream.py)
+        tuned: true                    # optional: also the tuned track (tdabench.tuning; default false)
+        search_spaces:                 # optional, with tuned: estimator → its search space, in place of the class's
+          if-explicit: {damping: [1, 10, 100]}
 
 The results of an entry live in `<out>/results/<task>/results.json` (`<task>-<mode>` when the
 entry sets `mode`), which records the entry's
@@ -52,11 +55,13 @@ from tdabench.registry import make_estimator
 from tdabench.results import Results, read_results, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
 from tdabench.task import find_spec
+from tdabench.tuning import search_space_of
 from tdabench.truths.names import GOLD_MODES, RETRAINING_GROUND_TRUTHS
 
 SUITE_KEY = "suite_entry"
 _ENTRY_KEYS = ("task", "seeds", "estimators", "n_train", "n_test", "horizons", "target", "retraining", "mode",
-               "against_removal", "downstream")
+               "against_removal", "downstream", "tuned", "search_spaces")
+_SUITE_KEYS = ("tasks", "tuned", "search_spaces")  # tuned, search_spaces: every entry's default
 # The DownstreamOptions fields a suite entry's `downstream` mapping may set (the rest keep their defaults).
 DOWNSTREAM_KEYS = ("n_test", "top_k", "ks", "horizon", "gold_instances", "gold_seeds", "noise", "retrain")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -78,6 +83,8 @@ class SuiteEntry:
     against_removal: bool = False
     downstream: bool | tuple[str, ...] = False  # True: every check that fits the task; or these checks
     downstream_options: tuple[tuple[str, Any], ...] = ()  # (DownstreamOptions field, value) overrides
+    tuned: bool = False
+    search_spaces: dict[str, dict[str, list]] | None = None  # with tuned: estimator → search space
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,34 @@ def _estimators(value: Any, path: str, where: str) -> tuple[EstimatorRequest, ..
     return requests
 
 
-def _entry(raw: Any, path: str, i: int) -> SuiteEntry:
+def _search_spaces(value: Any, path: str, where: str) -> dict[str, dict[str, list]] | None:
+    """A mapping estimator name → {parameter: non-empty list of values}; whether the estimator has
+    those parameters is `check_entry`'s question."""
+    if value is None:
+        return None
+    expected = "a mapping of estimator names to {parameter: [values, ...]}"
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):
+        raise SpecError(path, where, expected, value)
+    for name, space in value.items():
+        for key, values in space.items():
+            if not isinstance(key, str) or not isinstance(values, list) or not values:
+                raise SpecError(path, f"{where}.{name}.{key}", "a non-empty list of values", values)
+    return {name: {k: list(v) for k, v in space.items()} for name, space in value.items()}
+
+
+def _tuning(raw: dict, path: str, where: str, defaults: dict) -> tuple[bool, dict | None]:
+    """(tuned, search_spaces) of an entry: its own, else the suite's `defaults`; search spaces go
+    with tuned."""
+    tuned = raw.get("tuned", defaults.get("tuned", False))
+    if not isinstance(tuned, bool):
+        raise SpecError(path, f"{where}.tuned", "true or false", tuned)
+    spaces = _search_spaces(raw.get("search_spaces", defaults.get("search_spaces")), path, f"{where}.search_spaces")
+    if spaces and not tuned:
+        raise SpecError(path, f"{where}.search_spaces", "tuned: true with it (search spaces are the tuned track's)")
+    return tuned, spaces
+
+
+def _entry(raw: Any, path: str, i: int, defaults: dict | None = None) -> SuiteEntry:
     where = f"tasks[{i}]"
     if not isinstance(raw, dict):
         raise SpecError(path, where, "a mapping with keys " + ", ".join(_ENTRY_KEYS), raw)
@@ -162,10 +196,11 @@ def _entry(raw: Any, path: str, i: int) -> SuiteEntry:
     if not isinstance(against_removal, bool):
         raise SpecError(path, f"{where}.against_removal", "true or false", against_removal)
     estimators = raw.get("estimators")
+    tuned, spaces = _tuning(raw, path, where, defaults or {})
     return SuiteEntry(task, seeds,
                       None if estimators is None else _estimators(estimators, path, f"{where}.estimators"),
                       n_train, n_test, horizons, target, tuple(retraining), mode, against_removal,
-                      *_downstream(raw.get("downstream", False), path, f"{where}.downstream"))
+                      *_downstream(raw.get("downstream", False), path, f"{where}.downstream"), tuned, spaces)
 
 
 def _checks(value: Any, path: str, where: str) -> bool | tuple[str, ...]:
@@ -196,12 +231,15 @@ def _downstream(value: Any, path: str, where: str) -> tuple[bool | tuple[str, ..
 
 def parse_suite(raw: Any, path: str) -> Suite:
     """Validate a suite's YAML content (see the module docstring); `path` names it in errors."""
-    if not isinstance(raw, dict) or set(raw) != {"tasks"}:
-        raise SpecError(path, "<file>", "a mapping with the single key 'tasks'",
+    if not isinstance(raw, dict) or "tasks" not in raw or not set(map(str, raw)) <= set(_SUITE_KEYS):
+        raise SpecError(path, "<file>", "a mapping with the key 'tasks' (and optionally 'tuned', 'search_spaces')",
                         sorted(map(str, raw)) if isinstance(raw, dict) else raw)
+    defaults = {k: raw[k] for k in ("tuned", "search_spaces") if k in raw}
+    if not isinstance(defaults.get("tuned", False), bool):
+        raise SpecError(path, "tuned", "true or false", defaults["tuned"])
     if not isinstance(raw["tasks"], list) or not raw["tasks"]:
         raise SpecError(path, "tasks", "a non-empty list of task entries", raw["tasks"])
-    entries = tuple(_entry(item, path, i) for i, item in enumerate(raw["tasks"]))
+    entries = tuple(_entry(item, path, i, defaults) for i, item in enumerate(raw["tasks"]))
     seen: set[str] = set()
     for i, e in enumerate(entries):
         if e.task in seen:
@@ -234,11 +272,13 @@ def supports_retraining() -> bool:
 
 def settings(entry: SuiteEntry, default_labels: list[str], retraining: bool) -> dict[str, Any]:
     """The JSON form of an entry as it is run: estimators resolved to labels (`default_labels`
-    when the entry has none), retraining dropped when the comparison cannot do it; `mode` and
-    `against_removal` only when set (so results made before they existed stay current)."""
+    when the entry has none), retraining dropped when the comparison cannot do it; `mode`,
+    `against_removal`, `tuned` and `search_spaces` only when set (so results made before they
+    existed stay current)."""
     labels = default_labels if entry.estimators is None else [r.label for r in entry.estimators]
     optional = ({"mode": entry.mode} if entry.mode is not None else {}) | (
-        {"against_removal": True} if entry.against_removal else {})
+        {"against_removal": True} if entry.against_removal else {}) | (
+        {"tuned": True} if entry.tuned else {}) | ({"search_spaces": entry.search_spaces} if entry.search_spaces else {})
     return {"task": entry.task, "seeds": entry.seeds, "estimators": list(labels),
             "n_train": entry.n_train, "n_test": entry.n_test,
             "horizons": None if entry.horizons is None else list(entry.horizons),
@@ -255,14 +295,17 @@ def compare_options(entry: SuiteEntry, **common: Any) -> Any:
         kwargs["mode"] = entry.mode
     if entry.against_removal:
         kwargs["against_removal"] = True
+    if entry.tuned:
+        kwargs |= {"tuned": True, "search_spaces": entry.search_spaces}
     if supports_retraining():
         kwargs["retraining"] = entry.retraining
     return CompareOptions(**kwargs)
 
 
 def check_entry(suite: Suite, entry: SuiteEntry) -> None:
-    """Before anything runs: the task exists and every estimator is known and accepts its params
-    (SpecError naming the suite file and the entry's field otherwise)."""
+    """Before anything runs: the task exists, every estimator is known and accepts its params, and
+    every search space names an estimator's parameters (SpecError naming the suite file and the
+    entry's field otherwise)."""
 
     where = f"tasks[{suite.entries.index(entry)}]"
     try:
@@ -275,6 +318,12 @@ def check_entry(suite: Suite, entry: SuiteEntry) -> None:
         except TdabenchError as err:
             raise SpecError(suite.path, f"{where}.estimators", f"known estimators and params ({err})",
                             request.label) from None
+    for name, space in (entry.search_spaces or {}).items():
+        try:
+            search_space_of(name, space)
+        except TdabenchError as err:
+            raise SpecError(suite.path, f"{where}.search_spaces.{name}", f"an estimator's parameters ({err})",
+                            space) from None
 
 
 def staleness(entry: SuiteEntry, out_dir: str | Path, wanted: dict[str, Any]) -> str | None:

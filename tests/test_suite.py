@@ -66,7 +66,16 @@ tasks:
 
 
 @pytest.mark.parametrize("text, field, expected", [
-    ("- task: a", "<file>", "a mapping with the single key 'tasks'"),
+    ("- task: a", "<file>", "a mapping with the key 'tasks'"),
+    ("tasks:\n  - {task: a, seeds: 2}\ntune: true", "<file>", "a mapping with the key 'tasks'"),
+    ("tasks:\n  - {task: a, seeds: 2}\ntuned: yes please", "tuned", "true or false"),
+    ("tasks:\n  - {task: a, seeds: 2, tuned: 1}", "tasks[0].tuned", "true or false"),
+    ("tasks:\n  - {task: a, seeds: 2, search_spaces: {kfac: {damping: [1]}}}", "tasks[0].search_spaces",
+     "tuned: true with it"),
+    ("tasks:\n  - {task: a, seeds: 2, tuned: true, search_spaces: [kfac]}", "tasks[0].search_spaces",
+     "a mapping of estimator names"),
+    ("tasks:\n  - {task: a, seeds: 2, tuned: true, search_spaces: {kfac: {damping: []}}}",
+     "tasks[0].search_spaces.kfac.damping", "a non-empty list"),
     ("tasks: []", "tasks", "a non-empty list"),
     ("tasks: [grad-dot]", "tasks[0]", "a mapping with keys"),
     ("tasks:\n  - {task: a}", "tasks[0].seeds", "the number of further-training seeds"),
@@ -104,6 +113,25 @@ def test_errors_name_the_file_and_the_field(tmp_path: Path, text: str, field: st
 def test_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="a readable YAML file"):
         load_suite(tmp_path / "nope.yaml")
+
+
+def test_tuned_and_search_spaces_per_entry_or_for_the_whole_suite() -> None:
+    suite = parse_suite({"tuned": True, "search_spaces": {"kfac": {"damping": [1, 10]}},
+                         "tasks": [{"task": "breast-cancer-mlp", "seeds": 2},
+                                   {"task": "diabetes-mlp", "seeds": 2, "tuned": False, "search_spaces": None},
+                                   {"task": "digits-mlp", "seeds": 2, "search_spaces": {"if-cg": {"rank": [1]}}}]},
+                        "s.yaml")
+    first, second, third = suite.entries
+    assert (first.tuned, first.search_spaces) == (True, {"kfac": {"damping": [1, 10]}})
+    assert (second.tuned, second.search_spaces) == (False, None)
+    options = compare_options(first, progress=False)
+    assert options.tuned and options.search_spaces == {"kfac": {"damping": [1, 10]}}
+    assert settings(first, ["grad-dot"], True)["tuned"] is True
+    assert "tuned" not in settings(second, ["grad-dot"], True)  # results made before the key stay current
+    assert not compare_options(second, progress=False).tuned
+    check_entry(suite, first)
+    with pytest.raises(SpecError, match=r"^s\.yaml: field 'tasks\[2\]\.search_spaces\.if-cg': .*no parameter 'rank'"):
+        check_entry(suite, third)
 
 
 def test_check_entry_names_unknown_tasks_and_estimators() -> None:

@@ -22,8 +22,9 @@ from html import escape
 from tdabench.estimators.inputs import INPUT_LABELS, input_label
 from tdabench.report.methods import Method, base_name, method_of
 from tdabench.report.tables import Table, summary_groups
-from tdabench.report.text import (GIVEN, Cell, gold_line, header_lines, legend_lines, mean_rank_grid,
-                                  mean_rank_note, summary_cells, summary_heading, table_notes)
+from tdabench.report.text import (DAMPING_HEADING, DAMPING_NOTE, GIVEN, TUNED_SUMMARY_NOTE, TUNING_S, Cell, gold_line, header_lines, legend_lines,
+                                  mean_rank_grid, mean_rank_note, summary_cells, summary_heading, table_notes,
+                                  tuned_summary)
 from tdabench.truths.names import REMOVAL
 
 _CSS = """
@@ -136,10 +137,11 @@ def anchors(tables: list[Table]) -> list[str]:
     return out
 
 
-def summary_anchor(mode: str) -> str:
+def summary_anchor(mode: str, tuned: bool = False) -> str:
     """The id of the cross-task summary of one gold-standard mode: "across-tasks" for removal,
-    "across-tasks-<mode>" otherwise."""
-    return "across-tasks" if mode == REMOVAL else _id(f"across-tasks-{mode}")
+    "across-tasks-<mode>" otherwise; "-tuned" after it for the tuned track's."""
+    base = "across-tasks" if mode == REMOVAL else _id(f"across-tasks-{mode}")
+    return base + ("-tuned" if tuned else "")
 
 
 def _method_anchor(name: str) -> str:
@@ -170,9 +172,9 @@ def _task_table(table: Table) -> list[str]:
     head, body = summary_cells(table)
     text = {"estimator", GIVEN}
     # agreement columns (horizons, LDS, LOO) sort best-first descending; names, best, cost, ranks ascending
-    lower_better = {"fit + score (s)", "peak MB", f"best {table.gold['horizon_unit']}"}
+    lower_better = {"fit + score (s)", "peak MB", f"best {table.gold['horizon_unit']}", TUNING_S}
     numeric = [h not in text for h in head]
-    desc = [h not in text and h not in lower_better and not h.startswith("rank") for h in head]
+    desc = [h not in text and h not in lower_better and "rank" not in h for h in head]
     lines = ['<table class="sortable filterable task-table">', _header(head, numeric, desc), "<tbody>"]
     for row, cells in zip(table.rows, body[:-1]):
         tds = [_name_cell(row.estimator, row.label), f"<td>{escape(cells[1].text)}</td>"] + [
@@ -208,11 +210,13 @@ def _section(table: Table, aid: str, plot: str | None, spec: str | None) -> list
     return lines + ["</section>"]
 
 
-def _summary(mode: str, tables: list[Table]) -> list[str]:
-    """The cross-task summary table of one mode (sortable, filterable by estimator name) and its note."""
+def _summary(mode: str, tables: list[Table], tuned: bool = False) -> list[str]:
+    """The cross-task summary table of one mode (of its tuned track: `text.tuned_summary` tables),
+    sortable, filterable by estimator name, and its note."""
     head, body = mean_rank_grid(tables)
-    lines = [f'<section id="{summary_anchor(mode)}">', f"<h2>{escape(summary_heading(mode))}</h2>",
-             f'<p class="note">{escape(mean_rank_note(tables))}</p>',
+    note = mean_rank_note(tables) + (" " + TUNED_SUMMARY_NOTE if tuned else "")
+    lines = [f'<section id="{summary_anchor(mode, tuned)}">', f"<h2>{escape(summary_heading(mode, tuned))}</h2>",
+             f'<p class="note">{escape(note)}</p>',
              '<table class="sortable filterable summary-table">',
              _header(head, [False] + [True] * (len(head) - 1), [False] * len(head)), "<tbody>"]
     for cells in body:
@@ -297,11 +301,12 @@ def _filters(tables: list[Table]) -> list[str]:
 
 def leaderboard_html(tables: list[Table], command: str | None = None,
                      plots: list[str] | None = None, specs: dict[str, str] | None = None,
-                     extra: list[str] | None = None) -> str:
+                     extra: list[str] | None = None, damping_plot: str | None = None) -> str:
     """The index.html text; `plots` are `report.plots.plot_names(tables)` (no images when None),
     `specs` maps a task name to the link of its spec file (no link for a task not in it); `extra`:
     HTML lines of one more section (its first line `<section id="...">`, its second an <h2>) placed
-    after the task sections and listed in the contents (the downstream evaluations)."""
+    after the task sections and listed in the contents (the downstream evaluations); `damping_plot`:
+    the stem of the best-damping plot (none when None)."""
     metric = tables[0].metric if tables else "pearson"
     specs = specs or {}
     lines = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -318,6 +323,13 @@ def leaderboard_html(tables: list[Table], command: str | None = None,
     lines += _toc(tables, ids, [mode for mode, _ in groups], extra or []) + _filters(tables)
     for mode, group in groups:
         lines += _summary(mode, group)
+        if tuned_summary(group):
+            lines += _summary(mode, tuned_summary(group), tuned=True)
+    if damping_plot:
+        lines += ['<section id="best-damping">', f"<h2>{escape(DAMPING_HEADING)}</h2>",
+                  f'<p class="note">{escape(DAMPING_NOTE)}</p>',
+                  f'<p><a href="{escape(damping_plot)}.svg"><img src="{escape(damping_plot)}.png" '
+                  'alt="best damping against 1/(ηT)" loading="lazy"></a></p>', "</section>"]
     for table, aid, plot in zip(tables, ids, plots or [None] * len(tables)):
         lines += _section(table, aid, plot, specs.get(table.task))
     lines += extra or []

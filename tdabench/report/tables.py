@@ -8,6 +8,11 @@ last row gives the noise ceiling. Further-training records fill the horizon cell
 carries the estimator's leave-one-out ("loo", in the table's metric) and LDS records and its cost.
 When several files in a group hold the same estimator + params (per ground truth), the newest (by
 `date`) wins and a footnote says so. Output depends only on the inputs (no clock, no host).
+
+The tuned track (tdabench.tuning, records labelled "<label> (tuned)" and "<label> (tuned per
+horizon)") never becomes rows of its own: `Table.rows` is the default track, and `Table.tuning`
+holds, per default label, its tuned rows from the newest file with a tuned track for it, the
+TunedChoice and the tuning cost (`report.tuned` presents them).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tdabench.report.methods import base_name, method_of
 from tdabench.results import Record, Results, params_json
 from tdabench.scoring.stats import BOOTSTRAP_LEVEL, shared_ranks
 from tdabench.truths.names import FURTHER_TRAINING, LDS, LDS_METRIC, LOO, REMOVAL
+from tdabench.tuning import TUNED_KEY, TUNED_PER_HORIZON_SUFFIX, TUNED_SUFFIX, TunedChoice, tuned_choices
 
 # The normal quantile of BOOTSTRAP_LEVEL (1.96): intervals mean ± NORMAL_Z·sem without a bootstrap.
 NORMAL_Z = NormalDist().inv_cdf(0.5 + BOOTSTRAP_LEVEL / 2.0)
@@ -55,6 +61,34 @@ class Row:
         return -max(known)[1] if known else None
 
 
+def tuned_base(estimator: str) -> tuple[str, str] | None:
+    """(default label, suffix) of a tuned-track record's estimator field; None for the default track."""
+    for suffix in (TUNED_SUFFIX, TUNED_PER_HORIZON_SUFFIX):
+        if estimator.endswith(suffix):
+            return estimator[:-len(suffix)], suffix
+    return None
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The tuned track of one table, keyed by the default track's estimator field (request label).
+
+    `rows`: the setting chosen for all horizons, scored like the default track (a Row labelled
+    "<label> (tuned)"); `per_horizon`: each horizon's record from the setting chosen for that
+    horizon (params differ per cell: read each record's); `choices`: the TunedChoice; `cost`:
+    results.cost["tuning"] ({"validation_gold_standard_s", "n_validation", "metric"}); `lr`: the
+    further-training learning rate η and `steps_per_epoch` (None for horizons in steps), which turn
+    a horizon into ηT. Each from the newest file of the group that holds it.
+    """
+
+    rows: dict[str, Row]
+    per_horizon: dict[str, Row]
+    choices: dict[str, TunedChoice]
+    cost: dict
+    lr: float | None
+    steps_per_epoch: int | None
+
+
 @dataclass(frozen=True)
 class Table:
     """One leaderboard table: one task version and spec hash, one gold standard, one metric.
@@ -77,6 +111,7 @@ class Table:
     footnotes: list[str]
     dates: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # estimator → why it has no results
+    tuning: Tuning | None = None  # the tuned track, None without one
 
     @property
     def mode(self) -> str:
@@ -242,6 +277,8 @@ def _newest(group: list[Results]) -> tuple[dict[tuple[str, str, str], Results], 
     owner: dict[tuple[str, str, str], list[Results]] = {}
     for res in sorted(group, key=_age):
         for rec in res.records:
+            if tuned_base(rec.estimator) is not None:  # the tuned track: `_tuning`
+                continue
             files = owner.setdefault((rec.ground_truth, rec.estimator, params_json(rec.params)), [])
             if not files or files[-1] is not res:
                 files.append(res)
@@ -295,6 +332,32 @@ def _gold(r: Results) -> dict:
             "n_test": g.n_test}
 
 
+def _tuning(group: list[Results], metric: str) -> Tuning | None:
+    """The group's tuned track (see `Tuning`); None when no file has one."""
+    rows: dict[str, dict[str, Row]] = {TUNED_SUFFIX: {}, TUNED_PER_HORIZON_SUFFIX: {}}
+    choices: dict[str, TunedChoice] = {}
+    cost, lr, steps = {}, None, None
+    for res in sorted(group, key=_age):  # newer files overwrite older ones
+        found: dict[str, list[Record]] = {}
+        for r in res.records:
+            if r.ground_truth == FURTHER_TRAINING and r.metric == metric and tuned_base(r.estimator):
+                found.setdefault(r.estimator, []).append(r)
+        for est, recs in found.items():
+            base, suffix = tuned_base(est)
+            shared = {params_json(r.params) for r in recs}
+            rows[suffix][base] = Row(est, est, recs[0].params if len(shared) == 1 else {},
+                                     {r.horizon: r for r in recs}, cost=_cost(res, est),
+                                     uses=recs[0].uses or method_of(est).uses)
+        choices |= {c.estimator: c for c in tuned_choices(res.extra)}
+        if TUNED_KEY in res.extra:
+            cost = dict(res.cost.get("tuning") or {})
+            lr = (res.task.details.get("further_training") or {}).get("lr")
+            steps = res.gold_standard.steps_per_epoch
+    if not choices and not rows[TUNED_SUFFIX]:
+        return None
+    return Tuning(rows[TUNED_SUFFIX], rows[TUNED_PER_HORIZON_SUFFIX], choices, cost, lr, steps)
+
+
 def _table(group: list[Results], metric: str) -> Table:
     """The Table of one group of results files (one `_group_key`)."""
     first = group[0]
@@ -305,7 +368,8 @@ def _table(group: list[Results], metric: str) -> Table:
                       | {r.horizon for recs, _ in ft.values() for r in recs})
     return Table(first.task.name, first.task.version, first.task.spec_hash, metric, _gold(first), horizons,
                  _rows(ft, extras, horizons), _ceiling(group, horizons, metric),
-                 sorted({_origin(r) for r in group}), notes, sorted(r.date for r in group), _failures(group))
+                 sorted({_origin(r) for r in group}), notes, sorted(r.date for r in group), _failures(group),
+                 _tuning(group, metric))
 
 
 def build_leaderboard(results: list[Results], metric: str = "cosine") -> list[Table]:

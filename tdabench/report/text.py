@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from tdabench.estimators.inputs import input_label
 from tdabench.report.tables import (BANDS, NORMAL_Z, Row, Table, band_horizons, build_leaderboard, mean_ranks,
                                     summary_groups)
+from tdabench.report.tuned import choice_notes, rank_change, tuned_ranks, tuned_track
 from tdabench.results import Record, Results, csv_cell, params_json
 from tdabench.scoring.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
 
 DASH = "—"
 GIVEN = "given"  # the column of what an estimator read (tdabench.estimators.inputs)
 RANK_IN_GROUP = "rank, same input"
+TUNED_RANK = "tuned rank"
+TUNING_S = "tuning (s)"
 CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon", "metric",
                "mean", "sem", "n_test", "n_skipped", "horizon_unit", "gold_mode", "gold_seeds",
                "ground_truth", "ci_low", "ci_high", "uses")
@@ -84,21 +87,41 @@ def _summary_row(row: Row, ranks: tuple[int | None, int | None], hs: list[int], 
             + _cost_cells(row.cost) + [_rank_cell(r) for r in ranks])
 
 
+def _tuned_cells(table: Table) -> list[list[Cell]]:
+    """Per row: its tuned mean [interval] at the longest horizon ("—" with nothing tuned), its rank
+    in the tuned track with the change from the default rank ("2 ↑1"), and its search seconds."""
+    last = table.horizons[-1] if table.horizons else None
+    tuned = table.tuning.rows if table.tuning else {}
+    out = []
+    for row, default, rank in zip(table.rows, table.ranks, tuned_ranks(table)):
+        mine = tuned.get(row.estimator)
+        search = (mine.cost or {}).get("search_s") if mine else None
+        change = rank_change(default, rank)
+        out.append([_record_cell(mine.cells.get(last) if mine else None),
+                    Cell(DASH) if rank is None else Cell(f"{rank} {change}".strip(), rank),
+                    Cell(format_seconds(search), search) if isinstance(search, (int, float)) else Cell(DASH)])
+    return out
+
+
 def summary_cells(table: Table) -> tuple[list[str], list[list[Cell]]]:
     """The task's one table: header and body (rows in table order, then the noise ceiling).
 
     Columns: estimator; what it was given (GIVEN); mean [interval] at every horizon; best horizon
     (among those columns); LDS; LOO (only when some row has it); fit + score seconds; peak MB; shared
-    rank at the longest horizon, among all rows and among the rows given the same input.
+    rank at the longest horizon, among all rows and among the rows given the same input; with a
+    tuned track (`table.tuning`), then: the tuned setting's mean [interval] at the longest horizon,
+    the rank in the tuned track with its change (`tuned.rank_change`) and the search seconds.
     """
     unit, hs = table.gold["horizon_unit"], table.horizons
     with_loo = any(row.loo is not None for row in table.rows)
     last = hs[-1] if hs else None
     head = (["estimator", GIVEN] + [f"{unit} {h}" for h in hs] + [f"best {unit}", "LDS"]
             + ([f"LOO ({table.metric})"] if with_loo else [])
-            + ["fit + score (s)", "peak MB", f"rank at {unit} {last}", RANK_IN_GROUP])
-    body = [_summary_row(row, ranks, hs, with_loo)
-            for row, ranks in zip(table.rows, zip(table.ranks, table.group_ranks))]
+            + ["fit + score (s)", "peak MB", f"rank at {unit} {last}", RANK_IN_GROUP]
+            + ([f"tuned, {unit} {last}", TUNED_RANK, TUNING_S] if table.tuning else []))
+    extra = _tuned_cells(table) if table.tuning else [[] for _ in table.rows]
+    body = [_summary_row(row, ranks, hs, with_loo) + more
+            for row, ranks, more in zip(table.rows, zip(table.ranks, table.group_ranks), extra)]
     ceiling = [Cell("noise ceiling"), Cell("")] + [Cell(format_cell(table.noise_ceiling.get(h), None),
                                               table.noise_ceiling.get(h)) for h in hs]
     body.append(ceiling + [Cell("")] * (len(head) - len(ceiling)))
@@ -120,9 +143,20 @@ def mean_rank_grid(tables: list[Table]) -> tuple[list[str], list[list[Cell]]]:
     return head, body
 
 
-def summary_heading(mode: str) -> str:
-    """The heading of the cross-task summary of one gold-standard mode."""
-    return f"Across tasks: mean rank against the {mode} gold standard"
+def summary_heading(mode: str, tuned: bool = False) -> str:
+    """The heading of the cross-task summary of one gold-standard mode (of its tuned track)."""
+    return f"Across tasks: mean rank against the {mode} gold standard" + (", tuned track" if tuned else "")
+
+
+TUNED_SUMMARY_NOTE = ("The tuned track: only tasks with a tuned track, each estimator with the setting chosen for "
+                      "all horizons on validation test points (its default where it has nothing to tune), "
+                      "never both.")
+
+
+def tuned_summary(tables: list[Table]) -> list[Table]:
+    """The tuned tracks (`tuned.tuned_track`) of the tables that have one: what the tuned track's
+    cross-task summary averages ([] when none has one)."""
+    return [tuned_track(t) for t in tables if t.tuning]
 
 
 def mean_rank_note(tables: list[Table]) -> str:
@@ -171,6 +205,7 @@ def table_notes(table: Table) -> list[str]:
     points if any were skipped."""
     unit, notes = table.gold["horizon_unit"], list(table.footnotes)
     notes += [f"{name} did not run: {error}" for name, error in table.failures.items()]
+    notes += choice_notes(table)
     skipped = {h: n for h, n in _skipped(table.rows, table.horizons).items() if n}
     if skipped:
         notes.append("test points skipped as undefined (e.g. saturated, zero gold row), most over "
@@ -228,10 +263,24 @@ def _markdown(table: Table, plot: str | None) -> list[str]:
     return lines + ([f"- {n}" for n in notes] + [""] if notes else [])
 
 
+def _summary_markdown(mode: str, tables: list[Table], tuned: bool) -> list[str]:
+    head, body = mean_rank_grid(tables)
+    note = mean_rank_note(tables) + (" " + TUNED_SUMMARY_NOTE if tuned else "")
+    return [f"## {summary_heading(mode, tuned)}", "", note, "",
+            *_md_table(head, [[c.text for c in cells] for cells in body]), ""]
+
+
+DAMPING_HEADING = "Damping is the horizon: the tuned damping per horizon against 1/(ηT)"
+DAMPING_NOTE = ("For each damped estimator of each task with a tuned track: the damping chosen on validation "
+                "test points for each horizon (absolute units) against 1/(ηT), η the further-training learning "
+                "rate and T the horizon in steps; DESIGN.md §4 predicts the best damping of an influence "
+                "function falls like 1/(ηT). Data: best_damping.csv.")
+
+
 def leaderboard_markdown(tables: list[Table], command: str | None = None,
-                         plots: list[str] | None = None) -> str:
+                         plots: list[str] | None = None, damping_plot: str | None = None) -> str:
     """The README.md text; `command` is quoted in the header, `plots` are `report.plots.plot_names(tables)`
-    (no images when None)."""
+    (no images when None); `damping_plot`: the stem of the best-damping plot (none when None)."""
     sources = sorted({s for t in tables for s in t.sources})
     head = ([f"Command: `{command}`"] if command else []) + header_lines(tables)
     metric = tables[0].metric if tables else "pearson"
@@ -240,9 +289,12 @@ def leaderboard_markdown(tables: list[Table], command: str | None = None,
              *[line for text in head + legend_lines(metric) for line in (text, "")],
              "Results files used:", *[f"- `{s}`" for s in sources], ""]
     for mode, group in summary_groups(tables):
-        head, body = mean_rank_grid(group)
-        lines += [f"## {summary_heading(mode)}", "", mean_rank_note(group), "",
-                  *_md_table(head, [[c.text for c in cells] for cells in body]), ""]
+        lines += _summary_markdown(mode, group, False)
+        if tuned_summary(group):
+            lines += _summary_markdown(mode, tuned_summary(group), True)
+    if damping_plot:
+        lines += [f"## {DAMPING_HEADING}", "", DAMPING_NOTE, "",
+                  f"![best damping against 1/(ηT)]({damping_plot}.png) ([SVG]({damping_plot}.svg))", ""]
     for table, plot in zip(tables, plots or [None] * len(tables)):
         lines += _markdown(table, plot)
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -254,20 +306,23 @@ def _csv_records(row: Row) -> list[Record]:
 
 
 def _csv_values(t: Table, row: Row, r: Record) -> tuple:
-    """The CSV_COLUMNS values of one record of a row of a table."""
-    return (t.task, t.task_version, t.spec_hash, row.estimator, params_json(row.params),
+    """The CSV_COLUMNS values of one record of a row of a table (params: the record's, which in a
+    row of the default track are the row's)."""
+    return (t.task, t.task_version, t.spec_hash, row.estimator, params_json(r.params),
             r.horizon, r.metric, r.mean, r.sem, r.n_test, r.n_skipped, t.gold["horizon_unit"],
             t.gold["mode"], t.gold["seeds"], r.ground_truth, r.ci_low, r.ci_high, row.uses)
 
 
 def leaderboard_csv(tables: list[Table]) -> str:
     """Long format, one line per record of every table (further training by horizon, then LOO
-    and LDS), with the columns CSV_COLUMNS."""
+    and LDS), with the columns CSV_COLUMNS; then the tuned track's rows (estimator "<label>
+    (tuned)", "<label> (tuned per horizon)")."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for t in tables:
-        for row in t.rows:
+        tuned = [] if t.tuning is None else [*t.tuning.rows.values(), *t.tuning.per_horizon.values()]
+        for row in t.rows + sorted(tuned, key=lambda row: row.label):
             for r in _csv_records(row):
                 writer.writerow([csv_cell(v) for v in _csv_values(t, row, r)])
     return buf.getvalue()

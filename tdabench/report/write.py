@@ -1,6 +1,7 @@
 """Writing the leaderboard pages: finding and reading results files relative to the pages' folder,
 then README.md, leaderboard.csv, index.html and the decay plots, each written atomically; with
-downstream payloads also their sections, downstream.csv and plots/<task>_downstream.png/.svg.
+downstream payloads also their sections, downstream.csv and plots/<task>_downstream.png/.svg; for
+tables with a tuned track, best_damping.csv and the plot of the best damping per horizon against 1/(ηT).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from tdabench.report.damping_plot import DAMPING_PLOT, best_damping_csv, best_damping_rows, write_damping_plot
 from tdabench.report.downstream_pages import (Section, build_section, downstream_csv, downstream_html,
                                               downstream_markdown)
 from tdabench.report.downstream_plot import write_downstream_plot
@@ -88,24 +90,30 @@ def write_leaderboard(tables: list[Table], out_dir: str | Path, command: str | N
                       plots: bool = True, downstream: list[dict] | None = None) -> list[Path]:
     """Write `README.md`, `leaderboard.csv`, `index.html` and (with `plots`) the decay plots
     `plots/<name>.png/.svg` into `out_dir`, atomically; with `downstream` payloads also their sections
-    (after the task tables), `downstream.csv` and their plots. Older *.png/*.svg files in `plots/` that
-    this build did not write are removed. Returns the paths written."""
+    (after the task tables), `downstream.csv` and their plots; with a tuned damping in some table, also
+    `best_damping.csv` and (with `plots`) `plots/best_damping.png/.svg`. Older *.png/*.svg files in
+    `plots/` that this build did not write are removed. Returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = plot_names(tables) if plots else None
     payloads = sorted(downstream or [], key=lambda p: (p["task"]["name"], p.get("origin") or ""))  # input order free
     sections = downstream_sections(payloads, tables, plots)
+    figure = f"plots/{DAMPING_PLOT}" if best_damping_rows(tables) and plots else None
     paths = [out / "README.md", out / "leaderboard.csv", out / "index.html"]
-    markdown = leaderboard_markdown(tables, command, names)
+    markdown = leaderboard_markdown(tables, command, names, figure)
     extra = downstream_markdown(sections)
     atomic_write_text(paths[0], markdown + ("\n" + "\n".join(extra).rstrip("\n") + "\n" if extra else ""))
     atomic_write_text(paths[1], leaderboard_csv(tables))
     atomic_write_text(paths[2], leaderboard_html(tables, command, names, spec_links(tables, out),
-                                                 downstream_html(sections)))
+                                                 downstream_html(sections), figure))
     if sections:
         paths.append(out / "downstream.csv")
         atomic_write_text(paths[-1], downstream_csv(sections, payloads))
+    if best_damping_rows(tables):
+        paths.append(out / f"{DAMPING_PLOT}.csv")
+        atomic_write_text(paths[-1], best_damping_csv(tables))
     if names is not None:
         made = _write_downstream_plots(sections, payloads, out / "plots")
+        made += write_damping_plot(tables, out / "plots") if figure else []
         paths += _write_plots(tables, names, out / "plots", keep=made) + made
     return paths
