@@ -40,6 +40,7 @@ class JoinedLayers:
         self._bound: list[tuple[int, str, torch.Tensor]] = []  # (0 params / 1 state, name, the view put there)
         self.theta: list[torch.Tensor] = []
         self.buffer: list[torch.Tensor | None] = []
+        self.weights: list[torch.Tensor] = []  # W_l (K, out, in): views of θ_l without the bias column
 
     def bind(self, params: Tensors, state: Tensors) -> None:
         """Make `theta`/`buffer` the storage of `params`/`state` (rebinding their entries to views)
@@ -52,6 +53,7 @@ class JoinedLayers:
             self.theta.append(self._joined(params, 0, layer.weight, layer.bias))
             self.buffer.append(self._joined(state, 1, f"m.{layer.weight}", layer.bias and f"m.{layer.bias}")
                                if self.momentum else None)
+        self.weights = [theta[..., :-1] if layer.bias else theta for layer, theta in zip(self.layers, self.theta)]
 
     def _joined(self, tensors: Tensors, which: int, weight: str, bias: str | None) -> torch.Tensor:
         if bias is None:
@@ -62,24 +64,24 @@ class JoinedLayers:
         self._bound += [(which, weight, tensors[weight]), (which, bias, tensors[bias])]
         return joined
 
-    def weights(self) -> list[torch.Tensor]:
-        """W_l (K, out, in) per layer: views of θ_l without the bias column."""
-        return [theta[..., :-1] if layer.bias else theta for layer, theta in zip(self.layers, self.theta)]
-
 
 class StepBuffers:
-    """Preallocated activations of one step: `inputs[l]` = Ã_lᵀ (K, in_l [+1], B), layer l's input
-    with a last row of ones when layer l has a bias; `outputs[l]` (K, out_l, B), layer l's
-    pre-activation Z_lᵀ, reused in the backward pass for the gradient w.r.t. it. The first input
-    is stored untransposed, a (K, B, in_0 [+1]) tensor seen through a transposed view: the batch
-    x (K, B, in_0) is copied in row by row, and its two products (forward, weight gradient) were
-    measured faster so on CPU (MKL reads either layout without a copy)."""
+    """Preallocated activations of one step, for K copies and batch size B:
+
+    inputs[l]       Ã_lᵀ (K, in_l [+1], B): layer l's input, with a last row of ones when layer l
+                    has a bias; transposed[l] = Ã_l (K, B, in_l [+1]), the same memory;
+    activations[l]  A_lᵀ (K, in_l, B): the input without the row of ones (a view);
+    outputs[l]      Z_lᵀ (K, out_l, B): layer l's pre-activation, reused in the backward pass for
+                    the gradient w.r.t. it (outputs[l - 1] holds ∂/∂Z_{l-1}ᵀ).
+
+    The first input is stored untransposed, (K, B, in_0 [+1]): the batch x (K, B, in_0) is copied
+    in row by row, and its two products (forward, weight gradient) were measured faster so on CPU.
+    """
 
     def __init__(self, layers: tuple[Layer, ...], weights: list[torch.Tensor], batch: int) -> None:
         k, dtype, device = weights[0].shape[0], weights[0].dtype, weights[0].device
         self.key = (k, batch, dtype, device)
-        self.widths = [w.shape[2] for w in weights]
-        self.inputs, self.outputs = [], []
+        self.inputs, self.outputs, self.activations = [], [], []
         for depth, (layer, w) in enumerate(zip(layers, weights)):
             rows = w.shape[2] + (1 if layer.bias else 0)
             a = (torch.empty(k, batch, rows, dtype=dtype, device=device).transpose(1, 2) if depth == 0
@@ -87,8 +89,6 @@ class StepBuffers:
             if layer.bias:
                 a[:, -1].fill_(1.0)
             self.inputs.append(a)
+            self.activations.append(a[:, :w.shape[2]])
             self.outputs.append(torch.empty(k, w.shape[1], batch, dtype=dtype, device=device))
-
-    def activation(self, depth: int) -> torch.Tensor:
-        """A_lᵀ (K, in_l, B): layer `depth`'s input without the row of ones (a view)."""
-        return self.inputs[depth][:, :self.widths[depth]]
+        self.transposed = [a.transpose(1, 2) for a in self.inputs]

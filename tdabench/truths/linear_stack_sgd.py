@@ -47,7 +47,7 @@ def linear_stack_sgd_step(ctx: TaskContext, recipe: OptimizerSpec) -> StepFn | N
 
     def step_(params: Tensors, state: Tensors, x, y, w, m) -> None:
         joined.bind(params, state)
-        weights = joined.weights()
+        weights = joined.weights
         if not buffers or buffers[0].key != (x.shape[0], x.shape[1], weights[0].dtype, weights[0].device):
             buffers[:] = [StepBuffers(layers, weights, x.shape[1])]
         bufs = buffers[0]
@@ -55,22 +55,21 @@ def linear_stack_sgd_step(ctx: TaskContext, recipe: OptimizerSpec) -> StepFn | N
         for depth in range(len(layers) - 1, -1, -1):
             below = (torch.bmm(weights[depth].transpose(1, 2), g, out=bufs.outputs[depth - 1])
                      if depth > 0 else None)
-            _update_(joined.theta[depth], joined.buffer[depth], g, bufs.inputs[depth].transpose(1, 2),
-                     recipe, decay)
+            _update_(joined.theta[depth], joined.buffer[depth], g, bufs.transposed[depth], recipe, decay)
             if below is not None:
-                g = activation_backward(layers[depth - 1].activation, below, bufs.activation(depth), out=below)
+                g = activation_backward(layers[depth - 1].activation, below, bufs.activations[depth], out=below)
         state["count"] = state["count"] + 1
     return step_
 
 
 def _forward_t(joined: JoinedLayers, bufs: StepBuffers, x: torch.Tensor) -> torch.Tensor:
     """Fill `bufs` with every layer's input Ãᵀ and pre-activation Zᵀ; returns the output Z_Lᵀ (K, C, B)."""
-    bufs.activation(0).copy_(x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2))
+    bufs.activations[0].copy_(x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2))
     last = len(joined.layers) - 1
     for depth, (layer, theta) in enumerate(zip(joined.layers, joined.theta)):
         z = torch.bmm(theta, bufs.inputs[depth], out=bufs.outputs[depth])
         if depth < last:
-            activate_into(layer.activation, z, bufs.activation(depth + 1))
+            activate_into(layer.activation, z, bufs.activations[depth + 1])
     return bufs.outputs[last]
 
 
