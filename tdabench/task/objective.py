@@ -29,14 +29,16 @@ def per_example_loss(spec: ObjectiveSpec) -> OutputFn:
     return lambda out, y: (out.squeeze(-1) - y) ** 2
 
 
-def loss_output_gradient(spec: ObjectiveSpec) -> OutputFn | None:
-    """∂loss/∂outputs in closed form, (B, C) from outputs (B, C) and labels (B,): cross-entropy
-    softmax(out) − onehot(y), squared 2(out − y); None for a 'custom' loss (then autograd)."""
+def loss_output_gradient(spec: ObjectiveSpec) -> Callable[..., torch.Tensor] | None:
+    """∂loss/∂outputs in closed form, `(out, y, dim=-1)` → the shape of `out`, with the outputs
+    along `dim` (out (B, C) and labels (B,) by default; out (K, C, B) and y (K, B) with dim=1):
+    cross-entropy softmax(out) − onehot(y), squared 2(out − y); None for a 'custom' loss (then
+    autograd)."""
     if spec.loss == "cross-entropy":
-        return lambda out, y: torch.softmax(out, dim=-1).scatter_add_(
-            -1, y.unsqueeze(-1), torch.full_like(out[..., :1], -1.0))
+        return lambda out, y, dim=-1: torch.softmax(out, dim=dim).scatter_add_(
+            dim, y.unsqueeze(dim), torch.full_like(out.narrow(dim, 0, 1), -1.0))
     if spec.loss == "squared":
-        return lambda out, y: 2 * (out - y.unsqueeze(-1))
+        return lambda out, y, dim=-1: 2 * (out - y.unsqueeze(dim))
     return None
 
 

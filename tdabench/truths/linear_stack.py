@@ -42,20 +42,29 @@ def _forward(layers: tuple[Layer, ...], params: Tensors, x: torch.Tensor) -> lis
 
 def activate_(kind: str | None, z: torch.Tensor) -> torch.Tensor:
     """act(Z), in place (Z is a fresh temporary)."""
-    if kind == "relu":
-        return z.relu_()
-    if kind == "tanh":
-        return z.tanh_()
-    return z
+    return activate_into(kind, z, z)
 
 
-def activation_backward(kind: str | None, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """G ⊙ act'(Z), from A = act(Z): ReLU [A > 0] (= [Z > 0]), Tanh 1 − A²; torch's own kernels."""
+def activate_into(kind: str | None, z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out ← act(Z) (`out` may be Z itself or a strided view); ReLU is clamp_min(Z, 0), as torch's."""
     if kind == "relu":
-        return torch.ops.aten.threshold_backward(g, a, 0)
+        return torch.clamp_min(z, 0.0, out=out)
     if kind == "tanh":
-        return torch.ops.aten.tanh_backward(g, a)
-    return g
+        return torch.tanh(z, out=out)
+    return out if out is z else out.copy_(z)
+
+
+def activation_backward(kind: str | None, g: torch.Tensor, a: torch.Tensor,
+                        out: torch.Tensor | None = None) -> torch.Tensor:
+    """G ⊙ act'(Z), from A = act(Z): ReLU [A > 0] (= [Z > 0]), Tanh 1 − A²; torch's own kernels,
+    into `out` when given (which may be G itself)."""
+    if kind == "relu":
+        return (torch.ops.aten.threshold_backward(g, a, 0) if out is None
+                else torch.ops.aten.threshold_backward.grad_input(g, a, 0, grad_input=out))
+    if kind == "tanh":
+        return (torch.ops.aten.tanh_backward(g, a) if out is None
+                else torch.ops.aten.tanh_backward.grad_input(g, a, grad_input=out))
+    return g if out is None or out is g else out.copy_(g)
 
 
 def linear_stack_gradients(ctx: TaskContext) -> Callable[..., Tensors] | None:
