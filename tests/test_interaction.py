@@ -139,6 +139,26 @@ def test_token_masking_keeps_special_tokens():
     assert Masker(6).apply(x, keep).tolist() == [[2, 57, 0, 0, 3, 0]]
 
 
+def test_token_interaction_on_bert_is_its_definition():
+    """rt-bert-tiny@plumbing (any parameters will do): I(S) of token positions by an explicit loop
+    that replaces every word token outside T by [PAD] (ids 0, 2, 3 = [PAD], [CLS], [SEP] kept)."""
+    ctx = build_context(find_spec("rt-bert-tiny@plumbing"), target="interaction:1,3")
+    margin = ctx.with_target("margin")
+    x, y = ctx.test.x[:2], ctx.test.y[:2]
+    with torch.no_grad():
+        got = ctx.target(ctx.params, x, y)
+        hand = []
+        for j in range(2):
+            total = 0.0
+            for k in range(3):
+                for t in itertools.combinations((1, 3), k):
+                    masked = [int(v) if p in t or int(v) in (0, 2, 3) else 0 for p, v in enumerate(x[j])]
+                    total += (-1) ** (2 - k) * float(margin.target(ctx.params, torch.tensor([masked]), y[j:j + 1])[0])
+            hand.append(total)
+    np.testing.assert_allclose(got.numpy(), hand, rtol=1e-4, atol=1e-6)  # float32 task
+    assert flat_per_sample_grads(ctx, "target", x, y).norm(dim=1).min() > 0
+
+
 @pytest.mark.parametrize("name,needle", [
     ("interaction:", "comma-separated feature indices"),
     ("interaction:a,1", "comma-separated feature indices"),
