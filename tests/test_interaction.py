@@ -11,9 +11,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 from torch.func import grad
 
+from estimator_helpers import least_squares_spec
 from gold_helpers import write_small_spec
 from subprocess_helpers import scrubbed_environment
 from tdabench.compare import check_target
@@ -22,6 +24,7 @@ from tdabench.estimators.gradients import flat_per_sample_grads
 from tdabench.estimators.layers import gradient_gram, linear_blocks_or_none
 from tdabench.interactions import InteractionOptions, salient_interactions
 from tdabench.interactions.salient import coalitions, mobius_matrix
+from tdabench.task import build_context, find_spec
 from tdabench.task.interaction import Interaction, Masker, make_interaction, value_target
 from tdabench.task.spec import ObjectiveSpec
 from tdabench.task.targets import check_target_name, make_target
@@ -136,6 +139,26 @@ def test_token_masking_keeps_special_tokens():
     assert Masker(6).apply(x, keep).tolist() == [[2, 57, 0, 0, 3, 0]]
 
 
+def test_token_interaction_on_bert_is_its_definition():
+    """rt-bert-tiny@plumbing (any parameters will do): I(S) of token positions by an explicit loop
+    that replaces every word token outside T by [PAD] (ids 0, 2, 3 = [PAD], [CLS], [SEP] kept)."""
+    ctx = build_context(find_spec("rt-bert-tiny@plumbing"), target="interaction:1,3")
+    margin = ctx.with_target("margin")
+    x, y = ctx.test.x[:2], ctx.test.y[:2]
+    with torch.no_grad():
+        got = ctx.target(ctx.params, x, y)
+        hand = []
+        for j in range(2):
+            total = 0.0
+            for k in range(3):
+                for t in itertools.combinations((1, 3), k):
+                    masked = [int(v) if p in t or int(v) in (0, 2, 3) else 0 for p, v in enumerate(x[j])]
+                    total += (-1) ** (2 - k) * float(margin.target(ctx.params, torch.tensor([masked]), y[j:j + 1])[0])
+            hand.append(total)
+    np.testing.assert_allclose(got.numpy(), hand, rtol=1e-4, atol=1e-6)  # float32 task
+    assert flat_per_sample_grads(ctx, "target", x, y).norm(dim=1).min() > 0
+
+
 @pytest.mark.parametrize("name,needle", [
     ("interaction:", "comma-separated feature indices"),
     ("interaction:a,1", "comma-separated feature indices"),
@@ -160,14 +183,12 @@ def test_data_dependent_checks(tiny_mlp_context, tiny_cnn_context):
         make_target("interaction:0,1", ObjectiveSpec(loss="cross-entropy"))
 
 
-def test_salient_interactions_agree_with_the_target(tmp_path, tiny_mlp_context):
+def test_salient_interactions_agree_with_the_target(tmp_path):
     """The helper's memoised table at the final model = the target I(S | x) of the same S."""
     spec = write_small_spec(tmp_path)
     options = InteractionOptions(task=str(spec), test_indices=(1, 4), max_order=2, horizons=(1,), progress=False)
     payload = salient_interactions(options)
     assert payload["schema_version"] == 1 and [s["horizon"] for s in payload["states"]] == [0, 1]
-    from tdabench.task import build_context, find_spec
-
     ctx = build_context(find_spec(str(spec)))
     for point in payload["points"]:
         assert len(point["interactions"]) == 30 + 435
@@ -181,6 +202,26 @@ def test_salient_interactions_agree_with_the_target(tmp_path, tiny_mlp_context):
         assert magnitudes == sorted(magnitudes, reverse=True)
         state = point["states"][0]
         assert state["sparsity"]["threshold"] == pytest.approx(0.05 * magnitudes[0])
+
+
+def test_a_linear_model_has_only_first_order_interactions(tmp_path):
+    """Ridge regression f = wᵀx + c, every S ⊆ N (d = 10): I({i}) = w_i (x_i − b_i), I(S) = 0 for
+    |S| ≥ 2, and Σ_S I(S) = v(x) − v(b), at the final model and after further training."""
+    spec = tmp_path / "linear.yaml"
+    spec.write_text(yaml.safe_dump(least_squares_spec("tiny-linear-interactions")))
+    payload = salient_interactions(InteractionOptions(task=str(spec), test_indices=(2,), max_order=99,
+                                                      horizons=(1,), progress=False))
+    ctx = build_context(find_spec(str(spec)))
+    (w,), b = [p for k, p in ctx.params.items() if k.endswith("weight")], ctx.train.x.mean(0)
+    point, x = payload["points"][0], ctx.test.x[2]
+    assert payload["max_order"] == 10 and len(point["interactions"]) == 2 ** 10 - 1
+    first = {e["features"][0]: e["values"][0] for e in point["interactions"] if len(e["features"]) == 1}
+    np.testing.assert_allclose([first[i] for i in range(10)], (w[0] * (x - b)).numpy(), rtol=1e-10, atol=1e-13)
+    for state, stats in enumerate(point["states"]):
+        assert max(abs(e["values"][state]) for e in point["interactions"] if len(e["features"]) > 1) < 1e-12
+        assert stats["sum_interactions"] == pytest.approx(stats["v_x"] - stats["v_baseline"], abs=1e-12)
+        assert stats["sparsity"]["by_order"]["2"] == 0.0
+    assert point["interactions"][0]["values"][1] != point["interactions"][0]["values"][0]  # training moved w
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ def _players(features: list[int]) -> str:
 
 
 def _sparsity_lines(payload: dict[str, Any], point: dict[str, Any]) -> list[str]:
-    orders = sorted(point["states"][0]["sparsity"]["by_order"])
+    orders = sorted(point["states"][0]["sparsity"]["by_order"], key=int)
     head = f"  {'model':<14} {'v(x)':>9} {'v(b)':>9} {'sum I':>9} {'max |I|':>9} {'thresh.':>9} {'share':>7} " + \
         " ".join(f"{'order ' + k:>8}" for k in orders)
     lines = [head]

@@ -42,8 +42,9 @@ MAX_COALITIONS = 50_000  # masked inputs per test point
 @dataclass(frozen=True)
 class InteractionOptions:
     """What `salient_interactions` computes: `test_indices` of the task's test split, interactions of
-    order 1..`max_order`, `threshold` (absolute) or `relative` × max |I| for the sparsity, the
-    further-training `horizons` (default: the spec's) of reference seed `seed`."""
+    order 1..`max_order` (at most MAX_COALITIONS coalitions; all d of them: every S ⊆ N),
+    `threshold` (absolute) or `relative` × max |I| for the sparsity, the further-training
+    `horizons` (default: the spec's) of reference seed `seed`."""
 
     task: str
     test_indices: tuple[int, ...]
@@ -58,8 +59,8 @@ class InteractionOptions:
     def __post_init__(self) -> None:
         if not self.test_indices or min(self.test_indices) < 0 or len(set(self.test_indices)) != len(self.test_indices):
             raise TdabenchError(f"test indices must be distinct non-negative integers, got {list(self.test_indices)}")
-        if not 1 <= self.max_order <= 4:
-            raise TdabenchError(f"max order must be in 1..4, got {self.max_order}")
+        if self.max_order < 1:
+            raise TdabenchError(f"max order must be at least 1, got {self.max_order}")
         if self.threshold is not None and not self.threshold > 0:
             raise TdabenchError(f"threshold must be positive, got {self.threshold}")
         if not 0 < self.relative < 1:
@@ -128,7 +129,8 @@ def salient_interactions(options: InteractionOptions) -> dict[str, Any]:
     spec = find_spec(options.task)
     data = load_task_data(spec, options.cache_dir)
     masker = make_masker(spec, data)  # refuses inputs that are neither features nor tokens
-    d, sets = masker.n_players, coalitions(masker.n_players, options.max_order)
+    d = masker.n_players
+    sets = coalitions(d, min(options.max_order, d))  # all of them: Σ_S I(S) = v(x) − v(b) (efficiency)
     if len(sets) > MAX_COALITIONS:
         raise TdabenchError(f"{len(sets)} coalitions of order <= {options.max_order} of {d} players: more than "
                             f"{MAX_COALITIONS}; lower the max order")
@@ -146,7 +148,7 @@ def salient_interactions(options: InteractionOptions) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "tdabench_version": __version__, "git_hash": git_hash(),
             "date": now_iso(), "task": {"name": spec.name, "version": spec.version, "spec_hash": spec.spec_hash},
             "value": "margin" if value_target(spec.objective) == "margin" else "output",
-            "baseline": masker.describe(), "max_order": options.max_order,
+            "baseline": masker.describe(), "max_order": min(options.max_order, d),
             "threshold": {"absolute": options.threshold} if options.threshold is not None else
             {"relative": options.relative}, "horizon_unit": spec.gold_standard.horizon_unit,
             "further_training": {**dataclasses.asdict(spec.gold_standard.further_training), "seed": options.seed},
