@@ -7,9 +7,9 @@ Per layer, on activations A (n, d) of the training split and B of the test split
   points with 1[w·(b − μ)/σ + c > 0] = concept label; also its mean test log loss
   log(1 + exp(−s·logit)), s = ±1 the label's sign (a continuous companion of the accuracy).
 - **probe sparsity**: an L1 logistic probe (liblinear, which penalises |w|₁ and, lightly, the
-  intercept) on the same standardised A; its C is the one of `grid` with the best accuracy on a
+  intercept) on the same standardised A; its C is the smallest of `grid` whose accuracy on a
   validation split (a seeded `validation_fraction` of the training rows; the probe is fitted on
-  the rest), ties to the smaller C (the sparser probe); then refitted on all of A. Reported: the
+  the rest) is within one standard error of the best (`choose_l1_c`); then refitted on all of A. Reported: the
   share of its d weights that are exactly non-zero, their count, and its test accuracy.
 """
 
@@ -82,14 +82,18 @@ def l1_fit(z: np.ndarray, labels: np.ndarray, c: float) -> LogisticRegression:
 
 def choose_l1_c(z: np.ndarray, labels: np.ndarray, grid: Sequence[float] = L1_GRID,
                 validation_fraction: float = VALIDATION_FRACTION, seed: int = 0) -> float:
-    """The C of `grid` whose L1 probe, fitted on a seeded (1 − validation_fraction) share of the rows
-    of z, has the best accuracy on the rest; ties to the smaller C. Each part must hold both classes."""
+    """The C of `grid` for the L1 probe, by the one-standard-error rule: fit on a seeded
+    (1 − validation_fraction) share of the rows of z, score accuracy a_C on the other n_val rows,
+    and return the smallest C with a_C ≥ a* − √(a*(1 − a*)/n_val), a* = max_C a_C (the sparsest
+    probe that validation cannot tell apart from the best). The fitting rows must hold both classes."""
     order = np.random.default_rng(seed).permutation(len(z))
     n_val = max(1, int(round(validation_fraction * len(z))))
     val, fit = order[:n_val], order[n_val:]
     check_labels(labels[fit], "probe's fitting rows")
-    accuracies = [l1_fit(z[fit], labels[fit], c).score(z[val], labels[val]) for c in sorted(grid)]
-    return float(sorted(grid)[int(np.argmax(accuracies))])  # argmax: the first (smallest C) of the best
+    cs = sorted(grid)
+    accuracies = np.array([l1_fit(z[fit], labels[fit], c).score(z[val], labels[val]) for c in cs])
+    best = accuracies.max()
+    return float(cs[int(np.argmax(accuracies >= best - np.sqrt(best * (1 - best) / n_val)))])
 
 
 def layer_probe(layer: str, train: torch.Tensor, test: torch.Tensor, y_train: np.ndarray, y_test: np.ndarray,
