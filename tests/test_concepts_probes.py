@@ -10,7 +10,7 @@ from torch import nn
 
 from tdabench.concepts.layers import eligible_layers, layer_activations, resolve_layers
 from tdabench.concepts.probes import choose_l1_c, l1_fit, layer_probe
-from tdabench.errors import UnknownNameError
+from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.scoring.stats import t_interval
 from tdabench.task import build_context, find_spec
 from tdabench.task.concepts import concept_labels
@@ -49,9 +49,20 @@ class _Blocks(nn.Module):
 
 def test_eligible_layers_expand_a_module_list_and_skip_dropout():
     assert eligible_layers(_Blocks()) == ["emb", "blocks.0", "blocks.1", "head"]
-    assert resolve_layers(_Blocks(), ["blocks.0.1"]) == ["blocks.0.1"]  # any submodule by name
+    x = torch.zeros(2, 3)
+    assert resolve_layers(_Blocks(), None, x) == ["emb", "blocks.0", "blocks.1", "head"]
+    assert resolve_layers(_Blocks(), ["blocks.0.1"], x) == ["blocks.0.1"]  # any submodule by name
     with pytest.raises(UnknownNameError, match="probe layer 'blocks.7'"):
-        resolve_layers(_Blocks(), ["blocks.7"])
+        resolve_layers(_Blocks(), ["blocks.7"], x)
+
+
+def test_layers_the_forward_pass_skips_are_not_eligible():
+    model = _Blocks()
+    model.forward = lambda x: model.head(x[:, :4])  # emb and blocks do not run (precomputed features)
+    x = torch.zeros(2, 4)
+    assert resolve_layers(model, None, x) == ["head"]
+    with pytest.raises(TdabenchError, match="not run by the model's forward pass"):
+        resolve_layers(model, ["blocks.0"], x)
 
 
 def test_activations_of_every_layer_in_one_pass_equal_the_forward_by_hand(tiny_cnn_context):

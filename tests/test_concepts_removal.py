@@ -22,6 +22,7 @@ from tdabench.concepts.summary import best_layers, summarise
 from tdabench.errors import TdabenchError
 from tdabench.task import build_context, find_spec
 from tdabench.task.concepts import concept_labels
+from tdabench.task.context import load_task_data
 from tdabench.truths.further.subsets import further_train_params, further_train_subsets
 from tdabench.truths.scratch import scratch_outputs, scratch_params
 
@@ -153,3 +154,10 @@ def test_concepts_json_round_trip(payload, tmp_path):
         read_concepts(path)
     with pytest.raises(ValueError):
         write_concepts(payload | {"best_layer": float("nan")}, tmp_path)
+
+
+def test_removed_concept_share_is_counted_by_hand(payload):
+    train = load_task_data(find_spec("digits-mlp@small")).train
+    closed = np.isin(train.y.numpy(), (0, 6, 8, 9))
+    removed = payload["removal"]["removed"]
+    assert payload["removal"]["removed_concept_share"] == [pytest.approx(closed[removed[:10]].mean())]

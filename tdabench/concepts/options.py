@@ -102,7 +102,7 @@ def check_task(spec: TaskSpec, options: ConceptOptions, data: Dataset, model: nn
     if spec.concept is None:
         raise TdabenchError(f"task '{spec.name}' names no `concept` to probe for (tasks with one: their spec's "
                             f"`concept` field, e.g. mnist-cnn, rt-bert-tiny)")
-    layers = resolve_layers(model, options.layers)
+    layers = resolve_layers(model, options.layers, data.train.x[:2])
     if options.removal_layer is not None:
         check_probe_layer(model, options.removal_layer)
     for split, what in ((data.train, "training split"), (data.test, "test split")):

@@ -15,7 +15,8 @@ Layout (schema version 1)::
                                              "n_train_evaluated", "n_test", "seconds"},
                            "errors": {label: "what went wrong"}}},
      "removal": null | {"estimator", "layer", "test_idx", "ks", "fractions", "seeds", "removed" (the
-                 top max(ks) instances, in order), "score_s", "further": {"horizon", "horizon_unit", "steps"},
+                 top max(ks) instances, in order), "removed_concept_share" (per k: the share of the
+                 top k that have the concept), "score_s", "further": {"horizon", "horizon_unit", "steps"},
                  "modes": {"retrain" | "further": {"conditions": ["none", "top-k"…, "random-k"…], "layers",
                            "per_seed": [seed][condition][layer] layer entries as above,
                            "summary": {condition: {layer: {metric: {"value" | "delta" | "vs_random":
@@ -107,7 +108,10 @@ def removal_table(payload: dict[str, Any], metrics: tuple[str, ...] = ("accuracy
     if not removal:
         return ""
     rows = [f"removal: {removal['estimator']} attributions to probe:{removal['layer']}, "
-            f"{len(removal['test_idx'])} concept test points, {removal['seeds']} seeds; probe test "
+            f"{len(removal['test_idx'])} concept test points, {removal['seeds']} seeds; share of the concept "
+            f"among the top k: " + ", ".join(f"k={k} {_fmt(v, 2)}" for k, v in
+                                             zip(removal["ks"], removal.get("removed_concept_share", []))) +
+            f" (training split {_fmt(payload['concept_share']['train'], 2)}); probe test "
             f"{' and '.join(metrics)}: mean change [95% t-interval]"]
     for mode, entry in removal["modes"].items():
         rows.append(f"\n{mode}: best layer per condition: " +

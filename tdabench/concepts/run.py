@@ -107,6 +107,7 @@ def removal_experiment(ctx: TaskContext, remover: Estimator, probes: list[LayerP
     out = {"estimator": options.removal_estimator.label, "layer": layer, "test_idx": [int(i) for i in test_idx],
            "ks": ks, "fractions": list(options.fractions), "seeds": options.seeds,
            "removed": [int(i) for i in order[:ks[-1]]], "score_s": round(time.perf_counter() - started, 2),
+           "removed_concept_share": [float(np.mean(y_train[order[:k]])) for k in ks],
            "further": {"horizon": horizon, "horizon_unit": ctx.spec.gold_standard.horizon_unit, "steps": steps},
            "modes": {}}
     conditions, l1_cs = condition_names(ks), {p.layer: p.l1_c for p in probes}
