@@ -161,3 +161,14 @@ def test_removed_concept_share_is_counted_by_hand(payload):
     closed = np.isin(train.y.numpy(), (0, 6, 8, 9))
     removed = payload["removal"]["removed"]
     assert payload["removal"]["removed_concept_share"] == [pytest.approx(closed[removed[:10]].mean())]
+
+
+def test_plot_draws_the_layers_and_one_column_per_removal_mode(payload, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tdabench.report.concepts_plot import concepts_figure, write_concepts_plot
+
+    fig = concepts_figure(payload)
+    assert len(fig.axes) == 2 + 2  # across layers (probes, agreement) + retrain (accuracy, Δ)
+    lines = {line.get_label() for line in fig.axes[2].get_lines()}
+    assert {"none", "top-10", "random-10"} <= lines
+    assert [p.name for p in write_concepts_plot(payload, tmp_path)] == ["concepts.png", "concepts.svg"]

@@ -49,6 +49,9 @@ def _layers_panels(fig: Any, grid: Any, payload: dict[str, Any], metric: str) ->
     ax.set_title(f"agreement ({metric}, longest horizon) with probe:LAYER gold standard", fontsize=9)
     if payload["agreement"]:
         ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "not computed (no --estimators)", ha="center", va="center", transform=ax.transAxes,
+                fontsize=8, color="gray")
 
 
 def _removal_panel(ax: Any, entry: dict[str, Any], ks: list[int], key: str) -> None:
