@@ -1,4 +1,4 @@
-"""The command line: `tdabench list`, `compare`, `leaderboard`, `downstream`, `interactions`.
+"""The command line: `tdabench list`, `compare`, `leaderboard`, `downstream`, `interactions`, `concepts`.
 
 User errors (unknown names, malformed specs, impossible settings) print one line and exit with 2.
 """
@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_executor_args(board, "the suite's comparisons (with ray: one task per stale entry)")
     _add_downstream(sub)
     _add_interactions(sub)
+    _add_concepts(sub)
     return parser
 
 
@@ -212,6 +213,46 @@ def _add_downstream(sub) -> None:
                       help="folder of downstream.json and downstream.png/.svg")
     down.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     down.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+def _add_concepts(sub) -> None:
+    """`tdabench concepts`: a concept across layers and removal of its top-attributed data (tdabench/concepts/)."""
+    con = sub.add_parser("concepts", help="probe the task's concept on every layer (accuracy, L1 sparsity, "
+                         "estimators' agreement per layer), then remove its top-attributed training data and retrain")
+    con.set_defaults(handler=cmd_concepts)
+    con.add_argument("--task", required=True, help="task name or spec file with a `concept` (e.g. mnist-cnn)")
+    con.add_argument("--layers", type=_name_list, default=None,
+                     help="comma-separated module names (default: the eligible layers, tdabench/concepts/layers.py)")
+    con.add_argument("--estimators", default="grad-dot,trak",
+                     help="agreement per layer with the gold standard of target probe:LAYER ('' for none; "
+                          "default %(default)s)")
+    con.add_argument("--gold-seeds", type=int, default=None, help="seeds of each layer's gold standard (default: the spec's)")
+    con.add_argument("--gold-horizons", type=_int_list, default=None, help="its horizons (default: the spec's)")
+    con.add_argument("--gold-n-train", type=int, default=None, help="its evaluated training instances (default: the spec's)")
+    con.add_argument("--gold-n-test", type=int, default=None, help="its test points (default: the spec's)")
+    con.add_argument("--removal", type=_name_list, default=("retrain", "further"),
+                     help="removal experiment: retrain (from scratch), further (from the final model), both "
+                          "(default) or '' (none)")
+    con.add_argument("--removal-estimator", default="trak", help="the attribution that ranks the removed data")
+    con.add_argument("--removal-layer", default=None, help="the probe attributed (default: the best layer)")
+    con.add_argument("--fractions", type=_float_list, default=(0.01, 0.05, 0.1),
+                     help="k as fractions of the training split (default 0.01,0.05,0.1)")
+    con.add_argument("--seeds", type=int, default=3, help="seeds of the removal experiment (default %(default)s)")
+    con.add_argument("--n-concept-test", type=int, default=100,
+                     help="concept test points whose attributions are summed (default %(default)s)")
+    con.add_argument("--horizon", type=int, default=None,
+                     help="further training of the removal experiment, in the spec's unit (default: its longest)")
+    con.add_argument("--metric", default="pearson", help="agreement metric of the table and plot (default %(default)s)")
+    con.add_argument("--out", type=Path, default=Path("runs/concepts"), help="folder of concepts.json and concepts.png/.svg")
+    con.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
+    con.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -468,6 +509,38 @@ def cmd_interactions(args: argparse.Namespace) -> int:
     payload = salient_interactions(options)
     print(render_interactions(payload, args.top))
     print(f"\nwrote {write_interactions(payload, args.out)}")
+
+
+def cmd_concepts(args: argparse.Namespace) -> int:
+    from tdabench.concepts.options import ConceptOptions
+    from tdabench.concepts.results import layers_table, removal_table, write_concepts
+    from tdabench.concepts.run import run_concepts
+    from tdabench.results import check_writable_folder
+    from tdabench.scoring.metrics import check_metric
+    from tdabench.selection import parse_estimators
+
+    check_metric(args.metric)
+    check_writable_folder(args.out)
+    removal = parse_estimators(args.removal_estimator)
+    if len(removal) != 1:
+        raise TdabenchError(f"--removal-estimator takes one estimator, got '{args.removal_estimator}'")
+    options = ConceptOptions(
+        task=args.task, layers=args.layers, estimators=tuple(parse_estimators(args.estimators)) if args.estimators else (),
+        gold_seeds=args.gold_seeds, gold_horizons=args.gold_horizons, gold_n_train=args.gold_n_train,
+        gold_n_test=args.gold_n_test, removal=tuple(args.removal), removal_estimator=removal[0],
+        removal_layer=args.removal_layer, fractions=tuple(args.fractions), seeds=args.seeds,
+        n_concept_test=args.n_concept_test, horizon=args.horizon, cache_dir=args.cache_dir,
+        progress=not args.no_progress)
+    payload = run_concepts(options)
+    print(layers_table(payload, args.metric))
+    print(removal_table(payload))
+    print(f"\nwrote {write_concepts(payload, args.out)}")
+    try:
+        from tdabench.report.concepts_plot import write_concepts_plot
+
+        print("wrote " + " and ".join(map(str, write_concepts_plot(payload, args.out, args.metric))))
+    except MissingPackageError as err:
+        print(f"note: no concepts plot: {err}")
     return 0
 
 

@@ -35,7 +35,9 @@ def check_probe_layer(model: nn.Module, layer: str) -> None:
         raise UnknownNameError("probe layer", layer, probe_layers(model))
 
 
-def _pool(out) -> torch.Tensor:
+def pooled(out) -> torch.Tensor:
+    """A module's output as (B, d) activations: a tuple's first element; (B, L, d) → the first
+    token; anything else flattened after the batch axis."""
     out = out[0] if isinstance(out, (tuple, list)) else out
     if out.dim() == 3:
         return out[:, 0]
@@ -48,7 +50,7 @@ def layer_activation(model: nn.Module, params: Tensors, buffers: Tensors, x: tor
     check_probe_layer(model, layer)
     modules = dict(model.named_modules())
     seen: list[torch.Tensor] = []
-    handle = modules[layer].register_forward_hook(lambda mod, inp, out: seen.append(_pool(out)))
+    handle = modules[layer].register_forward_hook(lambda mod, inp, out: seen.append(pooled(out)))
     try:
         functional_call(model, (params, buffers), (x,))
     finally:
@@ -74,17 +76,24 @@ class Probe:
 
 def fit_probe(model: nn.Module, params: Tensors, buffers: Tensors, train: Split, layer: str,
               concept: str, batch_size: int = 512) -> Probe:
-    """L2-regularised logistic regression (C = 1, lbfgs) on the standardised activations."""
-    from sklearn.linear_model import LogisticRegression
-
-    labels = concept_labels(concept, train)
+    """The probe of `probe_from_activations` on the activations of module `layer` over `train`."""
     with torch.no_grad():
         acts = torch.cat([layer_activation(model, params, buffers, x, layer)
-                          for x in torch.split(train.x, batch_size)]).double()
-    mean, std = acts.mean(0), acts.std(0).clamp(min=1e-12)
-    z = ((acts - mean) / std).numpy()
-    clf = LogisticRegression(C=1.0, max_iter=2000).fit(z, labels)
+                          for x in torch.split(train.x, batch_size)])
     dtype = params[next(iter(params))].dtype
-    as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)
+    return probe_from_activations(acts, concept_labels(concept, train), layer, concept, dtype)
+
+
+def probe_from_activations(acts: torch.Tensor, labels: np.ndarray, layer: str, concept: str,
+                           dtype: torch.dtype) -> Probe:
+    """L2-regularised logistic regression (C = 1, lbfgs) on the activations `acts` (n, d) standardised
+    in float64 with their mean and std (std clamped at 1e-12), for the boolean `labels` (n,)."""
+    from sklearn.linear_model import LogisticRegression
+
+    acts = acts.detach().double()
+    mean, std = acts.mean(0), acts.std(0).clamp(min=1e-12)
+    z = ((acts - mean) / std).cpu().numpy()
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(z, labels)
+    as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=acts.device)
     return Probe(layer, concept, as_t(clf.coef_[0]), float(clf.intercept_[0]), mean.to(dtype), std.to(dtype),
                  float(clf.score(z, labels)))

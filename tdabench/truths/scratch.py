@@ -45,10 +45,11 @@ def initial_params(ctx: TaskContext) -> Tensors:
     return {name: named[name].detach().to(ctx.dtype).to(ctx.device) for name in ctx.params}
 
 
-def _trained_copies(ctx: TaskContext, keep: np.ndarray, seed: int,
-                    on_epoch: Callable[[], None] | None = None) -> Tensors:
-    """The stacked parameters of K = len(keep) copies trained from θ₀ with `spec.training` under
-    retraining seed `seed` (copy k on the instances `keep[k]`)."""
+def scratch_params(ctx: TaskContext, keep: np.ndarray, seed: int,
+                   on_epoch: Callable[[], None] | None = None) -> Tensors:
+    """The stacked parameters (K, …) of K = len(keep) copies trained from θ₀ with `spec.training`
+    under retraining seed `seed` (copy k on the instances `keep[k]`): what a caller needs to look
+    inside the retrained models (concept probes, tdabench/concepts/removal.py)."""
     recipe, n = ctx.spec.training, len(ctx.train)
     optimizer = FunctionalOptimizer(recipe)
     step_ = training_step_fn(ctx, optimizer)
@@ -74,7 +75,7 @@ def train_from_scratch(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: 
 
     Returns f(z_j; θ_k) at the end of training, shape (K, n_test), float64.
     """
-    params = _trained_copies(ctx, keep, seed, on_epoch)
+    params = scratch_params(ctx, keep, seed, on_epoch)
     with torch.no_grad():
         return targets_fn(ctx, *_test_inputs(ctx, test_idx))(params).double().cpu().numpy()
 
@@ -90,7 +91,7 @@ def scratch_outputs(ctx: TaskContext, keep: np.ndarray, seed: int, test_idx: Seq
     outputs_of = vmap(lambda p: ctx.outputs(p, x))
     parts = []
     for start in range(0, len(keep), chunk_size or max(len(keep), 1)):
-        params = _trained_copies(ctx, keep[start:start + (chunk_size or len(keep))], seed, on_epoch)
+        params = scratch_params(ctx, keep[start:start + (chunk_size or len(keep))], seed, on_epoch)
         with torch.no_grad():
             parts.append(outputs_of(params).double().cpu().numpy())
     return np.concatenate(parts, axis=0)

@@ -12,27 +12,46 @@ a caller can read predictions.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch.func import vmap
 
 from tdabench.task.context import TaskContext
-from tdabench.task.schedule import FURTHER_TRAINING_STREAM, epoch_permutation, subset_batches
+from tdabench.task.schedule import FURTHER_TRAINING_STREAM, Batch, epoch_permutation, subset_batches
 from tdabench.task.spec import OptimizerSpec
-from tdabench.truths.stacked import stack_copies, train_to_marks
+from tdabench.truths.stacked import Tensors, stack_copies, train_to_marks
+
+
+def _batches_of(ctx: TaskContext, recipe: OptimizerSpec, keep: np.ndarray, seed: int) -> Callable[[int], Iterable[Batch]]:
+    """Epoch → its batches for the copies `keep` (K, n) under further-training seed `seed`."""
+    n = len(ctx.train)
+    return lambda epoch: subset_batches(epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM), keep,
+                                        recipe.batch_size)
 
 
 def _train_chunk(ctx: TaskContext, recipe: OptimizerSpec, keep: np.ndarray, seed: int, steps: Sequence[int],
                  x: torch.Tensor, on_step: Callable[[], None] | None) -> np.ndarray:
     """Outputs (len(steps), K, n_eval, n_outputs) of the K = len(keep) copies (row 0 keeps all)."""
-    n = len(ctx.train)
     outputs_of = vmap(lambda p: ctx.outputs(p, x))
-    batches_of = lambda epoch: subset_batches(epoch_permutation(n, seed, epoch, FURTHER_TRAINING_STREAM),  # noqa: E731
-                                              keep, recipe.batch_size)
-    return train_to_marks(ctx, recipe, stack_copies(ctx.params, len(keep)), batches_of, tuple(steps),
-                          lambda params: outputs_of(params).double().cpu().numpy(), on_step)
+    return train_to_marks(ctx, recipe, stack_copies(ctx.params, len(keep)), _batches_of(ctx, recipe, keep, seed),
+                          tuple(steps), lambda params: outputs_of(params).double().cpu().numpy(), on_step)
+
+
+def further_train_params(ctx: TaskContext, recipe: OptimizerSpec, keep: np.ndarray, seed: int, steps: int,
+                         on_step: Callable[[], None] | None = None) -> Tensors:
+    """The stacked parameters (K, …) of one copy per row of `keep` (K, n) bool, further-trained from
+    θᶠ with `recipe` under `seed` for `steps` optimizer steps, as `further_train_subsets` trains them:
+    the epoch has ⌈max_k |keep_k| / B⌉ steps, so give one row that keeps all of D for the reference
+    run's clock. What a caller needs to look inside the copies (tdabench/concepts/removal.py)."""
+    keep = np.asarray(keep, dtype=bool)
+    if keep.ndim != 2 or keep.shape[1] != len(ctx.train):
+        raise ValueError(f"keep must be (K, {len(ctx.train)}) bool, got shape {keep.shape}")
+    params = stack_copies(ctx.params, len(keep))
+    train_to_marks(ctx, recipe, params, _batches_of(ctx, recipe, keep, seed), (int(steps),),
+                   lambda _: np.empty(0), on_step)
+    return params
 
 
 def further_train_subsets(ctx: TaskContext, recipe: OptimizerSpec, keep: np.ndarray, seed: int,
