@@ -509,6 +509,7 @@ def cmd_interactions(args: argparse.Namespace) -> int:
     payload = salient_interactions(options)
     print(render_interactions(payload, args.top))
     print(f"\nwrote {write_interactions(payload, args.out)}")
+    return 0
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
