@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tdabench.concepts.results import agreement_at_longest
-from tdabench.report.plots import _matplotlib, _render, estimator_style
+from tdabench.report.plots import estimator_style, matplotlib_module, render_figure
 from tdabench.storage import atomic_write_bytes
 
 NONE_COLOR = "black"
@@ -75,7 +75,7 @@ def _removal_panel(ax: Any, entry: dict[str, Any], ks: list[int], key: str) -> N
 
 def concepts_figure(payload: dict[str, Any], metric: str = "pearson") -> Any:
     """The figure (matplotlib Figure, off-screen)."""
-    mpl = _matplotlib()
+    mpl = matplotlib_module()
     removal = payload.get("removal") or {"modes": {}}
     modes = list(removal["modes"])
     rows, cols = 1 + 2 * bool(modes), max(2, len(modes))
@@ -102,6 +102,6 @@ def write_concepts_plot(payload: dict[str, Any], out_dir: str | Path, metric: st
     paths = []
     for fmt in ("png", "svg"):
         path = Path(out_dir) / f"concepts.{fmt}"
-        atomic_write_bytes(path, _render(fig, fmt))
+        atomic_write_bytes(path, render_figure(fig, fmt))
         paths.append(path)
     return paths
