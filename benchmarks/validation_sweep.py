@@ -1,60 +1,102 @@
-"""Choose estimator hyperparameters on a validation split of test points (docs/method.md, the unified view).
+"""Choose the damped estimators' default damping on validation test points of several tasks (issue 18).
 
-The validation points are the task's test points that `tdabench compare` does NOT score by default
-(the complement of its selection), so a setting picked here is never tuned on scored points.
-Prints the mean Pearson and cosine per horizon for every estimator setting and saves all three
-metrics (with `--out`, default benchmarks/results/validation_sweep_TASK.json). Usage:
+For each task: the validation gold standard (`tdabench.tuning.validation_config`: every test point that
+`tdabench compare` does NOT score, so no setting is tuned on a scored point), then the tuned track's
+`sweep` of each estimator over two families of candidates, validation mean agreement (`--metric`) per
+horizon:
+- relative: damping = c·λ_G (λ_G = mean squared entry of the per-sample training gradients at θᶠ,
+  i.e. the mean eigenvalue of the empirical Fisher), c in `--relative`;
+- horizon-matched: damping = 1/(η·T) in absolute units for every horizon T of the grid (η the further-
+  training learning rate, T in steps; DESIGN.md §4: T steps of gradient descent ≈ damping 1/(ηT)).
+Also recorded per task: λ_G, η, the steps of each horizon and the top eigenvalue of the Gauss–Newton
+matrix (power iteration), so that rules tied to the spectrum can be read off the same data.
+Writes every candidate's validation means to `--out` (JSON) and prints a summary: per estimator and
+relative c, the mean over tasks of each task's mean over horizons. Usage (the figures in
+benchmarks/results/validation_sweep.json):
 
-    .venv/bin/python benchmarks/validation_sweep.py --task breast-cancer-mlp --seeds 5 \\
-        --estimators "if-explicit(damping=1),if-explicit(damping=100),grad-dot"
+    nice -n 10 .venv/bin/python benchmarks/validation_sweep.py \\
+        --tasks breast-cancer-logreg,diabetes-mlp,digits-mlp,breast-cancer-mlp --estimators if-explicit,kfac,ekfac
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
-from tdabench.compare import run_estimator
-from tdabench.registry import make_estimator
+import torch
+
+from tdabench.estimators.curvature import CurvatureOperator
+from tdabench.estimators.gradients import training_lambda_g
 from tdabench.selection import parse_estimators
 from tdabench.task import build_context, find_spec
-from tdabench.truths.further import GoldConfig, config_from_spec, run_gold_standard
+from tdabench.truths.further import config_from_spec, run_gold_standard
+from tdabench.tuning import sweep, validation_config
+
+RELATIVE = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 
 
-def validation_config(spec, ctx, seeds: int, n_train: int | None) -> GoldConfig:
-    scored = config_from_spec(spec.gold_standard, len(ctx.train), len(ctx.test), n_train_evaluated=n_train)
-    held_out = tuple(i for i in range(len(ctx.test)) if i not in set(scored.test_idx))
-    if not held_out:
-        raise SystemExit("every test point is scored by default: no validation split is left")
-    return GoldConfig(scored.recipe, scored.train_idx, held_out, scored.horizons, scored.horizon_unit, seeds,
-                      scored.mode, scored.epsilon, n_train=scored.n_train)
+def top_eigenvalue(ctx, iterations: int = 30) -> float:
+    """Largest eigenvalue of the Gauss–Newton matrix (l2 included), by power iteration."""
+    op = CurvatureOperator(ctx, "gauss-newton", 0.0, 256)
+    v = torch.randn(1, op.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    value = 0.0
+    for _ in range(iterations):
+        w = op.matvec(v / v.norm())
+        value, v = float((w * (v / v.norm())).sum()), w
+    return value
+
+
+def sweep_task(task: str, requests, seeds: int, metric: str, relative: tuple[float, ...],
+               skip: set[tuple[str, str]]) -> dict:
+    spec = find_spec(task)
+    ctx = build_context(spec)
+    cfg = config_from_spec(spec.gold_standard, len(ctx.train), len(ctx.test), seeds=seeds)
+    vcfg = validation_config(cfg, len(ctx.test))
+    start = time.perf_counter()
+    vgold = run_gold_standard(ctx, vcfg, progress=False)
+    lr = cfg.recipe.lr
+    out = {"task": task, "spec_hash": spec.spec_hash, "seeds": seeds, "metric": metric, "lr": lr,
+           "horizons": list(cfg.horizons), "steps": list(cfg.steps), "horizon_unit": cfg.horizon_unit,
+           "n_validation": len(vcfg.test_idx), "n_train_evaluated": len(cfg.train_idx),
+           "validation_gold_standard_s": round(time.perf_counter() - start, 1),
+           "lambda_g": training_lambda_g(ctx), "gauss_newton_top_eigenvalue": top_eigenvalue(ctx), "sweeps": []}
+    print(f"{task}: λ_G {out['lambda_g']:.3g}, λ_max(G) {out['gauss_newton_top_eigenvalue']:.3g}, "
+          f"gold {out['validation_gold_standard_s']} s", flush=True)
+    horizon_matched = [1.0 / (lr * s) for s in cfg.steps]
+    for request in requests:
+        if (task, request.name) in skip:
+            continue
+        for family, space in (("relative", {"damping": relative}),
+                              ("horizon-matched", {"damping": tuple(horizon_matched), "damping_relative": (False,)})):
+            choice = sweep(request, space, ctx, vgold, metric, False, tuple(cfg.test_idx))
+            out["sweeps"].append({"estimator": request.label, "family": family} | choice.to_json())
+            for c in choice.candidates:
+                means = " ".join(f"{m:.3f}" if m is not None else "—" for m in c.means.values())
+                print(f"  {request.label:<12} {family:<16} damping {c.params['damping']:<10.3g} {means} "
+                      f"{c.error or ''} ({c.seconds:.1f} s)", flush=True)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="breast-cancer-mlp")
-    parser.add_argument("--estimators", required=True)
+    parser.add_argument("--tasks", default="breast-cancer-logreg,diabetes-mlp,digits-mlp,breast-cancer-mlp")
+    parser.add_argument("--estimators", default="if-explicit,kfac,ekfac")
+    parser.add_argument("--skip", default="breast-cancer-mlp:if-explicit",
+                        help="task:estimator pairs not swept (if-explicit on breast-cancer-mlp: ~100 s a fit)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--n-train", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--metric", default="pearson")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/validation_sweep.json"))
     args = parser.parse_args()
-    spec = find_spec(args.task)
-    ctx = build_context(spec)
-    cfg = validation_config(spec, ctx, args.seeds, args.n_train)
-    gold = run_gold_standard(ctx, cfg)
-    rows = []
-    for request in parse_estimators(args.estimators):
-        outcome = run_estimator(request, make_estimator(request.name, **request.params), ctx, gold, False)
-        rows += [{"estimator": r.estimator, "horizon": r.horizon, "metric": r.metric, "mean": r.mean,
-                  "sem": r.sem} for r in outcome.records]
-        for metric in ("pearson", "cosine"):
-            means = {r.horizon: round(r.mean, 3) for r in outcome.records if r.metric == metric and r.mean is not None}
-            print(f"{request.label:<50} {metric:<8} {means} {outcome.error or ''}", flush=True)
-    out = args.out or Path(f"benchmarks/results/validation_sweep_{spec.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"task": spec.name, "spec_hash": spec.spec_hash, "seeds": args.seeds,
-                               "n_validation_test_points": len(cfg.test_idx), "records": rows}, indent=2) + "\n")
+    requests = parse_estimators(args.estimators)
+    skip = {tuple(p.split(":")) for p in args.skip.split(",") if p}
+    tasks = []
+    for task in args.tasks.split(","):
+        tasks.append(sweep_task(task, requests, args.seeds, args.metric, RELATIVE, skip))
+        args.out.write_text(json.dumps({"command": "benchmarks/validation_sweep.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"), "tasks": tasks},
+            indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -68,12 +68,20 @@ def test_if_explicit_logistic_regression_closed_form(tiny_logreg_context, curvat
     lam_g = np.mean(g_train ** 2)
     h = hess.mean(0) + ctx.l2 * np.eye(g_train.shape[1])
     expected = g_test @ np.linalg.solve(h + 0.3 * lam_g * np.eye(len(h)), g_train.T)
-    est = ExplicitInfluence(curvature=curvature, damping=0.3)
+    est = ExplicitInfluence(curvature=curvature, damping=0.3, damping_relative=True)
     assert_close(all_scores(est, ctx), expected, 1e-8)
     described = est.describe()
-    assert described["curvature"] == curvature and sorted(described) == ["curvature", "damping", "lambda_g"]
+    assert described["curvature"] == curvature
+    assert sorted(described) == ["curvature", "damping", "lambda_g", "lambda_max"] and described["lambda_max"] is None
     assert described["lambda_g"] == pytest.approx(lam_g, rel=1e-12)
     assert described["damping"] == pytest.approx(0.3 * lam_g, rel=1e-12)
+    # the default: damping 1 × λ_max(G); G = H here (the logits are linear in θ)
+    default = ExplicitInfluence(curvature=curvature)
+    scores = all_scores(default, ctx)
+    top = default.describe()["lambda_max"]
+    assert top == pytest.approx(np.linalg.eigvalsh(h).max(), rel=1e-6) and default.describe()["lambda_g"] is None
+    assert default.describe()["damping"] == top
+    assert_close(scores, g_test @ np.linalg.solve(h + top * np.eye(len(h)), g_train.T), 1e-8)
     absolute = ExplicitInfluence(curvature=curvature, damping=1e-3, damping_relative=False)
     assert_close(all_scores(absolute, ctx), g_test @ np.linalg.solve(h + 1e-3 * np.eye(len(h)), g_train.T), 1e-8)
 
@@ -251,10 +259,10 @@ def test_score_horizons_repeats_score(tiny_logreg_context):
 def test_params_repr_and_clone():
     est = ExplicitInfluence(damping=2.0)
     assert est.get_params() == {"batch_size": 256, "curvature": "hessian", "damping": 2.0,
-                                "damping_relative": True, "max_params": 30000}
+                                "damping_relative": "lambda-max", "max_params": 30000}
     assert est.set_params(curvature="gauss-newton") is est and est.curvature == "gauss-newton"
     assert repr(est) == ("ExplicitInfluence(batch_size=256, curvature='gauss-newton', damping=2.0, "
-                         "damping_relative=True, max_params=30000)")
+                         "damping_relative='lambda-max', max_params=30000)")
     assert clone(est).get_params() == est.get_params() and clone(est) is not est
     with pytest.raises(TdabenchError, match="no parameter 'dampin'; valid parameters: batch_size, curvature"):
         est.set_params(dampin=1.0)
@@ -264,7 +272,7 @@ def test_params_repr_and_clone():
     ({"curvature": "fisher"}, "'curvature' must be 'hessian' or 'gauss-newton', got 'fisher'"),
     ({"damping": -1.0}, "'damping' must be a finite number >= 0"),
     ({"damping": float("nan")}, "'damping' must be a finite number >= 0"),
-    ({"damping_relative": "yes"}, "'damping_relative' must be true or false"),
+    ({"damping_relative": "yes"}, "'damping_relative' must be true, false or 'lambda-max'"),
     ({"batch_size": 0}, "'batch_size' must be a positive integer"),
     ({"max_params": 10}, "the model has 62 parameters, too many for the explicit 62×62 curvature matrix"),
 ])

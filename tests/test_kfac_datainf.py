@@ -47,9 +47,15 @@ def test_kronecker_influence_is_exact_for_linear_least_squares(least_squares_con
     expected = all_scores(ExplicitInfluence(curvature="gauss-newton", damping=0.05, damping_relative=False), ctx)
     assert_close(all_scores(cls(damping=0.05, damping_relative=False), ctx), expected, 1e-8)
     # relative damping: the same λ_G as if-explicit (mean squared entry of the training gradients)
-    est = cls(damping=3.0)
+    est = cls(damping=3.0, damping_relative=True)
     relative = all_scores(est, ctx)
-    assert_close(relative, all_scores(ExplicitInfluence(curvature="gauss-newton", damping=3.0), ctx), 1e-8)
+    assert_close(relative, all_scores(ExplicitInfluence(curvature="gauss-newton", damping=3.0, damping_relative=True),
+                                      ctx), 1e-8)
+    # "lambda-max": the same λ_max(G) as if-explicit (exact here: G is K-FAC's curvature)
+    top = cls(damping=0.5, damping_relative="lambda-max")
+    assert_close(all_scores(top, ctx), all_scores(ExplicitInfluence(curvature="gauss-newton", damping=0.5), ctx), 1e-8)
+    assert top.describe()["lambda_max"] == pytest.approx(np.linalg.eigvalsh(gauss_newton_matrix(ctx).numpy()).max(),
+                                                         rel=1e-6)
     grads = flat_per_sample_grads(ctx, "loss", ctx.train.x, ctx.train.y)
     assert est.describe()["lambda_g"] == pytest.approx(lambda_g(grads), rel=1e-12)
     assert est.describe()["damping"] == pytest.approx(3.0 * lambda_g(grads), rel=1e-12)
@@ -171,8 +177,8 @@ def test_kronecker_transform_matches_explicit_block_diagonal_inverse(fixture, cl
 def test_kronecker_influence_approximates_gauss_newton_influence(tiny_logreg_context, cls):
     """Two logits: E[ããᵀ ⊗ ssᵀ] ≠ E[ããᵀ] ⊗ E[ssᵀ], so K-FAC is not exact, but it stays close."""
     ctx = tiny_logreg_context
-    expected = all_scores(ExplicitInfluence(curvature="gauss-newton", damping=1.0), ctx)
-    scores = all_scores(cls(damping=1.0), ctx)
+    expected = all_scores(ExplicitInfluence(curvature="gauss-newton", damping=1.0, damping_relative=True), ctx)
+    scores = all_scores(cls(damping=1.0, damping_relative=True), ctx)
     assert np.corrcoef(scores.ravel(), expected.ravel())[0, 1] > 0.85
     assert np.abs(scores - expected).max() > 1e-3 * np.abs(expected).max(), "unexpectedly exact"
 
@@ -227,7 +233,7 @@ def test_check_estimator(name):
     ({"damping": -1.0}, "'damping' must be a finite number >= 0"),
     ({"damping": float("inf")}, "'damping' must be a finite number >= 0"),
     ({"damping": True}, "'damping' must be a finite number >= 0"),
-    ({"damping_relative": "yes"}, "'damping_relative' must be true or false"),
+    ({"damping_relative": "yes"}, "'damping_relative' must be true"),  # … or false (, or 'lambda-max')
     ({"batch_size": 0}, "'batch_size' must be a positive integer"),
 ])
 def test_bad_params_raise_on_fit(tiny_logreg_context, name, params, message):

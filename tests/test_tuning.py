@@ -18,6 +18,7 @@ from tdabench.testing import planted_duplicate_context
 from tdabench.truths.further import config_from_spec
 from tdabench.tuning import (TUNED_KEY, Candidate, candidates, search_space_of, select, sweep,
                              tuned_choices, validation_config, validation_indices)
+from tdabench.tuning.sweep import with_default
 from tdabench.tuning.split import check_disjoint
 from test_results import sample
 
@@ -107,6 +108,16 @@ def test_sweep_picks_the_known_best_setting(peaked) -> None:
     assert choice.validation_test_idx == list(range(6)) and choice.search_s >= 0
     with pytest.raises(AssertionError, match="overlap"):  # never select on a scored test point
         sweep(EstimatorRequest("test-peaked"), {"damping": (1.0,)}, ctx, _gold(), "pearson", False, (5, 6))
+
+
+def test_the_default_setting_is_always_a_candidate(peaked) -> None:
+    """Damping 3 (off the grid) is the request's: it is tried after the grid; 1.0 already is on it."""
+    assert with_default(EstimatorRequest("test-peaked", {"damping": 3.0}), {"damping": (0.1, 1.0)}) == [
+        {"damping": 0.1}, {"damping": 1.0}, {"damping": 3.0}]
+    assert with_default(EstimatorRequest("test-peaked"), {"damping": (0.1, 1.0)}) == [{"damping": 0.1}, {"damping": 1.0}]
+    choice = sweep(EstimatorRequest("test-peaked", {"damping": 10.0}), {"damping": (0.01, 100.0)}, planted_duplicate_context(),
+                   _gold(), "pearson", False, scored_test_idx=(6, 7))
+    assert choice.per_horizon[100] == {"damping": 10.0}  # exact there (BEST_AT[100] = 10): the default wins
 
 
 def test_search_space_override_is_checked(peaked) -> None:

@@ -21,7 +21,7 @@ import torch
 from tdabench.errors import TdabenchError
 from tdabench.estimators.curvature import CurvatureOperator, seeded_normal
 from tdabench.estimators.base import is_seed
-from tdabench.estimators.damped import DEFAULT_DAMPING, RELATIVE_DAMPING_GRID, DampedInfluence, check_positive_int
+from tdabench.estimators.damped import DEFAULT_DAMPING, DEFAULT_DAMPING_RELATIVE, DAMPING_SEARCH_SPACE, DampedInfluence, check_positive_int
 from tdabench.registry import register_estimator
 from tdabench.task.context import TaskContext
 
@@ -63,13 +63,13 @@ class ArnoldiInfluence(DampedInfluence):
     eigenvalue θ_k with θ_k + λ <= 0 is refused (increase the damping or use gauss-newton).
     """
     family = "influence function"
-    search_space = {"damping": RELATIVE_DAMPING_GRID, "rank": (10, 50)}
+    search_space = {**DAMPING_SEARCH_SPACE, "rank": (10, 50)}
     uses = "final-model"
     summary = "Influence function restricted to the top eigenspace of the curvature (Lanczos/Arnoldi)."
     citation = "Schioppa et al., Scaling Up Influence Functions, AAAI 2022"
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
-                 damping_relative: bool = True, rank: int = 50, n_iterations: int = 100, seed: int = 0,
+                 damping_relative: bool | str = DEFAULT_DAMPING_RELATIVE, rank: int = 50, n_iterations: int = 100, seed: int = 0,
                  batch_size: int = 256) -> None:
         self.curvature = curvature
         self.damping = damping

@@ -14,7 +14,7 @@ import torch
 
 from tdabench.errors import TdabenchError
 from tdabench.estimators.base import is_seed
-from tdabench.estimators.damped import (DEFAULT_DAMPING, RELATIVE_DAMPING_GRID, DampedInfluence, check_positive_int,
+from tdabench.estimators.damped import (DEFAULT_DAMPING, DEFAULT_DAMPING_RELATIVE, DAMPING_SEARCH_SPACE, DampedInfluence, check_positive_int,
                                         is_real)
 from tdabench.estimators.curvature import top_eigenvalue
 from tdabench.progress import bar
@@ -88,7 +88,7 @@ class ConjugateGradientInfluence(DampedInfluence):
     citation = "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017"
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
-                 damping_relative: bool = True, max_iter: int = 200, tol: float = 1e-10,
+                 damping_relative: bool | str = DEFAULT_DAMPING_RELATIVE, max_iter: int = 200, tol: float = 1e-10,
                  batch_size: int = 256) -> None:
         self.curvature = curvature
         self.damping = damping
@@ -151,14 +151,14 @@ class LissaInfluence(DampedInfluence):
     power iteration that sets the default scale samples its products the same way.
     """
     family = "influence function"
-    search_space = {"damping": RELATIVE_DAMPING_GRID, "depth": (25, 100)}
+    search_space = {**DAMPING_SEARCH_SPACE, "depth": (25, 100)}
     uses = "final-model"
     summary = "Influence function with the damped inverse applied by the LiSSA (Neumann series) recursion."
     citation = ("Agarwal, Bullins & Hazan, Second-Order Stochastic Optimization for Machine Learning in Linear Time, "
                 "JMLR 2017")
 
     def __init__(self, *, curvature: str = "hessian", damping: float = DEFAULT_DAMPING,
-                 damping_relative: bool = True, depth: int = 50, scale: float | None = None,
+                 damping_relative: bool | str = DEFAULT_DAMPING_RELATIVE, depth: int = 50, scale: float | None = None,
                  hvp_batch_size: int | None = None, seed: int = 0, batch_size: int = 256) -> None:
         self.curvature = curvature
         self.damping = damping

@@ -1,6 +1,8 @@
 """Sweep an estimator's search space on the validation gold standard and select its settings.
 
-Every candidate (the product of the space's values, other parameters as requested) is fitted on the
+Every candidate (the product of the space's values, other parameters as requested, then the
+request's own setting of the space's parameters — the default track's — when the product lacks it, so
+that the tuned setting is never worse than the default on the validation points) is fitted on the
 task and scored on the validation test points × the evaluated training instances at every horizon;
 its validation mean agreement (the chosen metric) is recorded per horizon. `select` takes, per horizon,
 the candidate with the highest mean there, and overall the one with the highest mean over the
@@ -54,6 +56,15 @@ def candidates(space: dict[str, tuple]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
 
 
+def with_default(request: EstimatorRequest, space: dict[str, tuple]) -> list[dict[str, Any]]:
+    """`candidates(space)`, then the request's own values of the space's parameters (as the
+    estimator resolves them: its defaults where the request sets none) if they are not among them."""
+    tried = candidates(space)
+    params = make_estimator(request.name, **request.params).get_params()
+    default = {k: params[k] for k in space}
+    return tried if default in tried else tried + [default]
+
+
 def _validation_means(request: EstimatorRequest, params: dict[str, Any], ctx: TaskContext, gold: ValidationGold,
                       metric: str, centered: bool) -> dict[int, float | None]:
     cfg = gold.config
@@ -93,7 +104,7 @@ def sweep(request: EstimatorRequest, space: dict[str, tuple], ctx: TaskContext, 
     """Fit and score every candidate of `space` on `gold` (the validation gold standard), then select."""
     check_disjoint(tuple(gold.config.test_idx), tuple(scored_test_idx))
     start = time.perf_counter()
-    tried = [_try(request, params, ctx, gold, metric, centered) for params in candidates(space)]
+    tried = [_try(request, params, ctx, gold, metric, centered) for params in with_default(request, space)]
     overall, per_horizon = select(tried, list(gold.config.horizons))
     return TunedChoice(request.label, metric, {k: list(v) for k, v in space.items()}, tried, overall, per_horizon,
                        list(gold.config.test_idx), round(time.perf_counter() - start, 3), list(scored_test_idx))
