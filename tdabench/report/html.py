@@ -276,8 +276,11 @@ regenerated <code>leaderboard/</code>; never edit the pages by hand.</li>
 """.strip()
 
 
-def _toc(tables: list[Table], ids: list[str], modes: list[str]) -> list[str]:
-    items = [f'<li><a href="#{summary_anchor(mode)}">{escape(summary_heading(mode))}</a></li>' for mode in modes]
+def _toc(tables: list[Table], ids: list[str], modes: list[tuple[str, bool]], damping: bool = False) -> list[str]:
+    """The contents: each (mode, tuned) summary, the best-damping section, each table, the methods."""
+    items = [f'<li><a href="#{summary_anchor(mode, tuned)}">{escape(summary_heading(mode, tuned))}</a></li>'
+             for mode, tuned in modes]
+    items += [f'<li><a href="#best-damping">{escape(DAMPING_HEADING)}</a></li>'] if damping else []
     items += [f'<li><a href="#{aid}">{escape(t.title)}</a></li>' for t, aid in zip(tables, ids)]
     items += ['<li><a href="#methods">Methods</a></li>', '<li><a href="#submit">Submit your estimator</a></li>']
     return ['<nav id="contents">', "<h2>Contents</h2>", "<ul>", *items, "</ul>", "</nav>"]
@@ -315,7 +318,8 @@ def leaderboard_html(tables: list[Table], command: str | None = None,
     lines += [f"<p>{escape(text)}</p>" for text in header_lines(tables)]
     lines += [f'<p class="note">{escape(text)}</p>' for text in legend_lines(metric)]
     ids, groups = anchors(tables), summary_groups(tables)
-    lines += _toc(tables, ids, [mode for mode, _ in groups]) + _filters(tables)
+    summaries = [(mode, tuned) for mode, group in groups for tuned in (False, True) if not tuned or tuned_summary(group)]
+    lines += _toc(tables, ids, summaries, damping_plot is not None) + _filters(tables)
     for mode, group in groups:
         lines += _summary(mode, group)
         if tuned_summary(group):
