@@ -276,8 +276,13 @@ regenerated <code>leaderboard/</code>; never edit the pages by hand.</li>
 """.strip()
 
 
-def _toc(tables: list[Table], ids: list[str], modes: list[str], extra: list[str]) -> list[str]:
-    items = [f'<li><a href="#{summary_anchor(mode)}">{escape(summary_heading(mode))}</a></li>' for mode in modes]
+def _toc(tables: list[Table], ids: list[str], modes: list[tuple[str, bool]], extra: list[str],
+         damping: bool = False) -> list[str]:
+    """The contents: each (mode, tuned) summary, the best-damping section, each table, the extra
+    section (the downstream evaluations), the methods."""
+    items = [f'<li><a href="#{summary_anchor(mode, tuned)}">{escape(summary_heading(mode, tuned))}</a></li>'
+             for mode, tuned in modes]
+    items += [f'<li><a href="#best-damping">{escape(DAMPING_HEADING)}</a></li>'] if damping else []
     items += [f'<li><a href="#{aid}">{escape(t.title)}</a></li>' for t, aid in zip(tables, ids)]
     found = re.match(r'<section id="([^"]+)">', extra[0]) if extra else None
     if found and len(extra) > 1:  # the extra section's heading, without its tags
@@ -320,7 +325,8 @@ def leaderboard_html(tables: list[Table], command: str | None = None,
     lines += [f"<p>{escape(text)}</p>" for text in header_lines(tables)]
     lines += [f'<p class="note">{escape(text)}</p>' for text in legend_lines(metric)]
     ids, groups = anchors(tables), summary_groups(tables)
-    lines += _toc(tables, ids, [mode for mode, _ in groups], extra or []) + _filters(tables)
+    summaries = [(mode, tuned) for mode, group in groups for tuned in (False, True) if not tuned or tuned_summary(group)]
+    lines += _toc(tables, ids, summaries, extra or [], damping_plot is not None) + _filters(tables)
     for mode, group in groups:
         lines += _summary(mode, group)
         if tuned_summary(group):

@@ -86,13 +86,16 @@ def _steps(table: Table, horizon: int) -> int | None:
 def best_damping(table: Table) -> list[dict]:
     """Per tuned estimator whose per-horizon records carry an absolute damping ("fitted.damping")
     and per horizon: a dict of BEST_DAMPING_COLUMNS; `at_grid_edge`: the requested damping is the
-    smallest or largest value searched (the best may lie beyond). [] without a tuned track."""
+    smallest or largest value of the searched grid, in the grid's units (the same `damping_relative`
+    as the space's, or the request's when the space does not set it; the best may lie beyond). []
+    without a tuned track."""
     tuning = table.tuning
     if tuning is None:
         return []
     out = []
     for label, row in sorted(tuning.per_horizon.items()):
-        grid = (tuning.choices[label].space.get("damping") or []) if label in tuning.choices else []
+        space = tuning.choices[label].space if label in tuning.choices else {}
+        grid, units = space.get("damping") or [], space.get("damping_relative")
         for h, rec in sorted(row.cells.items()):
             damping = rec.params.get("fitted.damping")
             if not isinstance(damping, (int, float)):
@@ -103,6 +106,8 @@ def best_damping(table: Table) -> list[dict]:
             out.append(dict(zip(BEST_DAMPING_COLUMNS, (
                 table.task, label, h, table.gold["horizon_unit"], steps, tuning.lr,
                 None if eta_t is None else 1.0 / eta_t, damping, requested, rec.params.get("damping_relative"),
-                rec.params.get("fitted.lambda_g"), bool(grid) and requested in (min(grid), max(grid)),
+                rec.params.get("fitted.lambda_g"),
+                bool(grid) and (units is None or rec.params.get("damping_relative") in units)
+                and requested in (min(grid), max(grid)),
                 table.metric))))
     return out
