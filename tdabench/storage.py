@@ -92,6 +92,30 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_payload(payload: dict[str, Any], path: Path, kind: str, version: int, indent: int = 1) -> Path:
+    """A results payload as JSON at `path` (durably, atomically; NaN refused). A payload that does
+    not carry this `kind` and schema `version` is refused (ValueError: a programming error)."""
+    if payload.get("schema_version") != version or payload.get("kind") != kind:
+        raise ValueError(f"payload must carry schema_version {version} and kind {kind!r}")
+    atomic_write_text(Path(path), json.dumps(payload, indent=indent, allow_nan=False) + "\n")
+    return Path(path)
+
+
+def read_payload(path: Path, kind: str, version: int, what: str) -> dict[str, Any]:
+    """A payload of `write_payload`; an unreadable file, another kind or another schema version raise
+    TdabenchError naming `what` (e.g. "concepts results file")."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise TdabenchError(f"{path}: cannot read a {what} ({err})") from None
+    if not isinstance(payload, dict) or payload.get("kind") != kind:
+        raise TdabenchError(f"{path}: not a tdabench {what}")
+    if payload.get("schema_version") != version:
+        raise TdabenchError(f"{path}: {what} schema version {payload.get('schema_version')!r} is not supported "
+                            f"(this tdabench reads version {version})")
+    return payload
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

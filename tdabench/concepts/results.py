@@ -30,12 +30,10 @@ of another version or kind is refused on reading. No NaN or Infinity is written.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from tdabench.errors import TdabenchError
-from tdabench.storage import atomic_write_text
+from tdabench.storage import read_payload, write_payload
 
 CONCEPTS_SCHEMA_VERSION = 1
 FILE_NAME = "concepts.json"
@@ -44,28 +42,14 @@ KIND = "tdabench-concepts"
 
 def write_concepts(payload: dict[str, Any], out_dir: str | Path) -> Path:
     """Write `payload` (with its schema version) to out_dir/concepts.json atomically."""
-    if payload.get("schema_version") != CONCEPTS_SCHEMA_VERSION or payload.get("kind") != KIND:
-        raise ValueError(f"payload must carry schema_version {CONCEPTS_SCHEMA_VERSION} and kind {KIND!r}")
-    path = Path(out_dir) / FILE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=False) + "\n")
-    return path
+    return write_payload(payload, Path(out_dir) / FILE_NAME, KIND, CONCEPTS_SCHEMA_VERSION)
 
 
 def read_concepts(path_or_dir: str | Path) -> dict[str, Any]:
     """Read a concepts file (or DIR/concepts.json); another schema version or kind is refused."""
     path = Path(path_or_dir)
     path = path / FILE_NAME if path.is_dir() else path
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise TdabenchError(f"{path}: cannot read a concepts results file ({err})") from None
-    if not isinstance(payload, dict) or payload.get("kind") != KIND:
-        raise TdabenchError(f"{path}: not a tdabench concepts results file")
-    if payload.get("schema_version") != CONCEPTS_SCHEMA_VERSION:
-        raise TdabenchError(f"{path}: concepts schema version {payload.get('schema_version')!r} is not supported "
-                            f"(this tdabench reads version {CONCEPTS_SCHEMA_VERSION})")
-    return payload
+    return read_payload(path, KIND, CONCEPTS_SCHEMA_VERSION, "concepts results file")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

@@ -24,12 +24,10 @@ file of another version is refused on reading. No NaN or Infinity is written (No
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from tdabench.errors import TdabenchError
-from tdabench.storage import atomic_write_text
+from tdabench.storage import read_payload, write_payload
 
 DOWNSTREAM_SCHEMA_VERSION = 1
 FILE_NAME = "downstream.json"
@@ -38,28 +36,14 @@ KIND = "tdabench-downstream"
 
 def write_downstream(payload: dict[str, Any], out_dir: str | Path) -> Path:
     """Write `payload` (with its schema version) to out_dir/downstream.json atomically."""
-    if payload.get("schema_version") != DOWNSTREAM_SCHEMA_VERSION:
-        raise ValueError(f"payload must carry schema_version {DOWNSTREAM_SCHEMA_VERSION}")
-    path = Path(out_dir) / FILE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    return path
+    return write_payload(payload, Path(out_dir) / FILE_NAME, KIND, DOWNSTREAM_SCHEMA_VERSION, indent=2)
 
 
 def read_downstream(path_or_dir: str | Path) -> dict[str, Any]:
     """Read a downstream file (or DIR/downstream.json); another schema version or kind is refused."""
     path = Path(path_or_dir)
     path = path / FILE_NAME if path.is_dir() else path
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise TdabenchError(f"{path}: cannot read a downstream results file ({err})") from None
-    if not isinstance(payload, dict) or payload.get("kind") != KIND:
-        raise TdabenchError(f"{path}: not a tdabench downstream results file")
-    if payload.get("schema_version") != DOWNSTREAM_SCHEMA_VERSION:
-        raise TdabenchError(f"{path}: downstream schema version {payload.get('schema_version')!r} is not "
-                            f"supported (this tdabench reads version {DOWNSTREAM_SCHEMA_VERSION})")
-    return payload
+    return read_payload(path, KIND, DOWNSTREAM_SCHEMA_VERSION, "downstream results file")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

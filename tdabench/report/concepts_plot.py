@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tdabench.concepts.results import agreement_at_longest
-from tdabench.report.plots import estimator_style, matplotlib_module, render_figure
-from tdabench.storage import atomic_write_bytes
+from tdabench.report.plots import estimator_style, matplotlib_module, write_figure
 
 NONE_COLOR = "black"
 K_COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:green", "tab:brown")
@@ -98,10 +97,4 @@ def concepts_figure(payload: dict[str, Any], metric: str = "pearson") -> Any:
 
 def write_concepts_plot(payload: dict[str, Any], out_dir: str | Path, metric: str = "pearson") -> list[Path]:
     """`out_dir/concepts.png` and `.svg` (atomically); returns both paths."""
-    fig = concepts_figure(payload, metric)
-    paths = []
-    for fmt in ("png", "svg"):
-        path = Path(out_dir) / f"concepts.{fmt}"
-        atomic_write_bytes(path, render_figure(fig, fmt))
-        paths.append(path)
-    return paths
+    return write_figure(concepts_figure(payload, metric), Path(out_dir) / "concepts")

@@ -16,11 +16,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tdabench.report.plots import _RC, estimator_style, matplotlib_module, render_figure
+from tdabench.report.plots import _RC, estimator_style, matplotlib_module, write_figure
 from tdabench.report.tables import Table
 from tdabench.report.tuned import BEST_DAMPING_COLUMNS, best_damping
 from tdabench.results import csv_cell
-from tdabench.storage import atomic_write_bytes
 
 DAMPING_PLOT = "best_damping"  # file stem of the plot and of its CSV
 
@@ -92,11 +91,4 @@ def write_damping_plot(tables: list[Table], folder: str | Path) -> list[Path]:
     fig = damping_figure(tables)
     if fig is None:
         return []
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in ("png", "svg"):
-        path = folder / f"{DAMPING_PLOT}.{fmt}"
-        atomic_write_bytes(path, render_figure(fig, fmt))
-        paths.append(path)
-    return paths
+    return write_figure(fig, Path(folder) / DAMPING_PLOT)

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tdabench.report.downstream_table import Point, order_spearman, oriented, scores_of
-from tdabench.report.plots import estimator_style, matplotlib_module, render_figure
+from tdabench.report.plots import estimator_style, matplotlib_module, write_figure
 from tdabench.results import Results
-from tdabench.storage import atomic_write_bytes
 from tdabench.truths.names import FURTHER_TRAINING
 
 __all__ = ["agreement_points", "downstream_figure", "downstream_scores", "order_spearman", "write_downstream_plot"]
@@ -90,10 +89,4 @@ def write_downstream_plot(payload: dict[str, Any], out_dir: str | Path, results:
                           metric: str = "pearson", xs: dict[str, Point] | None = None,
                           stem: str = "downstream") -> list[Path]:
     """`out_dir/<stem>.png` and `.svg` (atomically; the figure of `downstream_figure`); returns both paths."""
-    fig = downstream_figure(payload, results, metric, xs)
-    paths = []
-    for fmt in ("png", "svg"):
-        path = Path(out_dir) / f"{stem}.{fmt}"
-        atomic_write_bytes(path, render_figure(fig, fmt))
-        paths.append(path)
-    return paths
+    return write_figure(downstream_figure(payload, results, metric, xs), Path(out_dir) / stem)

@@ -275,17 +275,19 @@ def render_figure(fig: Any, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def write_decay_plot(table: Table, stem: str | Path) -> list[Path]:
-    """Write `stem.png` and `stem.svg` (atomically) of `decay_figure(table)`; returns both paths."""
+def write_figure(fig: Any, stem: str | Path) -> list[Path]:
+    """Write `stem.png` and `stem.svg` of `fig` (atomically, creating the folder); returns both paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    fig = decay_figure(table)
-    paths = []
-    for fmt in ("png", "svg"):
-        path = stem.parent / f"{stem.name}.{fmt}"
-        atomic_write_bytes(path, render_figure(fig, fmt))
-        paths.append(path)
+    paths = [stem.parent / f"{stem.name}.{fmt}" for fmt in ("png", "svg")]
+    for path in paths:
+        atomic_write_bytes(path, render_figure(fig, path.suffix[1:]))
     return paths
+
+
+def write_decay_plot(table: Table, stem: str | Path) -> list[Path]:
+    """Write `stem.png` and `stem.svg` (atomically) of `decay_figure(table)`; returns both paths."""
+    return write_figure(decay_figure(table), stem)
 
 
 def write_results_plots(results: Results, metric: str, out_dir: str | Path) -> list[Path]:
