@@ -101,11 +101,13 @@ def write_payload(payload: dict[str, Any], path: Path, kind: str, version: int, 
     return Path(path)
 
 
-def read_payload(path: Path, kind: str, version: int, what: str) -> dict[str, Any]:
-    """A payload of `write_payload`; an unreadable file, another kind or another schema version raise
-    TdabenchError naming `what` (e.g. "concepts results file")."""
+def read_payload(path_or_dir: str | Path, file_name: str, kind: str, version: int, what: str) -> dict[str, Any]:
+    """A payload of `write_payload` at `path_or_dir` (a folder: its `file_name`); an unreadable file,
+    another kind or another schema version raise TdabenchError naming `what` (e.g. "concepts results file")."""
+    path = Path(path_or_dir)
+    path = path / file_name if path.is_dir() else path
     try:
-        payload = json.loads(Path(path).read_text())
+        payload = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise TdabenchError(f"{path}: cannot read a {what} ({err})") from None
     if not isinstance(payload, dict) or payload.get("kind") != kind:

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import torch
 
+from estimator_helpers import Raises
+from tdabench.registry import estimators
 from tdabench.task import TaskContext, build_context, parse_spec
 
 _CACHE_DIR: str | None = None
@@ -101,3 +103,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """One line under -q too (what `make test` and CI show): which devices the tests ran on."""
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     terminalreporter.write_line(devices_line(terminalreporter.stats, cuda))
+
+
+@pytest.fixture
+def raising_registered(monkeypatch):
+    """`Raises` registered as "test-raises" for one test (the registry restored after it)."""
+    estimators.names()
+    monkeypatch.setattr(estimators, "_entries", dict(estimators._entries))
+    estimators.register("test-raises")(Raises)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from tdabench.estimators.base import Estimator
 from tdabench.task import TaskContext
 
 
@@ -27,3 +28,12 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
     """Equal to `rtol` relative to the largest reference entry; an all-zero reference is refused."""
     assert np.abs(expected).max() > 0, "the reference is all zeros: the comparison would be vacuous"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+class Raises(Estimator):
+    """An estimator whose scoring fails (RuntimeError "boom"): a run must record it and go on."""
+
+    uses = "final-model"
+
+    def _score(self, test_idx, train_idx):
+        raise RuntimeError("boom")

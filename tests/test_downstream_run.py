@@ -4,30 +4,15 @@ the others go on; an estimator whose self-influence is constant gets a note inst
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tdabench.downstream.mislabel import constant_reason
 from tdabench.downstream.options import DownstreamOptions, retrain_size
 from tdabench.downstream.run import run_downstream
-from tdabench.estimators.base import Estimator
-from tdabench.registry import estimators
 from tdabench.selection import parse_estimators
 
 from gold_helpers import write_small_spec
 
 
-class Raises(Estimator):
-    uses = "final-model"
-
-    def _score(self, test_idx, train_idx):
-        raise RuntimeError("boom")
-
-
-@pytest.fixture
-def raising_registered(monkeypatch):
-    estimators.names()
-    monkeypatch.setattr(estimators, "_entries", dict(estimators._entries))
-    estimators.register("test-raises")(Raises)
 
 
 def test_a_failing_estimator_is_recorded_per_check_and_the_others_continue(tmp_path, raising_registered):

@@ -21,11 +21,11 @@ import torch
 
 import tdabench.storage
 import tdabench.truths.further.runner as runner
+from estimator_helpers import Raises
 from gold_helpers import write_small_spec
 from tdabench.cli import main
 from tdabench.compare import CompareOptions, run_compare
 from tdabench.errors import TdabenchError
-from tdabench.estimators.base import Estimator
 from tdabench.execution import LocalExecutor, RayExecutor, executor_from_name, open_executor
 from tdabench.registry import estimators
 from tdabench.results import write_results
@@ -37,18 +37,6 @@ ESTIMATORS = "grad-dot,if-explicit,test-raises"
 TIMING = ("seconds", "gold_standard_s", "fit_s", "score_s", "peak_mem_mb")
 
 
-class Raises(Estimator):
-    uses = "final-model"
-
-    def _score(self, test_idx, train_idx):
-        raise RuntimeError("boom")
-
-
-@pytest.fixture
-def raising_registered(monkeypatch):
-    estimators.names()
-    monkeypatch.setattr(estimators, "_entries", dict(estimators._entries))
-    estimators.register("test-raises")(Raises)
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,7 @@ def write_concepts(payload: dict[str, Any], out_dir: str | Path) -> Path:
 
 def read_concepts(path_or_dir: str | Path) -> dict[str, Any]:
     """Read a concepts file (or DIR/concepts.json); another schema version or kind is refused."""
-    path = Path(path_or_dir)
-    path = path / FILE_NAME if path.is_dir() else path
-    return read_payload(path, KIND, CONCEPTS_SCHEMA_VERSION, "concepts results file")
+    return read_payload(path_or_dir, FILE_NAME, KIND, CONCEPTS_SCHEMA_VERSION, "concepts results file")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

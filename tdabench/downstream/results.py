@@ -41,9 +41,7 @@ def write_downstream(payload: dict[str, Any], out_dir: str | Path) -> Path:
 
 def read_downstream(path_or_dir: str | Path) -> dict[str, Any]:
     """Read a downstream file (or DIR/downstream.json); another schema version or kind is refused."""
-    path = Path(path_or_dir)
-    path = path / FILE_NAME if path.is_dir() else path
-    return read_payload(path, KIND, DOWNSTREAM_SCHEMA_VERSION, "downstream results file")
+    return read_payload(path_or_dir, FILE_NAME, KIND, DOWNSTREAM_SCHEMA_VERSION, "downstream results file")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
