@@ -23,6 +23,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,8 @@ from tdabench.execution import RAY, Executor, check_executor_args, open_executor
 from tdabench.scoring.metrics import METRICS, agreement, reliability
 from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.precision import DtypeRequest, check_dtype
-from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash, now_iso
+from tdabench.results import (FITTED_PREFIX, GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash,
+                              now_iso)
 from tdabench.selection import EstimatorRequest
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
@@ -312,10 +314,20 @@ def _where(err: BaseException) -> str:
     return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
+def _json_value(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+
+
+def recorded_params(estimator: Estimator) -> dict[str, Any]:
+    """The estimator's resolved parameters (`get_params`, defaults filled in) as a record stores
+    them: JSON scalars, anything else as its repr. A record's params also hold the fitted state
+    (`describe`) under keys starting with FITTED_PREFIX."""
+    return {k: _json_value(v) for k, v in estimator.get_params().items()}
+
+
 def _json_params(estimator: Estimator) -> dict:
-    params = dict(estimator.get_params())
-    params.update({f"fitted.{k}": v for k, v in estimator.describe().items()})
-    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)) for k, v in params.items()}
+    fitted = {f"{FITTED_PREFIX}{k}": _json_value(v) for k, v in estimator.describe().items()}
+    return recorded_params(estimator) | fitted
 
 
 def _source(name: str) -> dict | None:

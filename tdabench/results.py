@@ -29,6 +29,8 @@ from tdabench.scoring.metrics import Summary
 from tdabench.truths.names import FURTHER_TRAINING, GROUND_TRUTHS
 
 SCHEMA_VERSION = 1
+# A record's params: the estimator's resolved parameters, then its fitted state under keys with this prefix.
+FITTED_PREFIX = "fitted."
 CSV_COLUMNS = ("task", "task_version", "spec_hash", "estimator", "params", "horizon",
                "horizon_unit", "metric", "mean", "sem", "n_test", "n_skipped",
                "source_distribution", "source_version", "ground_truth", "ci_low", "ci_high", "gold_mode",

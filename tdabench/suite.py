@@ -22,11 +22,13 @@ entries, and optionally `tuned` and `search_spaces`, the defaults of every entry
         tuned: true                    # optional: also the tuned track (tdabench.tuning; default false)
         search_spaces:                 # optional, with tuned: estimator → its search space, in place of the class's
           if-explicit: {damping: [1, 10, 100]}
+        n_validation: 50               # optional, with tuned: validation test points (default: every unscored one)
 
 The results of an entry live in `<out>/results/<task>/results.json` (`<task>-<mode>` when the
 entry sets `mode`), which records the entry's
 settings (estimators resolved to labels) under the top-level key "suite_entry". An entry is stale
-when that file is missing, was made with other settings, or with another version of the task spec.
+when that file is missing, was made with other settings, with another version of the task spec, or
+with other resolved estimator parameters than this tdabench gives (a changed default).
 Malformed files raise SpecError naming the file and the field.
 
 The stale entries run on an executor (tdabench.execution). In this process, one after another,
@@ -47,12 +49,12 @@ from typing import Any, Iterator
 
 import yaml
 
-from tdabench.compare import CompareOptions, run_compare
+from tdabench.compare import CompareOptions, default_requests, recorded_params, run_compare
 from tdabench.downstream.options import CHECKS, DownstreamOptions
 from tdabench.errors import SpecError, TdabenchError
 from tdabench.execution import Executor
 from tdabench.registry import make_estimator
-from tdabench.results import Results, read_results, write_results
+from tdabench.results import FITTED_PREFIX, Results, read_results, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
 from tdabench.task import find_spec
 from tdabench.tuning import search_space_of
@@ -60,7 +62,7 @@ from tdabench.truths.names import GOLD_MODES, RETRAINING_GROUND_TRUTHS
 
 SUITE_KEY = "suite_entry"
 _ENTRY_KEYS = ("task", "seeds", "estimators", "n_train", "n_test", "horizons", "target", "retraining", "mode",
-               "against_removal", "downstream", "tuned", "search_spaces")
+               "against_removal", "downstream", "tuned", "search_spaces", "n_validation")
 _SUITE_KEYS = ("tasks", "tuned", "search_spaces")  # tuned, search_spaces: every entry's default
 # The DownstreamOptions fields a suite entry's `downstream` mapping may set (the rest keep their defaults).
 DOWNSTREAM_KEYS = ("n_test", "top_k", "ks", "horizon", "gold_instances", "gold_seeds", "noise", "retrain")
@@ -85,6 +87,7 @@ class SuiteEntry:
     downstream_options: tuple[tuple[str, Any], ...] = ()  # (DownstreamOptions field, value) overrides
     tuned: bool = False
     search_spaces: dict[str, dict[str, list]] | None = None  # with tuned: estimator → search space
+    n_validation: int | None = None  # with tuned: validation test points (None: every unscored one)
 
 
 @dataclass(frozen=True)
@@ -148,16 +151,21 @@ def _search_spaces(value: Any, path: str, where: str) -> dict[str, dict[str, lis
     return {name: {k: list(v) for k, v in space.items()} for name, space in value.items()}
 
 
-def _tuning(raw: dict, path: str, where: str, defaults: dict) -> tuple[bool, dict | None]:
-    """(tuned, search_spaces) of an entry: its own, else the suite's `defaults`; search spaces go
-    with tuned."""
+def _tuning(raw: dict, path: str, where: str, defaults: dict) -> tuple[bool, dict | None, int | None]:
+    """(tuned, search_spaces, n_validation) of an entry: its own, else the suite's `defaults` (not
+    n_validation, which depends on the task's test points); search spaces and n_validation go with tuned."""
     tuned = raw.get("tuned", defaults.get("tuned", False))
     if not isinstance(tuned, bool):
         raise SpecError(path, f"{where}.tuned", "true or false", tuned)
     spaces = _search_spaces(raw.get("search_spaces", defaults.get("search_spaces")), path, f"{where}.search_spaces")
     if spaces and not tuned:
         raise SpecError(path, f"{where}.search_spaces", "tuned: true with it (search spaces are the tuned track's)")
-    return tuned, spaces
+    n_validation = raw.get("n_validation")
+    if n_validation is not None:
+        n_validation = _positive_int(n_validation, path, f"{where}.n_validation")
+        if not tuned:
+            raise SpecError(path, f"{where}.n_validation", "tuned: true with it (validation points are the tuned track's)")
+    return tuned, spaces, n_validation
 
 
 def _entry(raw: Any, path: str, i: int, defaults: dict | None = None) -> SuiteEntry:
@@ -196,11 +204,12 @@ def _entry(raw: Any, path: str, i: int, defaults: dict | None = None) -> SuiteEn
     if not isinstance(against_removal, bool):
         raise SpecError(path, f"{where}.against_removal", "true or false", against_removal)
     estimators = raw.get("estimators")
-    tuned, spaces = _tuning(raw, path, where, defaults or {})
+    tuned, spaces, n_validation = _tuning(raw, path, where, defaults or {})
     return SuiteEntry(task, seeds,
                       None if estimators is None else _estimators(estimators, path, f"{where}.estimators"),
                       n_train, n_test, horizons, target, tuple(retraining), mode, against_removal,
-                      *_downstream(raw.get("downstream", False), path, f"{where}.downstream"), tuned, spaces)
+                      *_downstream(raw.get("downstream", False), path, f"{where}.downstream"), tuned, spaces,
+                      n_validation)
 
 
 def _checks(value: Any, path: str, where: str) -> bool | tuple[str, ...]:
@@ -273,12 +282,13 @@ def supports_retraining() -> bool:
 def settings(entry: SuiteEntry, default_labels: list[str], retraining: bool) -> dict[str, Any]:
     """The JSON form of an entry as it is run: estimators resolved to labels (`default_labels`
     when the entry has none), retraining dropped when the comparison cannot do it; `mode`,
-    `against_removal`, `tuned` and `search_spaces` only when set (so results made before they
-    existed stay current)."""
+    `against_removal`, `tuned`, `search_spaces` and `n_validation` only when set (so results made
+    before they existed stay current)."""
     labels = default_labels if entry.estimators is None else [r.label for r in entry.estimators]
     optional = ({"mode": entry.mode} if entry.mode is not None else {}) | (
         {"against_removal": True} if entry.against_removal else {}) | (
-        {"tuned": True} if entry.tuned else {}) | ({"search_spaces": entry.search_spaces} if entry.search_spaces else {})
+        {"tuned": True} if entry.tuned else {}) | ({"search_spaces": entry.search_spaces} if entry.search_spaces else {}) | (
+        {"n_validation": entry.n_validation} if entry.n_validation is not None else {})
     return {"task": entry.task, "seeds": entry.seeds, "estimators": list(labels),
             "n_train": entry.n_train, "n_test": entry.n_test,
             "horizons": None if entry.horizons is None else list(entry.horizons),
@@ -296,7 +306,7 @@ def compare_options(entry: SuiteEntry, **common: Any) -> Any:
     if entry.against_removal:
         kwargs["against_removal"] = True
     if entry.tuned:
-        kwargs |= {"tuned": True, "search_spaces": entry.search_spaces}
+        kwargs |= {"tuned": True, "search_spaces": entry.search_spaces, "n_validation": entry.n_validation}
     if supports_retraining():
         kwargs["retraining"] = entry.retraining
     return CompareOptions(**kwargs)
@@ -327,7 +337,8 @@ def check_entry(suite: Suite, entry: SuiteEntry) -> None:
 
 
 def staleness(entry: SuiteEntry, out_dir: str | Path, wanted: dict[str, Any]) -> str | None:
-    """Why an entry must be run ("no results file", "other settings", "task spec changed"), or
+    """Why an entry must be run ("no results file", "other settings", "task spec changed", or an
+    estimator's parameters changed: `changed_parameters`), or
     None when its results file is current. `wanted` is `settings(entry, ...)`; the task must exist
     (`check_entry`)."""
 
@@ -337,7 +348,27 @@ def staleness(entry: SuiteEntry, out_dir: str | Path, wanted: dict[str, Any]) ->
     stored = read_results(path)
     if stored.extra.get(SUITE_KEY) != wanted:
         return "other settings"
-    return "task spec changed" if stored.task.spec_hash != find_spec(entry.task).spec_hash else None
+    if stored.task.spec_hash != find_spec(entry.task).spec_hash:
+        return "task spec changed"
+    return changed_parameters(entry, stored)
+
+
+def changed_parameters(entry: SuiteEntry, stored: Results) -> str | None:
+    """"estimator parameters changed (LABEL: NAME OLD → NEW, ...)" for the first of the entry's
+    estimators whose default-track records were made with other resolved parameters than this
+    tdabench gives its request (a changed default, e.g. the damping rule), else None. Estimators
+    without records (errors) are not compared."""
+    recorded = {r.estimator: r.params for r in stored.records}
+    for request in entry.estimators or default_requests():
+        then = {k: v for k, v in recorded.get(request.label, {}).items() if not k.startswith(FITTED_PREFIX)}
+        if request.label not in recorded:
+            continue
+        now = recorded_params(make_estimator(request.name, **request.params))
+        diff = [k for k in sorted(set(then) | set(now)) if then.get(k, "(unset)") != now.get(k, "(unset)")]
+        if diff:
+            changes = ", ".join(f"{k} {then.get(k, '(unset)')!r} → {now.get(k, '(unset)')!r}" for k in diff)
+            return f"estimator parameters changed ({request.label}: {changes})"
+    return None
 
 
 def run_entry(entry: SuiteEntry, wanted: dict[str, Any], out_dir: str | Path,

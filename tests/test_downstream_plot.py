@@ -62,6 +62,16 @@ def test_one_panel_per_score_with_each_estimator_at_its_coordinates(tmp_path):
     assert [p.name for p in paths] == ["downstream.png", "downstream.svg"] and all(p.stat().st_size for p in paths)
 
 
+def test_the_legend_names_an_estimator_missing_from_the_first_panel():
+    payload = _payload()
+    payload["checks"]["randomization"]["grad-cos"] = {"mean": 0.1, "ci_low": 0.0, "ci_high": 0.2}  # not in mislabel
+    fig = downstream_figure(payload)
+    assert "grad-cos" not in {c.get_label() for c in fig.axes[0].containers}
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == list(NAMES) + ["grad-cos"]
+    assert all(ax.get_legend() is None for ax in fig.axes)  # one legend, not one per panel
+
+
 def test_a_compare_file_of_another_task_is_refused_before_training(tmp_path, capsys):
     spec = write_small_spec(tmp_path)
     write_results(_results("other-task"), tmp_path / "cmp")

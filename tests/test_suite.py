@@ -12,7 +12,9 @@ import tdabench.compare
 import tdabench.suite
 from tdabench.cli import main
 from tdabench.errors import SpecError
-from tdabench.results import GoldSummary, NoiseCeiling, Record, Results, TaskInfo, write_results
+from tdabench.compare import recorded_params
+from tdabench.registry import make_estimator
+from tdabench.results import FITTED_PREFIX, GoldSummary, NoiseCeiling, Record, Results, TaskInfo, write_results
 from tdabench.selection import EstimatorRequest
 from tdabench.results import read_results
 from tdabench.suite import (SUITE_KEY, SuiteEntry, check_entry, compare_options, load_suite,
@@ -74,6 +76,8 @@ tasks:
      "tuned: true with it"),
     ("tasks:\n  - {task: a, seeds: 2, tuned: true, search_spaces: [kfac]}", "tasks[0].search_spaces",
      "a mapping of estimator names"),
+    ("tasks:\n  - {task: a, seeds: 2, n_validation: 5}", "tasks[0].n_validation", "tuned: true with it"),
+    ("tasks:\n  - {task: a, seeds: 2, tuned: true, n_validation: 0}", "tasks[0].n_validation", "a positive integer"),
     ("tasks:\n  - {task: a, seeds: 2, tuned: true, search_spaces: {kfac: {damping: []}}}",
      "tasks[0].search_spaces.kfac.damping", "a non-empty list"),
     ("tasks: []", "tasks", "a non-empty list"),
@@ -122,7 +126,7 @@ def test_tuned_and_search_spaces_per_entry_or_for_the_whole_suite() -> None:
                                    {"task": "digits-mlp", "seeds": 2, "search_spaces": {"if-cg": {"rank": [1]}}}]},
                         "s.yaml")
     first, second, third = suite.entries
-    assert (first.tuned, first.search_spaces) == (True, {"kfac": {"damping": [1, 10]}})
+    assert (first.tuned, first.search_spaces, first.n_validation) == (True, {"kfac": {"damping": [1, 10]}}, None)
     assert (second.tuned, second.search_spaces) == (False, None)
     options = compare_options(first, progress=False)
     assert options.tuned and options.search_spaces == {"kfac": {"damping": [1, 10]}}
@@ -130,6 +134,10 @@ def test_tuned_and_search_spaces_per_entry_or_for_the_whole_suite() -> None:
     assert "tuned" not in settings(second, ["grad-dot"], True)  # results made before the key stay current
     assert not compare_options(second, progress=False).tuned
     check_entry(suite, first)
+    assert "n_validation" not in settings(first, ["grad-dot"], True)
+    limited = dataclasses.replace(first, n_validation=7)
+    assert settings(limited, ["grad-dot"], True)["n_validation"] == 7
+    assert compare_options(limited, progress=False).n_validation == 7
     with pytest.raises(SpecError, match=r"^s\.yaml: field 'tasks\[2\]\.search_spaces\.if-cg': .*no parameter 'rank'"):
         check_entry(suite, third)
 
@@ -187,7 +195,8 @@ def test_compare_options_pass_retraining_only_when_the_field_exists(
 def fake_results(task: str, spec_hash: str, mean: float = 0.5) -> Results:
     gold = GoldSummary("removal", 5, "epoch", [1, 10], 20, 10, False,
                        [NoiseCeiling(1, "pearson", 0.9), NoiseCeiling(10, "pearson", 0.8)])
-    records = [Record("grad-dot", {}, h, "pearson", mean, 0.01, 10, 0, None, mean - 0.02,
+    params = recorded_params(make_estimator("grad-dot")) | {f"{FITTED_PREFIX}note": "fitted state is not compared"}
+    records = [Record("grad-dot", params, h, "pearson", mean, 0.01, 10, 0, None, mean - 0.02,
                       mean + 0.02) for h in (1, 10)]
     return Results(TaskInfo(task, 1, spec_hash), gold, records, {}, {}, "0.1.0", None,
                    "2024-05-01T00:00:00+00:00")
@@ -207,6 +216,22 @@ def test_staleness(tmp_path: Path) -> None:
     write_results(with_settings(fake_results("breast-cancer-mlp", spec_hash), wanted), where)
     assert staleness(entry, tmp_path, wanted) is None
     assert staleness(entry, tmp_path, {**wanted, "seeds": 6}) == "other settings"
+
+
+def test_results_made_with_other_estimator_defaults_are_stale(tmp_path: Path) -> None:
+    entry = SuiteEntry("breast-cancer-mlp", 5, (EstimatorRequest("grad-dot"), EstimatorRequest("if-cg", {"max_iter": 5})))
+    wanted = settings(entry, [], False)
+    current = fake_results("breast-cancer-mlp", find_spec("breast-cancer-mlp").spec_hash)
+    now = recorded_params(make_estimator("if-cg", max_iter=5))
+    old = now | {"damping": 10000.0, "damping_relative": True}  # the default before the λ_max rule
+    for params, reason in ((now, None), (old, "estimator parameters changed (if-cg(max_iter=5): damping 10000.0 → 1.0, "
+                                               "damping_relative True → 'lambda-max')")):
+        records = current.records + [dataclasses.replace(current.records[0], estimator="if-cg(max_iter=5)", params=params)]
+        write_results(with_settings(dataclasses.replace(current, records=records), wanted), results_dir(tmp_path, entry))
+        assert staleness(entry, tmp_path, wanted) == reason
+    # an estimator without records (it failed) is not compared
+    write_results(with_settings(current, wanted), results_dir(tmp_path, entry))
+    assert staleness(entry, tmp_path, wanted) is None
 
 
 def test_run_entry_stores_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,8 @@ reads it) and, optionally, a compare Results of the same task. x: the estimator'
 further-training gold standard (`metric`, at the longest horizon with a record), with its bootstrap
 interval; y: the downstream score with its interval where it has one. Each panel's title gives the
 Spearman ρ between the two orders of the estimators drawn in it (None with fewer than 3), each in its
-better direction (randomisation ρ negated, as in the leaderboard's downstream notes). Without
+better direction (randomisation ρ negated, as in the leaderboard's downstream notes). One legend on
+the right names every estimator drawn in any panel (a check can leave some out). Without
 a compare file the estimators are placed side by side on a categorical x axis. Styles follow
 `plots.estimator_style`, so an estimator looks the same in every tdabench plot.
 """
@@ -63,23 +64,25 @@ def downstream_figure(payload: dict[str, Any], results: Results | None = None, m
     cols = min(3, max(len(scores), 1))
     rows = -(-max(len(scores), 1) // cols)
     fig = mpl.figure.Figure(figsize=(4.2 * cols, 3.6 * rows))
-    fig.subplots_adjust(hspace=0.45, wspace=0.3)
+    fig.subplots_adjust(hspace=0.45, wspace=0.3, right=0.8)
+    handles: dict[str, Any] = {}  # label → first artist drawn for it, in any panel
     for n, (score, (title, ys)) in enumerate(zip(scores_of(payload), scores.items())):
         ax = fig.add_subplot(rows, cols, n + 1)
         labels = [k for k in ys if xs is None or k in xs]
         for i, label in enumerate(labels):
             style = estimator_style(label.partition("(")[0])
             x = xs[label] if xs is not None else (float(i), None, None)
-            ax.errorbar([x[0]], [ys[label][0]], xerr=_err(x), yerr=_err(ys[label]), color=style.color,
-                        marker=style.marker, linestyle="none", capsize=2, label=label)
+            drawn = ax.errorbar([x[0]], [ys[label][0]], xerr=_err(x), yerr=_err(ys[label]), color=style.color,
+                                marker=style.marker, linestyle="none", capsize=2, label=label)
+            handles.setdefault(label, drawn)
         rho = order_spearman(xs, oriented(score, ys)) if xs is not None else None
         ax.set_title(title + ("" if rho is None else f"  (order ρ = {rho:.2f})"), fontsize=9)
         if xs is None:
             ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
         else:
             ax.set_xlabel(f"further-training {metric} (longest horizon)", fontsize=8)
-        if n == 0 and labels:
-            ax.legend(fontsize=7)
+    if handles:  # one legend for the figure: an estimator absent from a panel is still named
+        fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=7)
     task = payload["task"]["name"]
     fig.suptitle(f"{task}: downstream scores" + (" against further-training agreement" if xs is not None else ""))
     return fig

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from tdabench.report.tables import Table, _row_order
-from tdabench.results import params_json
+from tdabench.results import FITTED_PREFIX, params_json
 
 BEST_DAMPING_COLUMNS = ("task", "estimator", "horizon", "horizon_unit", "steps", "lr", "one_over_eta_t",
                         "damping", "damping_requested", "damping_relative", "lambda_g", "at_grid_edge", "metric")
@@ -97,7 +97,7 @@ def best_damping(table: Table) -> list[dict]:
         space = tuning.choices[label].space if label in tuning.choices else {}
         grid, units = space.get("damping") or [], space.get("damping_relative")
         for h, rec in sorted(row.cells.items()):
-            damping = rec.params.get("fitted.damping")
+            damping = rec.params.get(f"{FITTED_PREFIX}damping")
             if not isinstance(damping, (int, float)):
                 continue
             steps = _steps(table, h)
@@ -106,7 +106,7 @@ def best_damping(table: Table) -> list[dict]:
             out.append(dict(zip(BEST_DAMPING_COLUMNS, (
                 table.task, label, h, table.gold["horizon_unit"], steps, tuning.lr,
                 None if eta_t is None else 1.0 / eta_t, damping, requested, rec.params.get("damping_relative"),
-                rec.params.get("fitted.lambda_g"),
+                rec.params.get(f"{FITTED_PREFIX}lambda_g"),
                 bool(grid) and (units is None or rec.params.get("damping_relative") in units)
                 and requested in (min(grid), max(grid)),
                 table.metric))))

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from tdabench.errors import TdabenchError
+from tdabench.progress import bar
 from tdabench.registry import get_estimator, make_estimator
+from tdabench.results import params_json
 from tdabench.scoring.metrics import agreement
 from tdabench.selection import EstimatorRequest
 from tdabench.task.context import TaskContext
@@ -104,7 +106,13 @@ def sweep(request: EstimatorRequest, space: dict[str, tuple], ctx: TaskContext, 
     """Fit and score every candidate of `space` on `gold` (the validation gold standard), then select."""
     check_disjoint(tuple(gold.config.test_idx), tuple(scored_test_idx))
     start = time.perf_counter()
-    tried = [_try(request, params, ctx, gold, metric, centered) for params in with_default(request, space)]
+    settings = with_default(request, space)
+    tried = []
+    with bar(len(settings), f"tuning {request.label}", unit="setting") as shown:
+        for params in settings:
+            shown.set_postfix_str(params_json(params), refresh=False)
+            tried.append(_try(request, params, ctx, gold, metric, centered))
+            shown.update()
     overall, per_horizon = select(tried, list(gold.config.horizons))
     return TunedChoice(request.label, metric, {k: list(v) for k, v in space.items()}, tried, overall, per_horizon,
                        list(gold.config.test_idx), round(time.perf_counter() - start, 3), list(scored_test_idx))
