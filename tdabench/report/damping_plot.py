@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tdabench.report.plots import _RC, estimator_style, matplotlib_module, write_figure
+from tdabench.report.plots import estimator_style, figure_style, matplotlib_module, write_figure
 from tdabench.report.tables import Table
 from tdabench.report.tuned import BEST_DAMPING_COLUMNS, best_damping
 from tdabench.results import csv_cell
@@ -70,7 +70,7 @@ def damping_figure(tables: list[Table]) -> Any | None:
     mpl = matplotlib_module()
     ncols = min(2, len(groups))
     nrows = math.ceil(len(groups) / ncols)
-    with mpl.style.context("default"), mpl.rc_context(_RC):
+    with figure_style(mpl):
         fig = mpl.figure.Figure(figsize=(6.0 * ncols, 4.2 * nrows + 0.6), dpi=100)
         axes = fig.subplots(nrows, ncols, squeeze=False)
         for k, ax in enumerate(axes.flat):

@@ -82,7 +82,7 @@ def downstream_figure(payload: dict[str, Any], results: Results | None = None, m
         else:
             ax.set_xlabel(f"further-training {metric} (longest horizon)", fontsize=8)
     if handles:  # one legend for the figure: an estimator absent from a panel is still named
-        fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=7)
+        fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(0.81, 0.5), fontsize=7)
     task = payload["task"]["name"]
     fig.suptitle(f"{task}: downstream scores" + (" against further-training agreement" if xs is not None else ""))
     return fig

@@ -14,6 +14,7 @@ the table and the matplotlib version (SVG: fixed `svg.hashsalt`, no date).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -229,6 +230,15 @@ def _suptitle(table: Table) -> str:
             "intervals over test points (± sem without one)")
 
 
+def figure_style(mpl: Any) -> contextlib.ExitStack:
+    """The context every tdabench figure is drawn and saved in: matplotlib's default style and the
+    settings that make SVG output deterministic (`mpl` = `matplotlib_module()`)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(mpl.style.context("default"))
+    stack.enter_context(mpl.rc_context(_RC))
+    return stack
+
+
 def decay_figure(table: Table) -> Any:
     """A matplotlib Figure of the table's decay curves (see the module docstring)."""
     mpl = matplotlib_module()
@@ -238,7 +248,7 @@ def decay_figure(table: Table) -> Any:
     ncols = 1 if len(groups) == 1 else 2
     nrows = math.ceil(len(groups) / ncols)
     ceiling = [_nan(table.noise_ceiling.get(h)) for h in hs]
-    with mpl.style.context("default"), mpl.rc_context(_RC):
+    with figure_style(mpl):
         fig = mpl.figure.Figure(figsize=(9.0 if ncols == 1 else 13.0, 5.0 if nrows == 1 else 3.6 * nrows + 0.8),
                                 dpi=100)
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
@@ -270,7 +280,7 @@ def render_figure(fig: Any, fmt: str) -> bytes:
     mpl.backends.backend_agg.FigureCanvasAgg(fig)
     buf = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else None
-    with mpl.style.context("default"), mpl.rc_context(_RC):
+    with figure_style(mpl):
         fig.savefig(buf, format=fmt, metadata=metadata, bbox_inches="tight")
     return buf.getvalue()
 

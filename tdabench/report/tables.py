@@ -214,7 +214,7 @@ def _attach(ft: _Found, extras: dict[str, _Found]) -> dict[_Key, dict[str, tuple
 
 
 def _rows(ft: _Found, extras: dict[str, _Found], horizons: list[int]) -> list[Row]:
-    """Rows in `_row_order`."""
+    """Rows in `row_order`."""
     joined = _attach(ft, extras)
     counts = Counter(est for est, _ in joined)
     rows = []
@@ -226,10 +226,10 @@ def _rows(ft: _Found, extras: dict[str, _Found], horizons: list[int]) -> list[Ro
         rows.append(Row(_label(est, json.loads(pk), counts[est] > 1), est, json.loads(pk), cells,
                         extra.get(LOO), extra.get(LDS), _cost(source, est),
                         recorded[0] if recorded else method_of(est).uses))
-    return _row_order(rows, horizons)
+    return row_order(rows, horizons)
 
 
-def _row_order(rows: list[Row], horizons: list[int]) -> list[Row]:
+def row_order(rows: list[Row], horizons: list[int]) -> list[Row]:
     """Sorted by shared rank at the longest horizon; within a rank, by the mean over horizons of the
     row's means, descending (estimators the longest horizon cannot separate are ordered by the
     whole decay curve, not by noise at one horizon); then by label. Rows without a mean at the

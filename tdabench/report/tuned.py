@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tdabench.report.tables import Table, _row_order
+from tdabench.report.tables import Table, row_order
 from tdabench.results import FITTED_PREFIX, params_json
 
 BEST_DAMPING_COLUMNS = ("task", "estimator", "horizon", "horizon_unit", "steps", "lr", "one_over_eta_t",
@@ -28,7 +28,7 @@ def tuned_track(table: Table) -> Table:
     tuned = table.tuning.rows if table.tuning else {}
     rows = [dataclasses.replace(tuned[row.estimator], label=row.label, estimator=row.estimator)
             if row.estimator in tuned else row for row in table.rows]
-    return dataclasses.replace(table, rows=_row_order(rows, table.horizons), tuning=None)
+    return dataclasses.replace(table, rows=row_order(rows, table.horizons), tuning=None)
 
 
 def tuned_ranks(table: Table) -> list[int | None]:
