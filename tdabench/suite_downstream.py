@@ -5,8 +5,9 @@ every native one) and the checks it names (`true`: every check that fits the tas
 `downstream.options.fitting_checks`), the settings its `downstream` mapping gives (suite.DOWNSTREAM_KEYS)
 and all others at their defaults. The payload is written
 as `downstream.json` next to the entry's `results.json` (`suite.results_dir`), with the resolved
-settings stored under the top-level key "suite_entry"; like a comparison, it is stale when the file
-is missing, was made with other settings, or with another version of the task spec. The pages read
+settings (the estimators' resolved parameters included) stored under the top-level key "suite_entry";
+like a comparison, it is stale when the file is missing, was made with other settings (or estimator
+defaults), or with another version of the task spec. The pages read
 every `downstream.json` that sits next to a results file they are built from.
 """
 
@@ -19,7 +20,10 @@ from typing import Any, Iterable, Iterator
 from tdabench.downstream.options import DownstreamOptions, fitting_checks, task_mismatch
 from tdabench.downstream.results import FILE_NAME, read_downstream, write_downstream
 from tdabench.downstream.run import run_downstream
+from tdabench.compare import recorded_params
 from tdabench.errors import SpecError
+from tdabench.registry import make_estimator
+from tdabench.selection import parse_estimators
 from tdabench.suite import SUITE_KEY, Suite, SuiteEntry, results_dir
 from tdabench.task import find_spec
 
@@ -47,10 +51,13 @@ def downstream_options(entry: SuiteEntry, **common: Any) -> DownstreamOptions:
 
 
 def downstream_settings(options: DownstreamOptions, default_labels: list[str]) -> dict[str, Any]:
-    """What the stored file must have been made with: the options' settings, the task and the estimators'
-    labels (`default_labels` when the entry lists none)."""
-    labels = default_labels if options.estimators is None else [r.label for r in options.estimators]
-    return {"task": options.task, **options.settings(), "estimators": list(labels)}
+    """What the stored file must have been made with: the options' settings, the task, the estimators'
+    labels (`default_labels` when the entry lists none) and their resolved parameters (so that a
+    changed default, e.g. the damping rule, makes the file stale)."""
+    requests = options.estimators or [parse_estimators(label)[0] for label in default_labels]
+    params = {r.label: recorded_params(make_estimator(r.name, **r.params)) for r in requests}
+    return {"task": options.task, **options.settings(), "estimators": [r.label for r in requests],
+            "estimator_params": params}
 
 
 def downstream_path(out_dir: str | Path, entry: SuiteEntry) -> Path:

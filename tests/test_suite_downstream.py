@@ -105,6 +105,15 @@ def test_downstream_staleness(tmp_path: Path) -> None:
     write_downstream(fake_payload("breast-cancer-mlp", spec_hash, wanted), where)
     assert downstream_staleness(entry, tmp_path, wanted) is None
     assert downstream_staleness(entry, tmp_path, {**wanted, "n_test": 5}) == "other downstream settings"
+    # the estimators' resolved parameters are part of the settings: a changed default makes the file stale
+    damped = downstream_settings(downstream_options(entry), ["grad-dot", "if-cg(max_iter=5)"])
+    assert damped["estimator_params"]["if-cg(max_iter=5)"]["damping_relative"] == "lambda-max"
+    assert damped["estimator_params"]["grad-dot"] == {"batch_size": 256}
+    write_downstream(fake_payload("breast-cancer-mlp", spec_hash, damped), where)
+    old = {**damped, "estimator_params": {**damped["estimator_params"], "if-cg(max_iter=5)": {
+        **damped["estimator_params"]["if-cg(max_iter=5)"], "damping_relative": True}}}
+    assert downstream_staleness(entry, tmp_path, damped) is None
+    assert downstream_staleness(entry, tmp_path, old) == "other downstream settings"
 
 
 def test_payloads_are_found_beside_results_files_with_relative_origins(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Layout (schema version 1)::
 
     {"schema_version": 1, "kind": "tdabench-downstream", "tdabench_version": ..., "git_hash": ...,
-     "date": ..., "task": {"name", "version", "spec_hash"}, "settings": {...},
+     "date": ..., "task": {"name", "version", "spec_hash"},
+     "settings": {..., "estimators": [label], "estimator_params": {label: resolved parameters}},
      "checks": {"mislabel": {"task": {...noisy variant...}, "n_flipped", "estimators": {label: detection},
                              "not_applicable": {label: why} (e.g. a constant self-influence: no AUC),
                              "gold": [{"horizon": h, ...detection}]},

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from tdabench import __version__
-from tdabench.compare import default_requests
+from tdabench.compare import default_requests, recorded_params
 from tdabench.downstream.common import Errors, task_info
 from tdabench.downstream.final_checks import final_model_checks
 from tdabench.downstream.mislabel import noisy_spec
@@ -62,7 +62,9 @@ def run_downstream(options: DownstreamOptions) -> dict[str, Any]:
                                                     made, options, errors)
     return {"schema_version": DOWNSTREAM_SCHEMA_VERSION, "kind": KIND, "tdabench_version": __version__,
             "git_hash": git_hash(), "date": now_iso(), "task": task_info(spec),
-            "settings": {**options.settings(), "estimators": labels}, "checks": checks, "errors": errors,
+            "settings": {**options.settings(), "estimators": labels,
+                         "estimator_params": {r.label: recorded_params(e) for r, e in made}},
+            "checks": checks, "errors": errors,
             "cost": cost}
 
 
