@@ -41,7 +41,7 @@ from tdabench.registry import estimator_names, estimators, make_estimator
 from tdabench.precision import DtypeRequest, check_dtype
 from tdabench.results import (FITTED_PREFIX, GoldSummary, NoiseCeiling, Record, Results, TaskInfo, git_hash,
                               now_iso)
-from tdabench.selection import EstimatorRequest
+from tdabench.selection import EstimatorRequest, parse_estimators
 from tdabench.task import DEFAULT_TASK, TaskContext, build_context, find_spec
 from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
@@ -323,6 +323,25 @@ def recorded_params(estimator: Estimator) -> dict[str, Any]:
     them: JSON scalars, anything else as its repr. A record's params also hold the fitted state
     (`describe`) under keys starting with FITTED_PREFIX."""
     return {k: _json_value(v) for k, v in estimator.get_params().items()}
+
+
+def parameter_changes(label: str, params: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{name: (recorded, now)} for each parameter where a record of the estimator request `label`
+    (e.g. "if-cg(max_iter=5)") with resolved `params` (FITTED_PREFIX keys ignored) differs from what
+    this tdabench resolves that request to, e.g. after a default changed ("(unset)" where one side
+    lacks the name); {} when they agree, when nothing but fitted state was recorded, or when `label`
+    is not a request of a registered estimator (a tuned-track label, a plugin not installed here)."""
+    then = {k: v for k, v in params.items() if not k.startswith(FITTED_PREFIX)}
+    if not then:
+        return {}
+    try:
+        (request,) = parse_estimators(label)
+        now = recorded_params(make_estimator(request.name, **request.params))
+    except (TdabenchError, ValueError, TypeError):
+        return {}
+    unset = "(unset)"
+    return {k: (then.get(k, unset), now.get(k, unset)) for k in sorted(set(then) | set(now))
+            if then.get(k, unset) != now.get(k, unset)}
 
 
 def _json_params(estimator: Estimator) -> dict:

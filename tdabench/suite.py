@@ -49,12 +49,12 @@ from typing import Any, Iterator
 
 import yaml
 
-from tdabench.compare import CompareOptions, default_requests, recorded_params, run_compare
+from tdabench.compare import CompareOptions, default_requests, parameter_changes, run_compare
 from tdabench.downstream.options import CHECKS, DownstreamOptions
 from tdabench.errors import SpecError, TdabenchError
 from tdabench.execution import Executor
 from tdabench.registry import make_estimator
-from tdabench.results import FITTED_PREFIX, Results, read_results, write_results
+from tdabench.results import Results, read_results, write_results
 from tdabench.selection import EstimatorRequest, parse_estimators
 from tdabench.task import find_spec
 from tdabench.tuning import search_space_of
@@ -356,17 +356,13 @@ def staleness(entry: SuiteEntry, out_dir: str | Path, wanted: dict[str, Any]) ->
 def changed_parameters(entry: SuiteEntry, stored: Results) -> str | None:
     """"estimator parameters changed (LABEL: NAME OLD → NEW, ...)" for the first of the entry's
     estimators whose default-track records were made with other resolved parameters than this
-    tdabench gives its request (a changed default, e.g. the damping rule), else None. Estimators
-    without records (errors) are not compared."""
+    tdabench gives its request (`compare.parameter_changes`: a changed default, e.g. the damping
+    rule), else None. Estimators without records (errors) are not compared."""
     recorded = {r.estimator: r.params for r in stored.records}
     for request in entry.estimators or default_requests():
-        then = {k: v for k, v in recorded.get(request.label, {}).items() if not k.startswith(FITTED_PREFIX)}
-        if request.label not in recorded:
-            continue
-        now = recorded_params(make_estimator(request.name, **request.params))
-        diff = [k for k in sorted(set(then) | set(now)) if then.get(k, "(unset)") != now.get(k, "(unset)")]
+        diff = parameter_changes(request.label, recorded[request.label]) if request.label in recorded else {}
         if diff:
-            changes = ", ".join(f"{k} {then.get(k, '(unset)')!r} → {now.get(k, '(unset)')!r}" for k in diff)
+            changes = ", ".join(f"{k} {then!r} → {now!r}" for k, (then, now) in diff.items())
             return f"estimator parameters changed ({request.label}: {changes})"
     return None
 

@@ -12,6 +12,7 @@ import io
 import textwrap
 from dataclasses import dataclass
 
+from tdabench.compare import parameter_changes
 from tdabench.estimators.inputs import input_label
 from tdabench.report.tables import (BANDS, NORMAL_Z, Row, Table, band_horizons, build_leaderboard, mean_ranks,
                                     summary_groups)
@@ -206,11 +207,27 @@ def table_notes(table: Table) -> list[str]:
     unit, notes = table.gold["horizon_unit"], list(table.footnotes)
     notes += [f"{name} did not run: {error}" for name, error in table.failures.items()]
     notes += choice_notes(table)
+    notes += drift_notes(table)
     skipped = {h: n for h, n in _skipped(table.rows, table.horizons).items() if n}
     if skipped:
         notes.append("test points skipped as undefined (e.g. saturated, zero gold row), most over "
                      "estimators: " + ", ".join(f"{unit} {h}: {n}" for h, n in skipped.items()))
     return notes
+
+
+def drift_notes(table: Table) -> list[str]:
+    """One note per distinct change: the rows made with other resolved parameters than this
+    tdabench gives the same request (`compare.parameter_changes`, e.g. results older than a default),
+    so that a reader knows which cells a rerun of the suite would change."""
+    changed: dict[str, list[str]] = {}
+    for row in table.rows:
+        diff = parameter_changes(row.estimator, row.params)
+        if diff:
+            then = ", ".join(f"{k}={old}" for k, (old, _) in diff.items())
+            now = ", ".join(f"{k}={new}" for k, (_, new) in diff.items())
+            changed.setdefault(f"run with {then}, where today's defaults are {now}", []).append(row.label)
+    return [f"{', '.join(sorted(labels))}: {text}; rerunning the suite refreshes them"
+            for text, labels in changed.items()]
 
 
 def header_lines(tables: list[Table]) -> list[str]:
@@ -219,6 +236,10 @@ def header_lines(tables: list[Table]) -> list[str]:
         return ["No results files."]
     seeds = "; ".join(f"{t.title}: {t.gold['seeds']}" for t in tables)
     lines = [f"Further-training seeds averaged in each gold standard: {seeds}."]
+    drifted = [t.title for t in tables if drift_notes(t)]
+    if drifted:
+        lines.append("Made in part with estimator parameters that are no longer the defaults (their notes say "
+                     "which): " + "; ".join(drifted) + ".")
     dates = sorted(d for t in tables for d in t.dates)
     if dates:
         span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
