@@ -389,7 +389,7 @@ def _run_suite(args: argparse.Namespace, executor: Executor) -> None:
     entries = suite.select(args.tasks.split(",") if args.tasks else None)
     for entry in entries:
         check_entry(suite, entry)
-        check_downstream(suite, entry)
+        check_downstream(suite, entry, cache_dir=args.cache_dir)
     retraining = supports_retraining()
     defaults = [r.label for r in default_requests()]
     plan = []

@@ -19,9 +19,9 @@ from typing import Any, Iterable, Iterator
 
 from tdabench.downstream.options import DownstreamOptions, fitting_checks, task_mismatch
 from tdabench.downstream.results import FILE_NAME, read_downstream, write_downstream
-from tdabench.downstream.run import run_downstream
+from tdabench.downstream.run import prepare, run_downstream
 from tdabench.compare import recorded_params
-from tdabench.errors import SpecError
+from tdabench.errors import SpecError, TdabenchError
 from tdabench.registry import make_estimator
 from tdabench.selection import parse_estimators
 from tdabench.suite import SUITE_KEY, Suite, SuiteEntry, results_dir
@@ -35,13 +35,21 @@ def entry_checks(entry: SuiteEntry) -> tuple[str, ...]:
     return fitting_checks(find_spec(entry.task)) if entry.downstream is True else tuple(entry.downstream)
 
 
-def check_downstream(suite: Suite, entry: SuiteEntry) -> None:
-    """Before anything runs: the entry's checks fit its task (SpecError naming the field otherwise)."""
+def check_downstream(suite: Suite, entry: SuiteEntry, **common: Any) -> None:
+    """Before anything runs: the entry's checks fit its task, and everything `downstream.run.prepare`
+    refuses before training (e.g. a `retrain` over its budget) is refused now, not after the suite's
+    comparisons (SpecError naming the field otherwise). `common`: cache_dir (the task's data is loaded)."""
     checks = entry_checks(entry)
-    mismatch = task_mismatch(find_spec(entry.task), checks) if checks else None
+    if not checks:
+        return
+    where = f"tasks[{suite.entries.index(entry)}].downstream"
+    mismatch = task_mismatch(find_spec(entry.task), checks)
     if mismatch:
-        raise SpecError(suite.path, f"tasks[{suite.entries.index(entry)}].downstream", f"checks that fit the task "
-                        f"({mismatch})", list(checks))
+        raise SpecError(suite.path, where, f"checks that fit the task ({mismatch})", list(checks))
+    try:
+        prepare(downstream_options(entry, **common))
+    except TdabenchError as err:
+        raise SpecError(suite.path, where, f"downstream settings the task can run ({err})") from None
 
 
 def downstream_options(entry: SuiteEntry, **common: Any) -> DownstreamOptions:

@@ -162,10 +162,19 @@ def test_the_suite_runs_stale_downstream_checks_and_the_pages_show_them(
     assert {p: p.read_bytes() for p in Path("board").rglob("*") if p.is_file()} == before
 
 
-def test_the_repository_suites_downstream_entries_fit_their_tasks() -> None:
+def test_a_retrain_over_budget_is_refused_before_the_suites_comparisons(tmp_path: Path) -> None:
+    suite = parse_suite({"tasks": [{"task": "digits-mlp", "seeds": 2,  # every native estimator: 1.65e6 > 1e6
+                                    "downstream": {"checks": ["brittleness"], "retrain": True}}]}, "s.yaml")
+    with pytest.raises(SpecError, match=r"tasks\[0\]\.downstream.*--retrain would train .* > the budget") as err:
+        check_downstream(suite, suite.entries[0], cache_dir=tmp_path)
+    assert len(str(err.value).splitlines()) == 1
+    assert not (tmp_path / "final_models").exists()  # nothing was trained
+
+
+def test_the_repository_suites_downstream_entries_fit_their_tasks(tmp_path: Path) -> None:
     suite = load_suite(Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_suite.yaml")
     asking = [e for e in suite.entries if entry_checks(e)]
     assert {e.task for e in asking} >= {"breast-cancer-logreg", "breast-cancer-mlp"}
     for entry in asking:
-        check_downstream(suite, entry)
+        check_downstream(suite, entry, cache_dir=tmp_path)
         downstream_options(entry)  # its settings are valid together

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from tdabench import __version__
@@ -23,19 +24,35 @@ from tdabench.downstream.shortcut import shortcut_spec
 from tdabench.downstream.shortcut_check import shortcut_check
 from tdabench.downstream.results import DOWNSTREAM_SCHEMA_VERSION, KIND
 from tdabench.errors import TdabenchError
+from tdabench.estimators.base import Estimator
 from tdabench.progress import shown
 from tdabench.registry import make_estimator
 from tdabench.results import git_hash, now_iso
+from tdabench.selection import EstimatorRequest
 from tdabench.task import build_context, find_spec
 from tdabench.task.context import load_task_data
 from tdabench.task.data import Dataset
 from tdabench.task.spec import TaskSpec
 
-__all__ = ["CHECKS", "DownstreamOptions", "run_downstream"]
+__all__ = ["CHECKS", "DownstreamOptions", "Prepared", "prepare", "run_downstream"]
 
 
-def run_downstream(options: DownstreamOptions) -> dict[str, Any]:
-    """Every check of `options` on its task; the payload of results.py (schema version 1)."""
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` checked and built: the task's spec and data, each request with its (unfitted)
+    estimator, the noisy and the shortcut variants where their checks are asked for."""
+
+    spec: TaskSpec
+    data: Dataset
+    made: list[tuple[EstimatorRequest, Estimator]]
+    noisy: TaskSpec | None
+    planted: tuple[TaskSpec, Dataset] | None
+
+
+def prepare(options: DownstreamOptions) -> Prepared:
+    """Every check that can fail before anything trains (TdabenchError, one line): the task, each
+    estimator and its parameters, no label twice, the checks against the task's data, the retrain
+    budget; the leaderboard suite calls it before its comparisons, `run_downstream` before its checks."""
     spec = find_spec(options.task)
     requests = options.estimators or default_requests()
     made = [(r, make_estimator(r.name, **r.params)) for r in requests]
@@ -44,9 +61,17 @@ def run_downstream(options: DownstreamOptions) -> dict[str, Any]:
         raise TdabenchError(f"an estimator is listed twice: {', '.join(labels)}")
     noisy = noisy_spec(spec, options.noise, options.noise_seed) if "mislabel" in options.checks else None
     data = load_task_data(spec, options.cache_dir)
-    check_task(spec, options, data)  # before the final model is trained
+    check_task(spec, options, data)
     check_retrain_size(options, len(data.train), len(made))
-    planted = _shortcut_variant(spec, options)
+    return Prepared(spec, data, made, noisy, _shortcut_variant(spec, options))
+
+
+def run_downstream(options: DownstreamOptions) -> dict[str, Any]:
+    """Every check of `options` on its task; the payload of results.py (schema version 1)."""
+    prepared = prepare(options)
+    spec, data, made, noisy, planted = (prepared.spec, prepared.data, prepared.made, prepared.noisy,
+                                        prepared.planted)
+    labels = [r.label for r, _ in made]
     errors: Errors = {}
     cost: dict[str, float] = {}
     with shown(options.progress):
