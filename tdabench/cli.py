@@ -146,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     board.add_argument("--no-progress", action="store_true", help="no progress bars")
     board.add_argument("--device", default="cpu",
-                       help="with --suite: auto, cpu (default) or cuda[:k] for the comparisons it runs")
+                       help="with --suite: auto, cpu (default) or cuda[:k] for the comparisons and downstream "
+                            "checks it runs")
     _add_executor_args(board, "the suite's comparisons (with ray: one task per stale entry)")
     _add_downstream(sub)
     _add_interactions(sub)
@@ -213,6 +214,8 @@ def _add_downstream(sub) -> None:
                       help="folder of downstream.json and downstream.png/.svg")
     down.add_argument("--cache-dir", type=Path, default=None, help="default: $TDABENCH_CACHE or ~/.cache/tdabench")
     down.add_argument("--no-progress", action="store_true", help="no progress bars")
+    down.add_argument("--device", default="cpu",
+                      help="auto, cpu (default) or cuda[:k]: where the final models, further training and estimators run")
 
 
 def _float_list(text: str) -> tuple[float, ...]:
@@ -404,7 +407,7 @@ def _run_suite(args: argparse.Namespace, executor: Executor) -> None:
     down = _downstream_plan(entries, args.out, defaults, cache_dir=args.cache_dir, progress=not args.no_progress)
     if plan:
         _run_comparisons(plan, args, executor)
-    _run_downstream_plan(down, args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
+    _run_downstream_plan(down, args.out, cache_dir=args.cache_dir, progress=not args.no_progress, device=args.device)
 
 
 def _run_comparisons(plan: list, args: argparse.Namespace, executor: Executor) -> None:
@@ -487,7 +490,8 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         n_test=args.n_test, top_k=args.top_k, ks=tuple(args.ks), horizon=args.horizon, retrain=args.retrain,
         **({} if args.retrain_budget is None else {"retrain_budget": args.retrain_budget}),
         noise=args.noise, gold_seeds=args.gold_seeds, gold_instances=args.gold_instances, shortcut=args.shortcut,
-        shortcut_class=args.shortcut_class, cache_dir=args.cache_dir, progress=not args.no_progress)
+        shortcut_class=args.shortcut_class, cache_dir=args.cache_dir, progress=not args.no_progress,
+        device=args.device)
     compared = _compare_results_for(options.task, args.compare_results, args.compare_metric)
     payload = run_downstream(options)
     print(render_table(payload))

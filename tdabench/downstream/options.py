@@ -17,6 +17,7 @@ from tdabench.errors import TdabenchError, UnknownNameError
 from tdabench.estimators.base import is_positive_int
 from tdabench.selection import EstimatorRequest
 from tdabench.task.data import Dataset
+from tdabench.task.device import resolve_device
 from tdabench.task.spec import TaskSpec
 from tdabench.truths.further import check_horizons
 
@@ -53,6 +54,7 @@ class DownstreamOptions:
     seed: int = 0
     cache_dir: Path | None = None
     progress: bool = True
+    device: str = "cpu"  # auto | cpu | cuda[:k]: where the final models, further training and estimators run
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.checks if c not in CHECKS]
@@ -75,11 +77,13 @@ class DownstreamOptions:
             raise TdabenchError(f"shortcut must lie in (0, 1], got {self.shortcut!r}")
         if not isinstance(self.shortcut_class, int) or self.shortcut_class < 0:
             raise TdabenchError(f"shortcut_class must be a class index >= 0, got {self.shortcut_class!r}")
+        resolve_device(self.device)  # a malformed or absent device fails before anything is trained
 
     def settings(self) -> dict:
-        """The settings as JSON values, as downstream.json records them (no estimators, cache or task)."""
+        """The settings as JSON values, as downstream.json records them (no estimators, cache, task or
+        device: the numbers do not depend on where they were computed)."""
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
-               if k not in ("estimators", "cache_dir", "progress", "task", "retrain_budget")}
+               if k not in ("estimators", "cache_dir", "progress", "task", "retrain_budget", "device")}
         return {**out, "checks": list(self.checks), "ks": list(self.ks)}
 
 

@@ -3,7 +3,7 @@
 Layout (schema version 1)::
 
     {"schema_version": 1, "kind": "tdabench-downstream", "tdabench_version": ..., "git_hash": ...,
-     "date": ..., "task": {"name", "version", "spec_hash"},
+     "date": ..., "task": {"name", "version", "spec_hash"}, "device": where it ran (e.g. "cpu", "cuda:0"),
      "settings": {..., "estimators": [label], "estimator_params": {label: resolved parameters}},
      "checks": {"mislabel": {"task": {...noisy variant...}, "n_flipped", "estimators": {label: detection},
                              "not_applicable": {label: why} (e.g. a constant self-influence: no AUC),

@@ -31,6 +31,7 @@ from tdabench.results import git_hash, now_iso
 from tdabench.selection import EstimatorRequest
 from tdabench.task import build_context, find_spec
 from tdabench.task.context import load_task_data
+from tdabench.task.device import context_on, resolve_device
 from tdabench.task.data import Dataset
 from tdabench.task.spec import TaskSpec
 
@@ -74,19 +75,21 @@ def run_downstream(options: DownstreamOptions) -> dict[str, Any]:
     labels = [r.label for r, _ in made]
     errors: Errors = {}
     cost: dict[str, float] = {}
+    device = resolve_device(options.device)
     with shown(options.progress):
         with timed(cost, "final_model_checks_s"):
-            ctx = build_context(spec, options.cache_dir, data=data)
+            ctx = context_on(build_context(spec, options.cache_dir, data=data), device)
             checks = final_model_checks(ctx, made, options, errors)
         if noisy is not None:
             with timed(cost, "mislabel_s"):
-                checks["mislabel"] = mislabel_check(build_context(noisy, options.cache_dir), made, options, errors)
+                nctx = context_on(build_context(noisy, options.cache_dir), device)
+                checks["mislabel"] = mislabel_check(nctx, made, options, errors)
         if planted is not None:
             with timed(cost, "shortcut_s"):
-                checks["shortcut"] = shortcut_check(build_context(planted[0], options.cache_dir, data=planted[1]),
-                                                    made, options, errors)
+                sctx = context_on(build_context(planted[0], options.cache_dir, data=planted[1]), device)
+                checks["shortcut"] = shortcut_check(sctx, made, options, errors)
     return {"schema_version": DOWNSTREAM_SCHEMA_VERSION, "kind": KIND, "tdabench_version": __version__,
-            "git_hash": git_hash(), "date": now_iso(), "task": task_info(spec),
+            "git_hash": git_hash(), "date": now_iso(), "task": task_info(spec), "device": str(device),
             "settings": {**options.settings(), "estimators": labels,
                          "estimator_params": {r.label: recorded_params(e) for r, e in made}},
             "checks": checks, "errors": errors,
