@@ -92,6 +92,11 @@ def test_chosen_settings_are_in_the_notes_and_the_markdown() -> None:
     notes = table_notes(table)
     assert any(n.startswith("if-explicit tuned: damping=100.0 for all horizons; per horizon epoch 1: damping=1000.0, "
                             "epoch 10: damping=10.0") and "3 validation test points" in n for n in notes)
+    assert any(n.startswith("tuned track: validation gold standard 2 s on 3 test points") for n in notes)
+    cached = tuned_results()
+    cached.cost["tuning"]["validation_gold_standard_s"] = 0.0  # every seed was read from the cache
+    (again,) = build_leaderboard([cached], "pearson")
+    assert any("validation gold standard read from the cache" in n for n in table_notes(again))
     readme = leaderboard_markdown([table])
     assert "## Across tasks: mean rank against the removal gold standard, tuned track" in readme
     assert "if-explicit (tuned)" not in readme.split("## toy")[0]  # no tuned rows in the summaries

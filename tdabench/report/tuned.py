@@ -69,7 +69,9 @@ def choice_notes(table: Table) -> list[str]:
                      f"scored ones; search {c.search_s:.3g} s)")
     cost = tuning.cost
     if cost:
-        notes.append(f"tuned track: validation gold standard {cost.get('validation_gold_standard_s', 0):.3g} s on "
+        seconds = cost.get("validation_gold_standard_s", 0)
+        made = f"{seconds:.3g} s" if seconds else "read from the cache (computed by an earlier run)"
+        notes.append(f"tuned track: validation gold standard {made} on "
                      f"{cost.get('n_validation')} test points, shared by every tuned estimator (not in its "
                      "'tuning (s)'); damping is relative to λ_G (mean squared entry of the per-sample training "
                      "gradients) unless damping_relative=false")
