@@ -22,7 +22,7 @@ from tdabench.compare import check_target
 from tdabench.errors import TdabenchError
 from tdabench.estimators.gradients import flat_per_sample_grads
 from tdabench.estimators.layers import gradient_gram, linear_blocks_or_none
-from tdabench.interactions import InteractionOptions, salient_interactions
+from tdabench.interactions import InteractionOptions, read_interactions, salient_interactions, write_interactions
 from tdabench.interactions.salient import coalitions, mobius_matrix
 from tdabench.task import build_context, find_spec
 from tdabench.task.interaction import Interaction, Masker, make_interaction, value_target
@@ -202,6 +202,17 @@ def test_salient_interactions_agree_with_the_target(tmp_path):
         assert magnitudes == sorted(magnitudes, reverse=True)
         state = point["states"][0]
         assert state["sparsity"]["threshold"] == pytest.approx(0.05 * magnitudes[0])
+    # the file: written with its kind and schema version, read back equal; another kind is refused
+    path = write_interactions(payload, tmp_path / "out")
+    assert read_interactions(tmp_path / "out") == read_interactions(path) == json.loads(json.dumps(payload))
+    with pytest.raises(TdabenchError, match="not a tdabench interactions results file"):
+        read_interactions(_write_other_kind(tmp_path / "bad" / "interactions.json"))
+
+
+def _write_other_kind(path):
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema_version": 1, "kind": "tdabench-downstream"}')
+    return path
 
 
 def test_a_linear_model_has_only_first_order_interactions(tmp_path):
@@ -234,7 +245,7 @@ def test_cli_interactions_and_bad_target(tmp_path):
     proc = run("interactions", "--task", str(spec), "--test-index", "0", "--max-order", "1", "--horizons", "1",
                "--out", str(tmp_path / "out"), "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "test point 0" in proc.stdout and json.loads((tmp_path / "out" / "interactions.json").read_text())
+    assert "test point 0" in proc.stdout and read_interactions(tmp_path / "out")["points"]
     proc = run("compare", "--task", str(spec), "--target", "interaction:0,31", "--out", str(tmp_path / "c"))
     assert proc.returncode == 2 and "out of range" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("compare", "--task", str(spec), "--target", "interaction:3,0", "--estimators", "grad-dot",

@@ -1,20 +1,25 @@
-"""interactions.json (schema: salient.SCHEMA_VERSION) and its terminal table."""
+"""interactions.json (schema: salient.SCHEMA_VERSION, kind KIND) and its terminal table."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from tdabench.storage import atomic_write_text
+from tdabench.interactions.salient import KIND, SCHEMA_VERSION
+from tdabench.storage import read_payload, write_payload
+
+FILE_NAME = "interactions.json"
 
 
 def write_interactions(payload: dict[str, Any], out_dir: str | Path) -> Path:
-    """`out_dir/interactions.json` (written atomically); returns its path."""
-    path = Path(out_dir) / "interactions.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=False) + "\n")
-    return path
+    """`out_dir/interactions.json` (written atomically, with its kind and schema version); returns its path."""
+    return write_payload(payload, Path(out_dir) / FILE_NAME, KIND, SCHEMA_VERSION)
+
+
+def read_interactions(path_or_dir: str | Path) -> dict[str, Any]:
+    """The payload of `write_interactions` (a folder: its interactions.json); TdabenchError for another
+    kind of file or schema version."""
+    return read_payload(path_or_dir, FILE_NAME, KIND, SCHEMA_VERSION, "interactions results file")
 
 
 def _players(features: list[int]) -> str:

@@ -36,6 +36,7 @@ from tdabench.truths.further import config_from_spec
 from tdabench.truths.further.vectorized import train_copies
 
 SCHEMA_VERSION = 1  # of interactions.json
+KIND = "tdabench-interactions"
 MAX_COALITIONS = 50_000  # masked inputs per test point
 
 
@@ -145,7 +146,7 @@ def salient_interactions(options: InteractionOptions) -> dict[str, Any]:
     interactions = np.stack([(mobius @ v[:, :-1].T).T for v in values])[..., 1:]  # (1 + H, P, M − 1): S ≠ ∅
     states = [{"name": "final", "horizon": 0}] + [{"name": f"{h} {spec.gold_standard.horizon_unit}(s)", "horizon": h}
                                                   for h in horizons]
-    return {"schema_version": SCHEMA_VERSION, "tdabench_version": __version__, "git_hash": git_hash(),
+    return {"schema_version": SCHEMA_VERSION, "kind": KIND, "tdabench_version": __version__, "git_hash": git_hash(),
             "date": now_iso(), "task": {"name": spec.name, "version": spec.version, "spec_hash": spec.spec_hash},
             "value": "margin" if value_target(spec.objective) == "margin" else "output",
             "baseline": masker.describe(), "max_order": min(options.max_order, d),
