@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 from tdabench.report import build_leaderboard, leaderboard_csv, write_leaderboard
-from tdabench.report.damping_plot import best_damping_csv
+from tdabench.report.damping_plot import best_damping_csv, damping_figure
 from tdabench.report.tables import mean_ranks
 from tdabench.report.text import leaderboard_markdown, summary_grid, table_notes, tuned_summary
 from tdabench.report.tuned import best_damping, rank_change, tuned_ranks, tuned_track
@@ -111,6 +111,20 @@ def test_best_damping_against_one_over_eta_t_by_hand() -> None:
     assert [r["at_grid_edge"] for r in rows] == [True, False]  # 1000 is the largest value searched
     parsed = list(csv.DictReader(io.StringIO(best_damping_csv([table]))))
     assert [float(r["damping"]) for r in parsed] == [r["damping"] for r in rows]
+
+
+def test_the_damping_plot_has_a_panel_per_sgd_task_only() -> None:
+    def further_trained_by(optimizer: str | None, task: str) -> Results:
+        res = tuned_results(task)
+        recipe = {"lr": LR} | ({} if optimizer is None else {"optimizer": optimizer})
+        return dataclasses.replace(res, task=dataclasses.replace(res.task, details={"further_training": recipe}))
+    tables = build_leaderboard([further_trained_by("sgd", "a-sgd"), further_trained_by("adamw", "b-adamw"),
+                                further_trained_by(None, "c-unrecorded")], "pearson")
+    assert [r["optimizer"] for t in tables for r in best_damping(t)] == ["sgd"] * 2 + ["adamw"] * 2 + [None] * 2
+    fig = damping_figure(tables)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert len(titles) == 2 and titles[0].startswith("a-sgd") and titles[1].startswith("c-unrecorded")
+    assert damping_figure([tables[1]]) is None  # AdamW alone: no panel, no figure
 
 
 def test_pages_with_a_tuned_track(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Damping is the horizon (DESIGN.md §4): the damping the tuned track chose per horizon against 1/(ηT).
 
-One panel per task with a tuned track (`tuned.best_damping` rows), log–log: x = 1/(ηT) (η the
+One panel per task further-trained by SGD with a tuned track (`tuned.best_damping` rows; the CSV also
+holds the other optimizers' rows, for which DESIGN.md §4 makes no such prediction), log–log: x = 1/(ηT) (η the
 further-training learning rate, T the horizon in steps), y = the damping chosen on validation test
 points for that horizon, in absolute units; one line per damped estimator (`plots.estimator_style`),
 hollow markers where the choice lies at the edge of the searched grid (the best may lie beyond), and
@@ -22,6 +23,7 @@ from tdabench.report.tuned import BEST_DAMPING_COLUMNS, best_damping
 from tdabench.results import csv_cell
 
 DAMPING_PLOT = "best_damping"  # file stem of the plot and of its CSV
+SGD = ("sgd", None)  # the further-training optimizers whose tables get a panel (None: not recorded)
 
 
 def best_damping_rows(tables: list[Table]) -> list[dict]:
@@ -62,8 +64,10 @@ def _panel(ax: Any, rows: list[dict], title: str) -> None:
 
 
 def damping_figure(tables: list[Table]) -> Any | None:
-    """A Figure with one panel per table that has `best_damping` rows with a known ηT; None if none has."""
-    groups = [(t, [r for r in best_damping(t) if r["one_over_eta_t"] is not None]) for t in tables]
+    """A Figure with one panel per table further-trained by SGD (the rule's optimizer; an unrecorded one
+    counts as SGD) that has `best_damping` rows with a known ηT; None if none has."""
+    groups = [(t, [r for r in best_damping(t) if r["one_over_eta_t"] is not None and r["optimizer"] in SGD])
+              for t in tables]
     groups = [(t, rows) for t, rows in groups if rows]
     if not groups:
         return None

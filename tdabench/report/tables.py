@@ -78,7 +78,8 @@ class Tuning:
     horizon (params differ per cell: read each record's); `choices`: the TunedChoice; `cost`:
     results.cost["tuning"] ({"validation_gold_standard_s", "n_validation", "metric"}); `lr`: the
     further-training learning rate η and `steps_per_epoch` (None for horizons in steps), which turn
-    a horizon into ηT. Each from the newest file of the group that holds it.
+    a horizon into ηT; `optimizer` the further-training optimizer (the 1/(ηT) rule is SGD's). Each
+    from the newest file of the group that holds it.
     """
 
     rows: dict[str, Row]
@@ -87,6 +88,7 @@ class Tuning:
     cost: dict
     lr: float | None
     steps_per_epoch: int | None
+    optimizer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -336,7 +338,7 @@ def _tuning(group: list[Results], metric: str) -> Tuning | None:
     """The group's tuned track (see `Tuning`); None when no file has one."""
     rows: dict[str, dict[str, Row]] = {TUNED_SUFFIX: {}, TUNED_PER_HORIZON_SUFFIX: {}}
     choices: dict[str, TunedChoice] = {}
-    cost, lr, steps = {}, None, None
+    cost, lr, steps, optimizer = {}, None, None, None
     for res in sorted(group, key=_age):  # newer files overwrite older ones
         found: dict[str, list[Record]] = {}
         for r in res.records:
@@ -351,11 +353,12 @@ def _tuning(group: list[Results], metric: str) -> Tuning | None:
         choices |= {c.estimator: c for c in tuned_choices(res.extra)}
         if TUNED_KEY in res.extra:
             cost = dict(res.cost.get("tuning") or {})
-            lr = (res.task.details.get("further_training") or {}).get("lr")
+            recipe = res.task.details.get("further_training") or {}
+            lr, optimizer = recipe.get("lr"), recipe.get("optimizer")
             steps = res.gold_standard.steps_per_epoch
     if not choices and not rows[TUNED_SUFFIX]:
         return None
-    return Tuning(rows[TUNED_SUFFIX], rows[TUNED_PER_HORIZON_SUFFIX], choices, cost, lr, steps)
+    return Tuning(rows[TUNED_SUFFIX], rows[TUNED_PER_HORIZON_SUFFIX], choices, cost, lr, steps, optimizer)
 
 
 def _table(group: list[Results], metric: str) -> Table:

@@ -292,10 +292,11 @@ def _summary_markdown(mode: str, tables: list[Table], tuned: bool) -> list[str]:
 
 
 DAMPING_HEADING = "Damping is the horizon: the tuned damping per horizon against 1/(ηT)"
-DAMPING_NOTE = ("For each damped estimator of each task with a tuned track: the damping chosen on validation "
-                "test points for each horizon (absolute units) against 1/(ηT), η the further-training learning "
-                "rate and T the horizon in steps; DESIGN.md §4 predicts the best damping of an influence "
-                "function falls like 1/(ηT). Data: best_damping.csv.")
+DAMPING_NOTE = ("For each damped estimator of each task further-trained by SGD with a tuned track: the damping "
+                "chosen on validation test points for each horizon (absolute units) against 1/(ηT), η the "
+                "further-training learning rate and T the horizon in steps; DESIGN.md §4 predicts the best damping "
+                "of an influence function falls like 1/(ηT) under SGD. Data: best_damping.csv (every tuned "
+                "task, AdamW ones included, with the optimizer in a column).")
 
 
 def leaderboard_markdown(tables: list[Table], command: str | None = None,

@@ -19,7 +19,8 @@ from tdabench.report.tables import Table, row_order
 from tdabench.results import FITTED_PREFIX, params_json
 
 BEST_DAMPING_COLUMNS = ("task", "estimator", "horizon", "horizon_unit", "steps", "lr", "one_over_eta_t",
-                        "damping", "damping_requested", "damping_relative", "lambda_g", "at_grid_edge", "metric")
+                        "damping", "damping_requested", "damping_relative", "lambda_g", "at_grid_edge", "metric",
+                        "optimizer")
 
 
 def tuned_track(table: Table) -> Table:
@@ -111,5 +112,5 @@ def best_damping(table: Table) -> list[dict]:
                 rec.params.get(f"{FITTED_PREFIX}lambda_g"),
                 bool(grid) and (units is None or rec.params.get("damping_relative") in units)
                 and requested in (min(grid), max(grid)),
-                table.metric))))
+                table.metric, tuning.optimizer))))
     return out
