@@ -14,7 +14,8 @@ from tdabench.errors import TdabenchError
 from tdabench.estimators import ExplicitInfluence, GradCos, GradDot, clone
 from tdabench.estimators.grad_dot import normalize_rows
 from tdabench.estimators.gradients import flat_per_sample_grads, flatten, lambda_g, unflatten
-from tdabench.estimators import dense_curvature
+from tdabench.estimators import damped, dense_curvature
+from tdabench.estimators.curvature import CurvatureOperator
 from tdabench.estimators.influence import gauss_newton_matrix, hessian_matrix
 from tdabench.registry import make_estimator
 from tdabench.task import TaskContext
@@ -84,6 +85,20 @@ def test_if_explicit_logistic_regression_closed_form(tiny_logreg_context, curvat
     assert_close(scores, g_test @ np.linalg.solve(h + top * np.eye(len(h)), g_train.T), 1e-8)
     absolute = ExplicitInfluence(curvature=curvature, damping=1e-3, damping_relative=False)
     assert_close(all_scores(absolute, ctx), g_test @ np.linalg.solve(h + 1e-3 * np.eye(len(h)), g_train.T), 1e-8)
+
+
+def test_lambda_max_is_computed_once_per_context(tiny_logreg_context, monkeypatch):
+    ctx = dataclasses.replace(tiny_logreg_context)  # a fresh context: an empty memo
+    calls = []
+    real = damped.top_eigenvalue
+    monkeypatch.setattr(damped, "top_eigenvalue", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = make_estimator("if-cg").fit(ctx).describe()["lambda_max"]
+    second = make_estimator("kfac", damping=2.0).fit(ctx).describe()["lambda_max"]
+    assert len(calls) == 1 and first == second  # the second estimator read the memo
+    fresh = real(CurvatureOperator(ctx, "gauss-newton", 0.0, 256), damped.POWER_ITERATIONS)
+    assert first == fresh  # the memoised value is the power iteration's own
+    make_estimator("if-cg").fit(dataclasses.replace(ctx))  # another context computes its own
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("fixture", ["tiny_logreg_context", "least_squares_context"])

@@ -101,8 +101,18 @@ def fit_damping(estimator: Any, context: TaskContext) -> tuple[float | None, flo
     `damping_relative` and `batch_size` (see the module docstring)."""
     relative = estimator.damping_relative
     if relative == LAMBDA_MAX:
-        operator = CurvatureOperator(context, "gauss-newton", 0.0, estimator.batch_size)
-        top = top_eigenvalue(operator, POWER_ITERATIONS)
+        top = lambda_max(context, estimator.batch_size)
         return None, top, float(estimator.damping) * top
     lambda_g = training_lambda_g(context, estimator.batch_size) if relative else None
     return lambda_g, None, float(estimator.damping) * (lambda_g if relative else 1.0)
+
+
+def lambda_max(context: TaskContext, batch_size: int = 256) -> float:
+    """λ_max(G) of the training risk at θᶠ (l2 included), by POWER_ITERATIONS steps of power iteration
+    from a fixed seed; memoised on the context per parameter values and batch size, so the damped
+    estimators of one comparison (and the candidates of a sweep) pay for it once."""
+    key = ("lambda_max", batch_size, POWER_ITERATIONS, tuple((id(p), p._version) for p in context.params.values()))
+    if key not in context.memo:
+        operator = CurvatureOperator(context, "gauss-newton", 0.0, batch_size)
+        context.memo[key] = top_eigenvalue(operator, POWER_ITERATIONS)
+    return context.memo[key]
