@@ -41,7 +41,7 @@ def best_damping_csv(tables: list[Table]) -> str:
     return buf.getvalue()
 
 
-def _panel(ax: Any, rows: list[dict], title: str) -> None:
+def _panel(ax: Any, rows: list[dict], title: str, ticker: Any) -> None:
     xs_all = [r["one_over_eta_t"] for r in rows]
     for est in sorted({r["estimator"] for r in rows}):
         mine = sorted((r for r in rows if r["estimator"] == est), key=lambda r: r["one_over_eta_t"])
@@ -56,6 +56,10 @@ def _panel(ax: Any, rows: list[dict], title: str) -> None:
     ax.plot([lo / 2, hi * 2], [lo / 2, hi * 2], color="0.4", linestyle="--", linewidth=1.0, label="damping = 1/(ηT)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # labels at 1 and 3 per decade: readable on a range under one decade
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 3.0)))
+        axis.set_major_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False))
+        axis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("1/(ηT)  (η: further-training learning rate, T: horizon in steps)")
     ax.set_ylabel("best damping on validation points")
     ax.grid(True, color="0.9", linewidth=0.8)
@@ -82,7 +86,7 @@ def damping_figure(tables: list[Table]) -> Any | None:
                 ax.set_visible(False)
                 continue
             table, rows = groups[k]
-            _panel(ax, rows, f"{table.task} ({table.mode}, {rows[0]['metric']})")
+            _panel(ax, rows, f"{table.task} ({table.mode}, {rows[0]['metric']})", mpl.ticker)
         fig.suptitle("Damping chosen per horizon on validation test points vs 1/(ηT)\n"
                      "(DESIGN.md §4; hollow markers: at the edge of the searched grid)", fontsize="medium")
         fig.set_layout_engine("constrained")
