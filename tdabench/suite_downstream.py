@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from tdabench.compare import recorded_params
 from tdabench.downstream.options import DownstreamOptions, fitting_checks, task_mismatch
 from tdabench.downstream.results import FILE_NAME, read_downstream, write_downstream
 from tdabench.downstream.run import prepare, run_downstream
-from tdabench.compare import recorded_params
 from tdabench.errors import SpecError, TdabenchError
 from tdabench.registry import make_estimator
 from tdabench.selection import parse_estimators
