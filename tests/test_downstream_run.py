@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from tdabench.cli import main
 from tdabench.downstream.mislabel import constant_reason
 from tdabench.downstream.options import DownstreamOptions, retrain_size
 from tdabench.downstream.run import run_downstream
+from tdabench.errors import TdabenchError
 from tdabench.selection import parse_estimators
 
 from device_helpers import DEVICES
 from gold_helpers import write_small_spec
-from tdabench.cli import main
-from tdabench.errors import TdabenchError
 
 
 
