@@ -113,7 +113,7 @@ def lambda_max(context: TaskContext, batch_size: int = 256) -> float:
     """λ_max(G) of the training risk at θᶠ (l2 included), by POWER_ITERATIONS steps of power iteration
     from a fixed seed; memoised on the context per parameter values and batch size, so the damped
     estimators of one comparison (and the candidates of a sweep) pay for it once."""
-    key = ("lambda_max", batch_size, POWER_ITERATIONS, tuple((id(p), p._version) for p in context.params.values()))
+    key = ("lambda_max", batch_size, POWER_ITERATIONS, context.params_state())
     if key not in context.memo:
         operator = CurvatureOperator(context, "gauss-newton", 0.0, batch_size)
         context.memo[key] = top_eigenvalue(operator, POWER_ITERATIONS)

@@ -138,7 +138,7 @@ def curvature_matrix(context: TaskContext, curvature: str, batch_size: int = 256
         lambda: gauss_newton_matrix(context, batch_size))
     if context.n_params > MEMO_UP_TO:
         return build()
-    key = ("curvature_matrix", curvature, tuple((id(p), p._version) for p in context.params.values()))
+    key = ("curvature_matrix", curvature, context.params_state())
     if key not in context.memo:
         context.memo[key] = build()
     return context.memo[key].clone()

@@ -69,9 +69,15 @@ class TaskContext:
     probe: Probe | None = None  # the frozen concept probe of a 'probe:LAYER' target
     init_model: Callable[[], nn.Module] | None = field(default=None, repr=False, compare=False)
     interaction: Interaction | None = None  # the S, baseline and v of an 'interaction:S' target
-    # What estimators compute once per context and share (dense_curvature.curvature_matrix); a
+    # What estimators compute once per context and share (dense_curvature.curvature_matrix,
+    # damped.lambda_max), keyed with `params_state()`; a
     # context made by dataclasses.replace starts empty.
     memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def params_state(self) -> tuple:
+        """The identity and in-place version of each parameter tensor: part of every `memo` key, so
+        that a value memoised for these parameters is not reused once one of them has changed."""
+        return tuple((id(p), p._version) for p in self.params.values())
 
     @property
     def train(self) -> Split:
