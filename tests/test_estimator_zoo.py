@@ -74,7 +74,7 @@ def test_curvature_operator_dense_equals_matrix_free(tiny_mlp_context, curvature
     dense = CurvatureOperator(tiny_mlp_context, curvature, damping=0.3, batch_size=7)
     free = CurvatureOperator(tiny_mlp_context, curvature, damping=0.3, batch_size=7, dense_up_to=0)
     generic = CurvatureOperator(tiny_mlp_context, curvature, damping=0.3, batch_size=7, dense_up_to=0,
-                                structured=False)  # the vmapped path, not the MLP's GEMMs
+                                structured=False, jacobian_up_to=0)  # the vmapped path, not the MLP's GEMMs
     assert_close(dense.matvec(vectors).numpy(), free.matvec(vectors).numpy(), 1e-12)
     assert_close(dense.matvec(vectors).numpy(), generic.matvec(vectors).numpy(), 1e-12)
     assert dense._dense is not None and free._dense is None

@@ -6,7 +6,9 @@ float64, where C is the Hessian of the training risk R(θ) = mean_i ℓ(z_i; θ)
 M_i = ∇²_out ℓ_i, J_i = ∂outputs_i/∂θ). Products are exact: forward-over-reverse (Hessian) or
 jvp → M → vjp (Gauss–Newton), vmapped over the k vectors and accumulated over training batches;
 Linear stacks (`mlp_hessian.mlp_layers`) take Pearlmutter's R-operator as batched GEMMs instead
-(`mlp_products`; `structured=False` keeps them on the generic path).
+(`mlp_products`; `structured=False` keeps them on the generic path). Other models' Gauss–Newton
+products go through the stored output Jacobian of the training set when it takes at most
+`jacobian_up_to` bytes (`output_jacobian`: two GEMMs per product; 0 keeps them matrix-free).
 For small models (P <= `dense_up_to`) C is built once as an explicit matrix (`dense_curvature`) and
 later calls are a matmul: same numbers up to rounding, and far cheaper for the many products of CG,
 LiSSA and Lanczos. On mnist-cnn (P = 2,202, 1,000 images) one matrix-free Hessian product of 100
@@ -31,6 +33,7 @@ from tdabench.estimators.dense_curvature import CURVATURES, MEMO_UP_TO, curvatur
 from tdabench.estimators.gradients import as_float64, flatten, unflatten
 from tdabench.estimators.mlp_hessian import mlp_layers
 from tdabench.estimators.mlp_products import BatchFactors, mlp_factors, mlp_products
+from tdabench.estimators.output_jacobian import JACOBIAN_BYTES, OutputJacobian, jacobian_nbytes, output_jacobian
 from tdabench.progress import bar
 from tdabench.task.context import TaskContext
 
@@ -46,6 +49,7 @@ class CurvatureOperator:
     batch_size: int = 256
     dense_up_to: int = MEMO_UP_TO  # models with at most this many parameters build C once, then matmul
     structured: bool = True  # Linear stacks: products by GEMMs (`mlp_products`); False: generic vmap path
+    jacobian_up_to: int = JACOBIAN_BYTES  # Gauss-Newton of other models: through a stored J of at most these bytes
     n_products: int = field(default=0, init=False)  # vectors multiplied so far (for cost reports)
     _dense: torch.Tensor | None = field(default=None, init=False, repr=False)
     _factors: dict[tuple[int, int], BatchFactors] = field(default_factory=dict, init=False, repr=False)  # whole-set batches
@@ -55,6 +59,8 @@ class CurvatureOperator:
             raise TdabenchError(f"curvature must be one of {', '.join(CURVATURES)}, got {self.curvature!r}")
         self.params_, self.x_, self.y_ = as_float64(self.context, self.context.train.x, self.context.train.y)
         self.layers_ = mlp_layers(self.context) if self.structured else None
+        self.uses_jacobian_ = (self.curvature == "gauss-newton" and self.layers_ is None
+                               and jacobian_nbytes(self.context, self._n_outputs()) <= self.jacobian_up_to)
 
     @property
     def dim(self) -> int:
@@ -70,6 +76,8 @@ class CurvatureOperator:
         self.n_products += len(vectors)
         if rows is None and self.dim <= self.dense_up_to:
             out = vectors @ self.dense()  # C is symmetric
+        elif self.uses_jacobian_:
+            out = self.output_jacobian().gauss_newton_products(vectors, rows)
         else:
             x, y = (self.x_, self.y_) if rows is None else (self.x_[rows], self.y_[rows])
             out = self._products(vectors, x, y, whole=rows is None)
@@ -81,6 +89,15 @@ class CurvatureOperator:
             self._dense = curvature_matrix(self.context, self.curvature, self.batch_size)
             self._dense.diagonal().sub_(self.context.l2)
         return self._dense
+
+    def output_jacobian(self) -> OutputJacobian:
+        """J and M of the training set (`output_jacobian`), shared through the context's memo."""
+        return output_jacobian(self.context, self.params_, self.x_, self.y_, self.batch_size)
+
+    def _n_outputs(self) -> int:
+        """C, the number of model outputs per example (one forward pass on the first example)."""
+        with torch.no_grad():
+            return int(self.context.outputs(self.params_, self.x_[:1]).shape[1])
 
     def _products(self, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor, whole: bool = False) -> torch.Tensor:
         """(mean over the examples (x, y) of the per-example curvature) V, matrix-free, in batches.

@@ -25,10 +25,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.func import grad, hessian, jacrev, jvp, vmap
+from torch.func import grad, jvp, vmap
 
 from tdabench.estimators.gradients import Tensors, as_float64, flatten
 from tdabench.estimators.mlp_hessian import mlp_curvature, mlp_layers
+from tdabench.estimators.output_jacobian import jacobian_batches
 from tdabench.progress import bar
 from tdabench.task.context import TaskContext
 
@@ -113,19 +114,12 @@ def gauss_newton_matrix(context: TaskContext, batch_size: int = 256, structured:
     if layers is not None:
         return mlp_curvature(context, layers, max(batch_size, MLP_BATCH), gauss_newton=True)
     params, x, y = as_float64(context, context.train.x, context.train.y)
-    loss_of_out = context.output_loss
-    jac = vmap(jacrev(lambda p, xi: context.outputs(p, xi.unsqueeze(0))[0]), in_dims=(None, 0))
-    out_hess = vmap(hessian(lambda out, yi: loss_of_out(out.unsqueeze(0), yi.unsqueeze(0))[0]))
     n_params, n = sum(p.numel() for p in params.values()), len(x)
     total = torch.zeros(n_params, n_params, dtype=torch.float64, device=context.device)
     with bar(n, "Gauss-Newton matrix", "example") as examples:
-        for lo in range(0, n, batch_size):
-            xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
-            outputs = context.outputs(params, xb)
-            j = torch.cat([g.reshape(*outputs.shape, -1) for g in jac(params, xb).values()], dim=2)  # (b, C, P)
-            mj = out_hess(outputs, yb) @ j
-            total.addmm_(j.reshape(-1, n_params).T, mj.reshape(-1, n_params))
-            examples.update(len(xb))
+        for j, m in jacobian_batches(context, params, x, y, batch_size):  # (b, C, P), (b, C, C)
+            total.addmm_(j.reshape(-1, n_params).T, (m @ j).reshape(-1, n_params))
+            examples.update(len(j))
     total /= n
     total.diagonal().add_(context.l2)
     return total
