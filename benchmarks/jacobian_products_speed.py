@@ -29,9 +29,10 @@ from tdabench.task import build_context, find_spec
 RESULTS = Path(__file__).parent / "results"
 
 
-def timed(fn):
+def timed(fn, *args):
+    """fn(*args) and the seconds it took."""
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return out, time.perf_counter() - start
 
 
@@ -43,8 +44,8 @@ def products(ctx, ks: list[int]) -> dict:
     print(f"J {tuple(held.jacobian.shape)} ({rows['jacobian_gb']} GB) built in {build_s:.1f} s", flush=True)
     for k in ks:
         vectors = torch.randn(k, ctx.n_params, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
-        expected, free_s = timed(lambda: free.matvec(vectors))
-        actual, stored_s = timed(lambda: stored.matvec(vectors))
+        expected, free_s = timed(free.matvec, vectors)
+        actual, stored_s = timed(stored.matvec, vectors)
         diff = float((actual - expected).abs().max() / expected.abs().max())
         rows["products"].append({"vectors": k, "matrix_free_s": round(free_s, 3), "stored_jacobian_s": round(stored_s, 3),
                                  "speedup": round(free_s / stored_s, 1), "max_rel_diff": diff})
@@ -60,8 +61,8 @@ def estimators(ctx, names: list[str]) -> list[dict]:
     out = []
     for request in (r for name in names for r in parse_estimators(name)):
         name = request.label
-        estimator, fit_s = timed(lambda: make_estimator(request.name, **request.params).fit(ctx))
-        _, score_s = timed(lambda: estimator.score(test_idx, train_idx))
+        estimator, fit_s = timed(make_estimator(request.name, **request.params).fit, ctx)
+        _, score_s = timed(estimator.score, test_idx, train_idx)
         out.append({"estimator": name, "fit_s": round(fit_s, 1), "score_s": round(score_s, 1),
                     "shape": [len(test_idx), len(train_idx)]})
         print(f"{name}: fit {fit_s:.1f} s, score {len(test_idx)}x{len(train_idx)} {score_s:.1f} s", flush=True)

@@ -10,8 +10,8 @@ context for older parameter values, or of another context), so a re-initialised 
 second task never holds a second multi-GB Jacobian beside the first. A product
 is then two GEMMs, 4·n·C·P·k flops, instead of k forward-and-backward passes through the model: the
 same numbers up to rounding as the matrix-free jvp → M → vjp products of `curvature`.
-rt-bert-tiny (P = 230,402, 1,500 snippets, C = 2): J is 5.5 GB; see benchmarks/ for the measured
-speed-up.
+rt-bert-tiny (P = 230,402, 1,500 snippets, C = 2): J is 5.5 GB, built in 38 s on 2 cores; one
+product of 50 vectors 3.2 s against 253 s matrix-free (benchmarks/jacobian_products_speed.py).
 """
 
 from __future__ import annotations
