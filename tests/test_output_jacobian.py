@@ -40,24 +40,29 @@ def test_jacobian_products_equal_matrix_free_and_explicit(tiny_cnn_context):
 
 
 def test_jacobian_shape_and_rows_by_hand(tiny_logreg_context):
-    """Logistic regression with 2 logits: J_i = [x_i 1] on each logit's block, so J is known without
-    differentiation; a one-row product is J_iᵀ M_i J_i V with M_i = diag(p) − p pᵀ."""
+    """Logistic regression with 2 logits, o = W x + b: ∂o_c/∂W[c, :] = x, ∂o_c/∂b[c] = 1 and 0 on the
+    other logit's parameters, so J is known without differentiation; M_i = diag(p) − p pᵀ; a one-row
+    product is J_iᵀ M_i J_i V."""
     ctx = fresh(tiny_logreg_context)
-    operator = CurvatureOperator(ctx, "gauss-newton", dense_up_to=0)
-    held = operator.output_jacobian()
-    n, c, p = held.jacobian.shape
-    assert (n, c, p) == (len(ctx.train), 2, ctx.n_params)
+    assert [tuple(v.shape) for v in ctx.params.values()] == [(2, 30), (2,)]  # flat order: W (row-major), b
+    held = CurvatureOperator(ctx, "gauss-newton", dense_up_to=0).output_jacobian()
+    assert tuple(held.jacobian.shape) == (len(ctx.train), 2, ctx.n_params)
     x = ctx.train.x[3].double()
+    by_hand = torch.zeros(2, ctx.n_params, dtype=torch.float64)
+    for c in range(2):
+        by_hand[c, 30 * c:30 * (c + 1)] = x
+        by_hand[c, 60 + c] = 1.0
+    assert_close(held.jacobian[3].numpy(), by_hand.numpy(), 1e-12)
     probs = torch.softmax(ctx.outputs({k: v.double() for k, v in ctx.params.items()}, x[None])[0], 0)
-    assert_close(held.output_hessian[3].numpy(), (torch.diag(probs) - torch.outer(probs, probs)).numpy(), 1e-12)
+    m = torch.diag(probs) - torch.outer(probs, probs)
+    assert_close(held.output_hessian[3].numpy(), m.numpy(), 1e-12)
     v = vectors_for(ctx, 2)
-    j3 = held.jacobian[3]
-    expected = (v @ j3.T) @ held.output_hessian[3] @ j3
+    expected = (v @ by_hand.T) @ m @ by_hand
     assert_close(held.gauss_newton_products(v, torch.tensor([3])).numpy(), expected.numpy(), 1e-12)
 
 
 def test_one_jacobian_per_context_and_rebuilt_when_parameters_change(tiny_cnn_context, monkeypatch):
-    """Two operators and CG on one context build J once; an in-place change of θᶠ builds a new one in
+    """Two operators on one context build J once; an in-place change of θᶠ builds a new one in
     place of the old (the memo never holds two)."""
     ctx = fresh(tiny_cnn_context)
     builds = []
