@@ -33,7 +33,8 @@ from tdabench.estimators.dense_curvature import CURVATURES, MEMO_UP_TO, curvatur
 from tdabench.estimators.gradients import as_float64, flatten, unflatten
 from tdabench.estimators.mlp_hessian import mlp_layers
 from tdabench.estimators.mlp_products import BatchFactors, mlp_factors, mlp_products
-from tdabench.estimators.output_jacobian import JACOBIAN_BYTES, OutputJacobian, jacobian_nbytes, output_jacobian
+from tdabench.estimators.output_jacobian import (JACOBIAN_BYTES, OutputJacobian, count_outputs, jacobian_nbytes,
+                                                 output_jacobian)
 from tdabench.progress import bar
 from tdabench.task.context import TaskContext
 
@@ -60,7 +61,8 @@ class CurvatureOperator:
         self.params_, self.x_, self.y_ = as_float64(self.context, self.context.train.x, self.context.train.y)
         self.layers_ = mlp_layers(self.context) if self.structured else None
         self.uses_jacobian_ = (self.curvature == "gauss-newton" and self.layers_ is None
-                               and jacobian_nbytes(self.context, self._n_outputs()) <= self.jacobian_up_to)
+                               and jacobian_nbytes(self.context, count_outputs(self.context, self.params_, self.x_))
+                               <= self.jacobian_up_to)
 
     @property
     def dim(self) -> int:
@@ -93,11 +95,6 @@ class CurvatureOperator:
     def output_jacobian(self) -> OutputJacobian:
         """J and M of the training set (`output_jacobian`), shared through the context's memo."""
         return output_jacobian(self.context, self.params_, self.x_, self.y_, self.batch_size)
-
-    def _n_outputs(self) -> int:
-        """C, the number of model outputs per example (one forward pass on the first example)."""
-        with torch.no_grad():
-            return int(self.context.outputs(self.params_, self.x_[:1]).shape[1])
 
     def _products(self, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor, whole: bool = False) -> torch.Tensor:
         """(mean over the examples (x, y) of the per-example curvature) V, matrix-free, in batches.

@@ -63,6 +63,12 @@ def jacobian_batches(context: TaskContext, params: Tensors, x: torch.Tensor, y: 
         yield j, out_hess(outputs, yb)
 
 
+def count_outputs(context: TaskContext, params: Tensors, x: torch.Tensor) -> int:
+    """C, the number of model outputs per example (one forward pass on the first example of x)."""
+    with torch.no_grad():
+        return int(context.outputs(params, x[:1]).shape[1])
+
+
 def jacobian_nbytes(context: TaskContext, n_outputs: int) -> int:
     """Bytes of the float64 training Jacobian (n, C, P)."""
     return 8 * len(context.train) * n_outputs * context.n_params
@@ -93,7 +99,7 @@ def drop_held_jacobian() -> None:
 def build_output_jacobian(context: TaskContext, params: Tensors, x: torch.Tensor, y: torch.Tensor,
                           batch_size: int) -> OutputJacobian:
     """J (n, C, P) and M (n, C, C) of (x, y), filled batch by batch into preallocated tensors."""
-    n_outputs = context.outputs(params, x[:1]).shape[1]
+    n_outputs = count_outputs(context, params, x)
     device = next(iter(params.values())).device
     jacobian = torch.empty(len(x), n_outputs, context.n_params, dtype=torch.float64, device=device)
     output_hessian = torch.empty(len(x), n_outputs, n_outputs, dtype=torch.float64, device=device)
